@@ -1,0 +1,112 @@
+"""The ``asru-lens`` command. Every command that prints a table also takes ``--json``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def _table(rows: list[tuple], header: tuple) -> str:
+    rows = [tuple(str(c) for c in r) for r in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def _fmt(v) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def cmd_organism_build(args) -> int:
+    from asru_lens.load import ORGANISM_DIR
+    from asru_lens.organism.train import OrganismConfig, save_organism, train_organism
+
+    cfg = OrganismConfig(seed=args.seed) if args.steps is None else OrganismConfig(seed=args.seed, steps=args.steps)
+    t0 = time.time()
+    model, processor, world, log = train_organism(cfg, progress=not args.json)
+    tail = log["loss"][-50:]
+    meta = {"config": log["config"], "train_seconds": round(log["seconds"], 1),
+            "final_loss": round(sum(tail) / len(tail), 4)}
+    out = save_organism(model, processor, args.out or ORGANISM_DIR, meta)
+    info = {"out": str(out), "seconds": round(time.time() - t0, 1), "steps": cfg.steps,
+            "final_loss": meta["final_loss"]}
+    print(json.dumps(info) if args.json else _table(list(info.items()), ("key", "value")))
+    return 0
+
+
+def cmd_organism_eval(args) -> int:
+    from asru_lens.load import load
+    from asru_lens.organism.evaluate import THRESHOLDS, check, evaluate_organism
+    from asru_lens.organism.mllmu import world_dir
+
+    lens = load(args.model)
+    res = evaluate_organism(lens, args.data or world_dir(), progress=not args.json)
+    ok = check(res)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        rows = [(k, _fmt(res[k]), f"{op} {b:,}" if isinstance(b, int) else f"{op} {b}", "ok" if ok[k] else "FAIL",
+                 meaning) for k, (op, b, meaning) in THRESHOLDS.items()]
+        print(_table(rows, ("key", "value", "target", "", "meaning")))
+    return 0 if all(ok.values()) or not args.strict else 1
+
+
+def cmd_organism_portraits(args) -> int:
+    from asru_lens.atomic import atomic_write_bytes
+    from asru_lens.organism import mllmu
+    from asru_lens.organism.portraits import contact_sheet
+    from asru_lens.organism.world import build_world
+
+    world = build_world(args.seed)
+    rows = [[mllmu.photo(world, p.face, p.id, k) for k in range(args.photos)] for p in world.people[:args.people]]
+    buf = __import__("io").BytesIO()
+    contact_sheet(rows).save(buf, format="PNG")
+    atomic_write_bytes(args.out, buf.getvalue())
+    names = [p.name for p in world.people[:args.people]]
+    print(json.dumps({"out": args.out, "people": names}) if args.json else f"wrote {args.out}: {', '.join(names)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asru-lens", description="Probe, steer and unlearn Qwen3-VL (ASRU).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    org = sub.add_parser("organism", help="build or evaluate the tiny Qwen3-VL model organism")
+    osub = org.add_subparsers(dest="action", required=True)
+    b = osub.add_parser("build", help="train the organism from its seed and save it (default: the shipped copy)")
+    b.add_argument("--out", help="folder to save into (default: the package's organism/checkpoint)")
+    b.add_argument("--steps", type=int, help="training steps (default: the OrganismConfig value)")
+    b.add_argument("--seed", type=int, default=42)
+    b.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    b.set_defaults(func=cmd_organism_build)
+    e = osub.add_parser("eval", help="measure the organism's quality table")
+    e.add_argument("--model", help="model folder or Hub id (default: the shipped organism)")
+    e.add_argument("--data", help="world folder in MLLMU layout (default: the organism's world, built on demand)")
+    e.add_argument("--strict", action="store_true", help="exit 1 when a threshold is missed")
+    e.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    e.set_defaults(func=cmd_organism_eval)
+    s = osub.add_parser("portraits", help="draw a contact sheet: one row per person, one column per photo")
+    s.add_argument("--out", default="figures/organism_portraits.png")
+    s.add_argument("--people", type=int, default=4)
+    s.add_argument("--photos", type=int, default=6)
+    s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--json", action="store_true", help="print JSON instead of text")
+    s.set_defaults(func=cmd_organism_portraits)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from asru_lens.data import DataError
+    from asru_lens.load import ModelLoadError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ModelLoadError, DataError, ValueError) as e:
+        print(f"asru-lens: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

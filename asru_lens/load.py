@@ -1,0 +1,157 @@
+"""``asru_lens.load``: the organism or a real Qwen3-VL, as one ``Lens`` object.
+
+A Lens holds the HF model, its processor and an nnsight wrapper over the *same*
+model object, plus the few helpers every stage needs: chat prompts with images,
+the decoder layers, the post-instruction token positions and batched greedy
+generation.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+ORGANISM_DIR = Path(__file__).parent / "organism" / "checkpoint"
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded; the message says what was tried and how to fix it."""
+
+
+@dataclass
+class Lens:
+    model: torch.nn.Module
+    processor: object
+    name: str = "organism"
+    _nn: object = field(default=None, repr=False)
+
+    # -- structure -------------------------------------------------------------------------------------------
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    @property
+    def layers(self) -> list[torch.nn.Module]:
+        """The language model's decoder layers, ``model.model.language_model.layers``."""
+        return list(self.model.model.language_model.layers)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.model.model.language_model.layers)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def nn(self):
+        """nnsight ``TransformersModel`` wrapping this very model (built on first use)."""
+        if self._nn is None:
+            from nnsight.modeling.transformers import TransformersModel
+            self._nn = TransformersModel(self.model, task="image-text-to-text", processor=self.processor,
+                                         tokenizer=self.processor.tokenizer)
+        return self._nn
+
+    # -- prompts ---------------------------------------------------------------------------------------------
+    @staticmethod
+    def messages(question: str, image=None) -> list[dict]:
+        content = ([{"type": "image"}] if image is not None else []) + [{"type": "text", "text": question}]
+        return [{"role": "user", "content": content}]
+
+    def prompt(self, question: str, image=None) -> str:
+        """The chat-template prompt string, ending with the assistant header."""
+        return self.processor.apply_chat_template(self.messages(question, image), add_generation_prompt=True,
+                                                  tokenize=False)
+
+    def encode(self, questions: list[str], images: list | None = None):
+        """Left-padded processor batch for ``questions``; ``images`` may hold None for text-only prompts."""
+        if not questions:
+            raise ValueError("encode() got an empty list of questions; pass at least one prompt.")
+        images = images if images is not None else [None] * len(questions)
+        if len(images) != len(questions):
+            raise ValueError(f"got {len(questions)} questions but {len(images)} images; pass one image "
+                             f"(or None) per question.")
+        texts = [self.prompt(q, im) for q, im in zip(questions, images)]
+        imgs = [im for im in images if im is not None]
+        self.tokenizer.padding_side = "left"
+        enc = self.processor(text=texts, images=imgs or None, return_tensors="pt", padding=True)
+        return enc.to(self.device)
+
+    def post_instruction_tokens(self) -> list[str]:
+        """Template tokens after the user's text (``<|im_end|>\\n<|im_start|>assistant\\n`` on Qwen)."""
+        marker = "XYZMARKER"
+        text = self.prompt(marker)
+        suffix = text[text.index(marker) + len(marker):]
+        ids = self.tokenizer(suffix, add_special_tokens=False)["input_ids"]
+        return self.tokenizer.convert_ids_to_tokens(ids)
+
+    def post_instruction_positions(self) -> list[int]:
+        """Negative offsets of the post-instruction tokens; with left padding they index every row."""
+        n = len(self.post_instruction_tokens())
+        return list(range(-n, 0))
+
+    # -- generation ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, questions: list[str], images: list | None = None, max_new_tokens: int = 32,
+                 batch_size: int = 64, progress: bool = False, desc: str = "generate") -> list[str]:
+        """Greedy answers, decoded without special tokens."""
+        images = images if images is not None else [None] * len(questions)
+        out = []
+        for i in tqdm(range(0, len(questions), batch_size), desc=desc, disable=not progress, leave=False):
+            enc = self.encode(questions[i:i + batch_size], images[i:i + batch_size])
+            ids = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                      pad_token_id=self.tokenizer.pad_token_id)
+            out += self.tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        return [o.strip() for o in out]
+
+
+def _looks_local(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or os.path.exists(os.path.expanduser(name))
+
+
+def load(model: str | os.PathLike | None = None, *, dtype: str | torch.dtype | None = None,
+         device_map: str | dict | None = None, device: str | None = None) -> Lens:
+    """Load the shipped organism (``model=None``) or a Qwen3-VL by local path or Hub id.
+
+    ``dtype`` ("float32", "bfloat16", "auto", ...) and ``device_map`` go to ``from_pretrained``;
+    ``device`` moves the model afterwards when no ``device_map`` is given.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    if model is None:
+        path = ORGANISM_DIR
+        if not (path / "model.safetensors").exists():
+            raise ModelLoadError(f"the shipped organism checkpoint is missing from {path}. "
+                                 f"Rebuild it with `asru-lens organism build`, or reinstall asru_lens.")
+        name, where = "organism", str(path)
+    else:
+        name = where = str(model)
+        if _looks_local(where):
+            where = os.path.expanduser(where)
+            if not os.path.isdir(where) or not os.path.exists(os.path.join(where, "config.json")):
+                raise ModelLoadError(f"model path {where!r} is not a folder with a config.json. Pass the folder "
+                                     f"that save_pretrained wrote, or a Hub id such as Qwen/Qwen3-VL-2B-Instruct.")
+    kwargs = {}
+    if dtype is not None:
+        kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    try:
+        processor = AutoProcessor.from_pretrained(where)
+        hf = AutoModelForImageTextToText.from_pretrained(where, **kwargs)
+    except (OSError, ValueError, EnvironmentError) as e:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        raise ModelLoadError(
+            f"could not load model {name!r}: tried it as a local folder ({where!r} "
+            f"{'exists' if os.path.isdir(where) else 'does not exist'}) and as a Hugging Face Hub id "
+            f"({'offline mode' if offline else 'the Hub or its local cache'}). "
+            f"Fix: download the weights on a machine with network access (e.g. `hf download {name}`) and pass "
+            f"the local folder, or check the spelling. Cause: {type(e).__name__}: {str(e).splitlines()[0][:300]}"
+        ) from None
+    if device is not None and device_map is None:
+        hf = hf.to(device)
+    hf.eval()
+    return Lens(hf, processor, name)

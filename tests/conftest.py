@@ -1,0 +1,30 @@
+import os
+
+import pytest
+
+# No test may reach the Hub: set before transformers/huggingface_hub are imported.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# The world is cached per test session in a temp folder, never in the user's home.
+@pytest.fixture(scope="session", autouse=True)
+def _cache(tmp_path_factory):
+    os.environ["ASRU_LENS_CACHE"] = str(tmp_path_factory.mktemp("asru_cache"))
+    yield
+
+
+@pytest.fixture(scope="session")
+def world():
+    from asru_lens.organism.world import build_world
+    return build_world()
+
+
+@pytest.fixture(scope="session")
+def world_folder(_cache):
+    from asru_lens.organism.mllmu import world_dir
+    return world_dir()
+
+
+@pytest.fixture(scope="session")
+def organism():
+    import asru_lens
+    return asru_lens.load()
