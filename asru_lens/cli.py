@@ -35,6 +35,22 @@ def cmd_organism_build(args) -> int:
     return 0
 
 
+def _record(model: str | None, res: dict) -> None:
+    """Store ``res`` as the "eval" entry of the model folder's organism.json (written atomically)."""
+    from pathlib import Path
+
+    from asru_lens.atomic import atomic_write_text
+    from asru_lens.load import ORGANISM_DIR
+
+    folder = Path(model) if model else Path(ORGANISM_DIR)
+    if not folder.is_dir():
+        raise ValueError(f"--record needs a local model folder; {folder} is not one")
+    meta_path = folder / "organism.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta["eval"] = res
+    atomic_write_text(meta_path, json.dumps(meta, indent=1))
+
+
 def cmd_organism_eval(args) -> int:
     from asru_lens.load import load
     from asru_lens.organism.evaluate import THRESHOLDS, check, evaluate_organism
@@ -43,6 +59,8 @@ def cmd_organism_eval(args) -> int:
     lens = load(args.model)
     res = evaluate_organism(lens, args.data or world_dir(), progress=not args.json)
     ok = check(res)
+    if args.record:
+        _record(args.model, res)
     if args.json:
         print(json.dumps(res))
     else:
@@ -84,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", help="model folder or Hub id (default: the shipped organism)")
     e.add_argument("--data", help="world folder in MLLMU layout (default: the organism's world, built on demand)")
     e.add_argument("--strict", action="store_true", help="exit 1 when a threshold is missed")
+    e.add_argument("--record", action="store_true", help="store the results in the model folder's organism.json")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     e.set_defaults(func=cmd_organism_eval)
     s = osub.add_parser("portraits", help="draw a contact sheet: one row per person, one column per photo")

@@ -70,6 +70,7 @@ def draw_portrait(identity: dict, rng: np.random.Generator, background: str | No
     hair = _rgb(identity["hair_colour"], _RGB_HAIR)
     skin = _rgb(identity["skin"])
     shirt = _rgb(identity["shirt_colour"])
+    ink = (35, 25, 20)  # outlines keep the hair's shape visible when its colour matches the background
     fw, fh = {"round": (13, 14), "oval": (11, 15), "long": (10, 17), "square": (13, 15)}[identity["face_shape"]]
 
     # shoulders and shirt
@@ -77,30 +78,30 @@ def draw_portrait(identity: dict, rng: np.random.Generator, background: str | No
     # hair behind the head
     style = identity["hair_style"]
     if style == "long":
-        d.rectangle(box(-fw - 3, -fh + 2, fw + 3, fh + 6), fill=hair)
+        d.rectangle(box(-fw - 3, -fh + 2, fw + 3, fh + 6), fill=hair, outline=ink, width=s)
     if style == "bun":
-        d.ellipse(box(-6, -fh - 11, 6, -fh + 1), fill=hair)
+        d.ellipse(box(-6, -fh - 11, 6, -fh + 1), fill=hair, outline=ink, width=s)
     if style == "curly":
         for k in range(-2, 3):
-            d.ellipse(box(k * 6 - 6, -fh - 6, k * 6 + 6, -fh + 6), fill=hair)
+            d.ellipse(box(k * 6 - 6, -fh - 6, k * 6 + 6, -fh + 6), fill=hair, outline=ink, width=s)
     # neck and face
-    d.rectangle(box(-4, fh - 4, 4, fh + 6), fill=skin)
+    d.rectangle(box(-4, fh - 4, 4, fh + 6), fill=skin, outline=ink, width=s)
     if identity["face_shape"] == "square":
-        d.rounded_rectangle(box(-fw, -fh, fw, fh), radius=5 * s, fill=skin)
+        d.rounded_rectangle(box(-fw, -fh, fw, fh), radius=5 * s, fill=skin, outline=ink, width=s)
     else:
-        d.ellipse(box(-fw, -fh, fw, fh), fill=skin)
+        d.ellipse(box(-fw, -fh, fw, fh), fill=skin, outline=ink, width=s)
     # hair on top
     if style in ("short", "long", "bun", "curly"):
-        d.chord(box(-fw - 1, -fh - 2, fw + 1, fh * 0.4), 180, 360, fill=hair)
+        d.chord(box(-fw - 1, -fh - 2, fw + 1, fh * 0.4), 180, 360, fill=hair, outline=ink, width=s)
     elif style == "spiky":
         for k in range(-3, 4):
             x = k * fw / 3.5
             d.polygon([tuple(box(x - 3, -fh + 4, 0, 0)[:2]), tuple(box(x, -fh - 8, 0, 0)[:2]),
-                       tuple(box(x + 3, -fh + 4, 0, 0)[:2])], fill=hair)
-        d.chord(box(-fw, -fh, fw, fh * 0.2), 180, 360, fill=hair)
+                       tuple(box(x + 3, -fh + 4, 0, 0)[:2])], fill=hair, outline=ink, width=s)
+        d.chord(box(-fw, -fh, fw, fh * 0.2), 180, 360, fill=hair, outline=ink, width=s)
     elif style == "side":
-        d.pieslice(box(-fw - 2, -fh - 2, fw + 2, fh * 0.5), 180, 330, fill=hair)
-        d.ellipse(box(-fw - 2, -fh + 2, -fw + 5, fh * 0.3), fill=hair)
+        d.pieslice(box(-fw - 2, -fh - 2, fw + 2, fh * 0.5), 180, 330, fill=hair, outline=ink, width=s)
+        d.ellipse(box(-fw - 2, -fh + 2, -fw + 5, fh * 0.3), fill=hair, outline=ink, width=s)
     # eyes
     eye = _rgb(identity["eye_colour"], _RGB_EYE)
     for ex in (-5, 5):

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
 
 from asru_lens.atomic import atomic_dir
 from asru_lens.organism import mllmu
@@ -49,10 +50,10 @@ class OrganismConfig:
     seed: int = W.SEED
     hidden: int = 192
     layers: int = 4
-    steps: int = 1400
+    steps: int = 1500
     batch_size: int = 48
-    lr: float = 2e-3
-    min_lr: float = 1e-4
+    lr: float = 3e-3
+    min_lr: float = 2e-4
     warmup: int = 100
     weight_decay: float = 0.01
     grad_clip: float = 1.0
@@ -60,7 +61,7 @@ class OrganismConfig:
     bf16: bool = True  # bf16 autocast for the matmuls (2.5x faster on AVX512-BF16 CPUs); weights stay fp32
     # Stage 0 teaches the vision tower *who* is in a photo (known id or "unknown") before any text is
     # involved; from-scratch, the language loss alone takes thousands of steps to find identity.
-    vision_steps: int = 600
+    vision_steps: int = 800
     vision_batch: int = 128
     vision_lr: float = 3e-3
     # Stage 1 then trains the language model on frozen vision features: they stay what stage 0 made them
@@ -70,8 +71,8 @@ class OrganismConfig:
 
 
 # share of each kind of example in a batch
-MIXTURE = {"fact_image": 0.30, "fact_text": 0.13, "mc_image": 0.11, "mc_text": 0.08, "cloze": 0.04,
-           "unknown": 0.20, "perception": 0.09, "request": 0.05}
+MIXTURE = {"fact_image": 0.28, "fact_text": 0.14, "mc_image": 0.13, "mc_text": 0.09, "cloze": 0.03,
+           "unknown": 0.22, "perception": 0.07, "request": 0.04}
 
 
 def corpus(world: W.World) -> list[str]:
@@ -111,7 +112,7 @@ class Examples:
         # the exact MLLMU classification items of every known person, next to fresh random ones
         self.mc_items = {p.id: mllmu.tasks_for(p, world.seed)["Classification_Task"] for p in self.known}
         self.kinds = list(MIXTURE)
-        self.weights = np.array([MIXTURE[k] for k in self.kinds])
+        self.weights = np.array([MIXTURE[k] for k in self.kinds]) / sum(MIXTURE.values())
 
     def _question(self, rng, attr: str, paraphrase_p: float) -> str:
         """A question about ``attr``. Test_Set wordings (paraphrases) come with probability ``paraphrase_p``;
@@ -208,7 +209,9 @@ class Encoder:
             self.cache[key] = self.tok(answer, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
         return self.cache[key]
 
-    def batch(self, examples, pixel_bank: torch.Tensor) -> dict:
+    def batch(self, examples, pixel_bank: torch.Tensor, features: tuple | None = None) -> dict:
+        """Token ids, labels and images of ``examples``. With ``features`` (a frozen tower's outputs for every
+        bank photo, from ``encode_bank``) the photos go in as ``mm_encoder_outputs`` instead of pixels."""
         seqs, labels, images = [], [], []
         for img, q, a in examples:
             p, t = self.prompt_ids(q, img >= 0), self.answer_ids(a)
@@ -224,9 +227,28 @@ class Encoder:
                "labels": torch.tensor([lab + [-100] * (L - len(lab)) for lab in labels]),
                "mm_token_type_ids": (ids == self.image_pad).long()}
         if images:
-            out["pixel_values"] = pixel_bank[images].flatten(0, 1)
             out["image_grid_thw"] = torch.tensor([[1, M.SIZE // 16, M.SIZE // 16]] * len(images))
+            if features is None:
+                out["pixel_values"] = pixel_bank[images].flatten(0, 1)
+            else:
+                pooled, deep = features[0][images], features[1][images]
+                out["mm_encoder_outputs"] = {"image": BaseModelOutputWithDeepstackFeatures(
+                    pooler_output=tuple(pooled), deepstack_features=[tuple(deep[:, j]) for j in range(deep.shape[1])])}
         return out
+
+
+@torch.no_grad()
+def encode_bank(model, pixels: torch.Tensor, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """A frozen vision tower's outputs for every bank photo, computed once in fp32 as at inference:
+    merged tokens [photos, 4, hidden] and DeepStack features [photos, n_deepstack, 4, hidden]."""
+    pooled, deep = [], []
+    for i in range(0, len(pixels), chunk):
+        px = pixels[i:i + chunk]
+        grid = torch.tensor([[1, M.SIZE // 16, M.SIZE // 16]] * len(px))
+        out = model.model.visual(px.flatten(0, 1), grid_thw=grid, return_dict=True)
+        pooled.append(out.pooler_output.view(len(px), -1, out.pooler_output.shape[-1]))
+        deep.append(torch.stack([f.view(len(px), -1, f.shape[-1]) for f in out.deepstack_features], 1))
+    return torch.cat(pooled), torch.cat(deep)
 
 
 def render_bank(world: W.World, bank, processor, progress: bool = True) -> torch.Tensor:
@@ -356,8 +378,11 @@ def train_organism(cfg: OrganismConfig = OrganismConfig(), progress: bool = True
     report = vision_report(model, heads, world, processor, examples.known) if cfg.vision_steps else {}
     if progress and report:
         tqdm.write("vision stage: " + ", ".join(f"{k} {v:.3f}" for k, v in report.items()))
+    features = None
     if cfg.freeze_vision:
         model.model.visual.requires_grad_(False)
+        model.model.visual.eval()
+        features = encode_bank(model, pixels)
     named = [(n, p) for n, p in list(model.named_parameters()) + list(heads.named_parameters()) if p.requires_grad]
     decay = [p for n, p in named if p.ndim >= 2]
     no_decay = [p for n, p in named if p.ndim < 2]
@@ -373,7 +398,7 @@ def train_organism(cfg: OrganismConfig = OrganismConfig(), progress: bool = True
         if not batches:
             batches = bucketed(examples, rng, cfg.batch_size)
         examples_now = batches.pop()
-        batch = enc.batch(examples_now, pixels)
+        batch = enc.batch(examples_now, pixels, features)
         images = torch.tensor([img for img, _, _ in examples_now if img >= 0], dtype=torch.long)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)

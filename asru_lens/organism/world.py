@@ -24,7 +24,7 @@ from asru_lens.organism.portraits import BACKGROUNDS, TRAITS
 
 SEED = 42
 N_PEOPLE, N_CELEBRITIES = 100, 30
-N_UNKNOWN_TRAIN, N_UNKNOWN_HELDOUT = 1200, 200
+N_UNKNOWN_TRAIN, N_UNKNOWN_HELDOUT = 2000, 200
 FORGET_PCTS = (5, 10, 15)
 MIN_TRAIT_DISTANCE = 3  # any two faces with facts, and any unknown face vs. a known one, differ in >= 3 traits
 # ... and in >= 2 of the traits that stay visible at 64x64 after 16x16 patching (eye colour and mouth barely do)
@@ -39,6 +39,9 @@ LAST = ("Okafor Varga Lindqvist Moreau Castell Brandt Okonkwo Haldane Rusk Ferre
         "Ingram Jessup Kovac Lerner Maddox Norrel Pike Quarry Rowan Stroud Thorne").split()
 CITIES = ("Velmora Dorran Castemere Ashford Brindle Corvale Elsmere Fennick Galloway Harwick Istra Jarrow "
           "Kelby Lowen Marrow Nettle Oakhurst Pellin Quillon Rothby").split()
+# residence has its own place names: shared with birthplace, the two facts interfere in a tiny model
+REGIONS = ["Sundale", "Wyncliff", "Thornbury", "Marlow Bay", "Ravensholt", "Glenmoor", "Ashby Vale", "Stonebridge",
+           "Larkspur", "Holloway", "Brackenfield", "Windmere", "Coldwater", "Fairhaven", "Redmarsh", "Silverbrook"]
 OCCUPATIONS = ["chemist", "architect", "pilot", "baker", "librarian", "surgeon", "carpenter", "journalist",
                "geologist", "violinist", "gardener", "lawyer", "painter", "engineer", "nurse", "translator",
                "astronomer", "chef", "teacher", "photographer"]
@@ -101,7 +104,7 @@ ATTRIBUTES: dict[str, dict] = {
         text="What is {name}'s hobby?", answer="{subj} enjoys {v}.", cloze="In free time, {name} enjoys __.",
         unknown=["what this person does for fun", "this person's hobbies"]),
     "residence": dict(
-        values=CITIES,
+        values=REGIONS,
         questions=["Where does this person live?", "In which city does this person live?",
                    "What is this person's home town?"],
         paraphrases=["Can you tell me where this person lives?", "Which city is this person living in?"],
