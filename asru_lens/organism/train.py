@@ -50,10 +50,10 @@ class OrganismConfig:
     seed: int = W.SEED
     hidden: int = 192
     layers: int = 4
-    steps: int = 1500
+    steps: int = 1600
     batch_size: int = 48
     lr: float = 3e-3
-    min_lr: float = 2e-4
+    min_lr: float = 1e-5
     warmup: int = 100
     weight_decay: float = 0.01
     grad_clip: float = 1.0
@@ -61,7 +61,7 @@ class OrganismConfig:
     bf16: bool = True  # bf16 autocast for the matmuls (2.5x faster on AVX512-BF16 CPUs); weights stay fp32
     # Stage 0 teaches the vision tower *who* is in a photo (known id or "unknown") before any text is
     # involved; from-scratch, the language loss alone takes thousands of steps to find identity.
-    vision_steps: int = 800
+    vision_steps: int = 600
     vision_batch: int = 128
     vision_lr: float = 3e-3
     # Stage 1 then trains the language model on frozen vision features: they stay what stage 0 made them
