@@ -227,7 +227,7 @@ class Encoder:
                "labels": torch.tensor([lab + [-100] * (L - len(lab)) for lab in labels]),
                "mm_token_type_ids": (ids == self.image_pad).long()}
         if images:
-            out["image_grid_thw"] = torch.tensor([[1, M.SIZE // 16, M.SIZE // 16]] * len(images))
+            out["image_grid_thw"] = image_grid(len(images))
             if features is None:
                 out["pixel_values"] = pixel_bank[images].flatten(0, 1)
             else:
@@ -237,6 +237,17 @@ class Encoder:
         return out
 
 
+def image_grid(n: int) -> torch.Tensor:
+    """``image_grid_thw`` for ``n`` organism photos: one frame of (SIZE/16)^2 patches each."""
+    return torch.tensor([[1, M.SIZE // 16, M.SIZE // 16]] * n)
+
+
+def run_tower(model, pixels: torch.Tensor):
+    """The vision tower on ``pixels`` [photos, patches, patch_dim]; its pooler_output and deepstack_features
+    hold (photos x 4) merged tokens each."""
+    return model.model.visual(pixels.flatten(0, 1), grid_thw=image_grid(len(pixels)), return_dict=True)
+
+
 @torch.no_grad()
 def encode_bank(model, pixels: torch.Tensor, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """A frozen vision tower's outputs for every bank photo, computed once in fp32 as at inference:
@@ -244,8 +255,7 @@ def encode_bank(model, pixels: torch.Tensor, chunk: int = 512) -> tuple[torch.Te
     pooled, deep = [], []
     for i in range(0, len(pixels), chunk):
         px = pixels[i:i + chunk]
-        grid = torch.tensor([[1, M.SIZE // 16, M.SIZE // 16]] * len(px))
-        out = model.model.visual(px.flatten(0, 1), grid_thw=grid, return_dict=True)
+        out = run_tower(model, px)
         pooled.append(out.pooler_output.view(len(px), -1, out.pooler_output.shape[-1]))
         deep.append(torch.stack([f.view(len(px), -1, f.shape[-1]) for f in out.deepstack_features], 1))
     return torch.cat(pooled), torch.cat(deep)
@@ -301,9 +311,7 @@ class VisionHeads(torch.nn.Module):
 
 def visual_features(model, pixels: torch.Tensor) -> torch.Tensor:
     """The vision tower's merged tokens for ``pixels`` [photos, patches, patch_dim], flattened per photo."""
-    grid = torch.tensor([[1, M.SIZE // 16, M.SIZE // 16]] * len(pixels))
-    tokens = model.model.visual(pixels.flatten(0, 1), grid_thw=grid, return_dict=True).pooler_output
-    return tokens.reshape(len(pixels), -1)
+    return run_tower(model, pixels).pooler_output.reshape(len(pixels), -1)
 
 
 def pretrain_vision(model, heads: VisionHeads, pixels, targets, cfg: OrganismConfig, rng,
@@ -315,7 +323,8 @@ def pretrain_vision(model, heads: VisionHeads, pixels, targets, cfg: OrganismCon
     for step in tqdm(range(cfg.vision_steps), desc="train vision", disable=not progress, leave=False):
         idx = torch.from_numpy(rng.choice(len(pixels), cfg.vision_batch, replace=False))
         for g in opt.param_groups:
-            g["lr"] = cfg.vision_lr * min(1.0, (step + 1) / 30) * 0.5 * (1 + math.cos(math.pi * step / cfg.vision_steps))
+            warm = min(1.0, (step + 1) / 30)
+            g["lr"] = cfg.vision_lr * warm * 0.5 * (1 + math.cos(math.pi * step / cfg.vision_steps))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             loss = heads.loss(visual_features(model, pixels[idx]), targets[idx])
         opt.zero_grad(set_to_none=True)
@@ -378,19 +387,22 @@ def train_organism(cfg: OrganismConfig = OrganismConfig(), progress: bool = True
     report = vision_report(model, heads, world, processor, examples.known) if cfg.vision_steps else {}
     if progress and report:
         tqdm.write("vision stage: " + ", ".join(f"{k} {v:.3f}" for k, v in report.items()))
+    model.train()
     features = None
     if cfg.freeze_vision:
         model.model.visual.requires_grad_(False)
         model.model.visual.eval()
         features = encode_bank(model, pixels)
+    # with an unfrozen tower the stage-0 losses can keep running on the photos of each language batch
+    joint = bool(cfg.identity_weight) and not cfg.freeze_vision
     named = [(n, p) for n, p in list(model.named_parameters()) + list(heads.named_parameters()) if p.requires_grad]
     decay = [p for n, p in named if p.ndim >= 2]
     no_decay = [p for n, p in named if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
-    model.train()
     seen = {}
-    hook = model.model.visual.register_forward_hook(lambda m, i, o: seen.__setitem__("tokens", o.pooler_output))
+    hook = model.model.visual.register_forward_hook(
+        lambda m, i, o: seen.__setitem__("tokens", o.pooler_output)) if joint else None
     log = []
     bar = tqdm(range(cfg.steps), desc="train organism", disable=not progress)
     batches: list = []
@@ -399,12 +411,12 @@ def train_organism(cfg: OrganismConfig = OrganismConfig(), progress: bool = True
             batches = bucketed(examples, rng, cfg.batch_size)
         examples_now = batches.pop()
         batch = enc.batch(examples_now, pixels, features)
-        images = torch.tensor([img for img, _, _ in examples_now if img >= 0], dtype=torch.long)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             loss = answer_loss(model, batch)
-            if cfg.identity_weight and not cfg.freeze_vision and len(images):
+            images = [img for img, _, _ in examples_now if img >= 0]
+            if joint and images:
                 feats = seen["tokens"].reshape(len(images), -1)  # the photos' merged tokens from this forward
                 loss = loss + cfg.identity_weight * heads.loss(feats, targets[images])
         opt.zero_grad(set_to_none=True)
@@ -416,10 +428,11 @@ def train_organism(cfg: OrganismConfig = OrganismConfig(), progress: bool = True
             bar.set_postfix(loss=f"{np.mean(log[-20:]):.3f}")
         if callback is not None:
             callback(step, model, processor)
-    hook.remove()
+    if hook is not None:
+        hook.remove()
     model.eval()
-    return model, processor, world, {"loss": log, "vision_loss": vision_log, "vision_report": report, "seconds": time.time() - t0,
-                                     "config": asdict(cfg)}
+    return model, processor, world, {"loss": log, "vision_loss": vision_log, "vision_report": report,
+                                     "seconds": time.time() - t0, "config": asdict(cfg)}
 
 
 def save_organism(model, processor, out_dir: str | os.PathLike, meta: dict | None = None) -> Path:
