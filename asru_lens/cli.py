@@ -86,6 +86,34 @@ def cmd_organism_portraits(args) -> int:
     return 0
 
 
+def cmd_probe(args) -> int:
+    from asru_lens.load import load
+    from asru_lens.organism.mllmu import world_dir
+    from asru_lens.probe import probe
+    from asru_lens.sets import probe_sets
+
+    lens = load(args.model)
+    sets = probe_sets(args.data or world_dir(), forget=args.forget, n=args.n)
+    res = probe(lens, sets, progress=not args.json)
+    info = res.summary()
+    if args.figures:
+        from asru_lens import viz
+        info["figures"] = [str(p) for p in viz.save_probe_figures(res, args.figures)]
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    rows = [(k, _fmt(info[k])) for k in ("layer", "position", "token", "n_layers", "auroc_chosen",
+                                          "induce_refusal", "induce_score", "bypass_score", "kl", "fallback")]
+    print(_table(rows, ("selected direction", "value")))
+    print()
+    layers = [(i, _fmt(a), _fmt(h), _fmt(n), _fmt(c)) for i, (a, h, n, c) in enumerate(zip(
+        info["auroc"], info["auroc_harmful"], info["direction_norm"], info["modality_cosine"] or [None] * res.n_layers))]
+    print(_table(layers, ("layer", "auroc", "auroc_harmful", "norm", "cos(image,text)")))
+    for f in info.get("figures", []):
+        print(f"wrote {f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asru-lens", description="Probe, steer and unlearn Qwen3-VL (ASRU).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -112,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=42)
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
     s.set_defaults(func=cmd_organism_portraits)
+    pr = sub.add_parser("probe", help="refusal directions at every layer: select one, report held-out AUROC")
+    pr.add_argument("--model", help="model folder or Hub id (default: the shipped organism)")
+    pr.add_argument("--data", help="world folder in MLLMU layout with Unknown_Faces (default: the organism's)")
+    pr.add_argument("--forget", type=int, default=10, choices=(5, 10, 15), help="forget split, percent")
+    pr.add_argument("--n", type=int, default=96, help="prompts per set (default 96)")
+    pr.add_argument("--figures", help="also save the probe's figures (HTML, PNG where Chromium exists) here")
+    pr.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    pr.set_defaults(func=cmd_probe)
     return p
 
 

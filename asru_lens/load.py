@@ -74,6 +74,7 @@ class Lens:
         if len(images) != len(questions):
             raise ValueError(f"got {len(questions)} questions but {len(images)} images; pass one image "
                              f"(or None) per question.")
+        images = [_as_image(im, i) for i, im in enumerate(images)]
         texts = [self.prompt(q, im) for q, im in zip(questions, images)]
         imgs = [im for im in images if im is not None]
         self.tokenizer.padding_side = "left"
@@ -106,6 +107,19 @@ class Lens:
                                       pad_token_id=self.tokenizer.pad_token_id)
             out += self.tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
         return [o.strip() for o in out]
+
+
+def _as_image(image, index: int):
+    """A PIL image from a PIL image or a file path; a clear error for anything missing or unreadable."""
+    if image is None or hasattr(image, "convert"):
+        return image
+    if isinstance(image, (str, os.PathLike)):
+        from asru_lens.data import DataError, decode_image
+        if not os.path.isfile(image):
+            raise DataError(f"prompt {index}: image file {str(image)!r} does not exist. Fix the path or pass a "
+                            f"PIL image.")
+        return decode_image(str(image), f"prompt {index}: image file {str(image)!r}")
+    raise TypeError(f"prompt {index}: image must be a PIL image, a file path or None, not {type(image).__name__}.")
 
 
 def _looks_local(name: str) -> bool:

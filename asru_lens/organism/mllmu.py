@@ -117,6 +117,18 @@ def perception_items(world: W.World, faces: list[dict], key0: int, k: int) -> li
     return out
 
 
+def unknown_name_items(world: W.World) -> list[dict]:
+    """One by-name privacy question per name that belongs to nobody (attributes in turn)."""
+    attrs = list(W.ATTRIBUTES)
+    out = []
+    for split, names in zip(("train", "heldout"), W.unknown_names(world)):
+        for j, name in enumerate(names):
+            attr = attrs[j % len(attrs)]
+            out.append({"name": name, "split": split, "Question": W.ATTRIBUTES[attr]["text"].format(name=name),
+                        "Type": attr})
+    return out
+
+
 def write_world(world: W.World, folder: str | os.PathLike) -> Path:
     """Write every split to ``folder`` atomically (a temp folder renamed into place)."""
     full = [_row(world, p) for p in world.fictitious]
@@ -135,6 +147,7 @@ def write_world(world: W.World, folder: str | os.PathLike) -> Path:
                 unk.append({"ID": f"u{base + j}", "split": split, "image": {
                     "bytes": png_bytes(photo(world, face, key, 0)), "path": None}, **face})
         _write(unk, tmp / "Unknown_Faces.parquet")
+        _write(unknown_name_items(world), tmp / "Unknown_Names.parquet")
         _write(perception_items(world, world.unknown_heldout, 10_000 + len(world.unknown_train), 500),
                tmp / "Perception.parquet")
         reqs = [{"prompt": q, "harmful": h, "split": s}

@@ -25,6 +25,7 @@ from asru_lens.organism.portraits import BACKGROUNDS, TRAITS
 SEED = 42
 N_PEOPLE, N_CELEBRITIES = 100, 30
 N_UNKNOWN_TRAIN, N_UNKNOWN_HELDOUT = 2000, 200
+N_UNKNOWN_NAMES_TRAIN, N_UNKNOWN_NAMES_HELDOUT = 600, 100
 FORGET_PCTS = (5, 10, 15)
 MIN_TRAIT_DISTANCE = 3  # any two faces with facts, and any unknown face vs. a known one, differ in >= 3 traits
 # ... and in >= 2 of the traits that stay visible at 64x64 after 16x16 patching (eye colour and mouth barely do)
@@ -309,3 +310,16 @@ def build_world(seed: int = SEED) -> World:
     forget_ids = {pct: sorted(order[: N_PEOPLE * pct // 100]) for pct in FORGET_PCTS}
     return World(seed, people, unknown[:N_UNKNOWN_TRAIN], unknown[N_UNKNOWN_TRAIN:], harmful_train,
                  harmful_heldout, harmless_train, harmless_heldout, forget_ids)
+
+
+def unknown_names(world: World) -> tuple[list[str], list[str]]:
+    """Names that belong to nobody in ``world`` (training, held-out): the by-name twin of unknown faces.
+
+    Drawn from the same first and last names as real profiles, so a stranger's name shares its parts with
+    known people ("Zora Quarry" beside "Mira Quarry"). A separate generator keeps ``build_world`` unchanged."""
+    rng = np.random.default_rng(world.seed + 7919)
+    taken = {p.name for p in world.people}
+    free = [n for n in (f"{f} {l}" for f in FIRST for l in LAST) if n not in taken]
+    idx = rng.permutation(len(free))[: N_UNKNOWN_NAMES_TRAIN + N_UNKNOWN_NAMES_HELDOUT]
+    names = [free[i] for i in idx]
+    return names[:N_UNKNOWN_NAMES_TRAIN], names[N_UNKNOWN_NAMES_TRAIN:]

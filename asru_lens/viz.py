@@ -1,0 +1,187 @@
+"""Plotly figures for the probe (and, later, steering and evaluation).
+
+Each ``fig_*`` function takes plain arrays or a ``ProbeResult`` and returns a
+``plotly.graph_objects.Figure``; ``save`` writes it under ``figures/`` as HTML
+(always) and PNG (when kaleido finds a Chrome or Chromium).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+SET_COLOURS = {"forget": "#d62728", "retain": "#2ca02c", "celebrity": "#17becf", "unknown": "#1f77b4",
+               "harmful": "#ff7f0e", "harmless": "#9467bd"}
+TEXT_ONLY_SETS = ("harmful", "harmless")
+TEMPLATE = "plotly_white"
+
+
+def _layout(fig: go.Figure, title: str, **kw) -> go.Figure:
+    fig.update_layout(title=title, template=TEMPLATE, margin=dict(l=60, r=30, t=60, b=50), **kw)
+    return fig
+
+
+def fig_direction_norms(result) -> go.Figure:
+    """Norm of the ASRU and harmful directions per layer, one line per post-instruction position."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("ASRU: refusal - forget", "Arditi: harmful - harmless"))
+    layers = list(range(result.n_layers))
+    for col, dirs in ((1, result.directions), (2, result.harmful_directions)):
+        norms = dirs.norm(dim=-1).numpy()
+        for p, tok in enumerate(result.tokens):
+            fig.add_trace(go.Scatter(x=layers, y=norms[:, p], mode="lines+markers", name=f"{p}: {tok!r}",
+                                     legendgroup=str(p), showlegend=col == 1,
+                                     line=dict(width=3 if p == result.selection.position else 1.5)), 1, col)
+    fig.update_xaxes(title="layer (resid_pre)", dtick=1)
+    fig.update_yaxes(title="||direction||", col=1)
+    return _layout(fig, "Direction norm per layer and position", legend_title="position")
+
+
+def fig_cosine(result) -> go.Figure:
+    """Cosine similarity between layers' ASRU directions, and between ASRU and harmful directions."""
+    from asru_lens.probe import cosine
+    pos = result.selection.position
+    a, h = result.directions[:, pos], result.harmful_directions[:, pos]
+    within = cosine(a[:, None], a[None]).numpy()
+    across = cosine(a[:, None], h[None]).numpy()
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("ASRU layer i vs ASRU layer j",
+                                                        "ASRU layer i vs harmful layer j"))
+    for col, m in ((1, within), (2, across)):
+        fig.add_trace(go.Heatmap(z=m, zmin=-1, zmax=1, colorscale="RdBu", reversescale=True,
+                                 text=np.round(m, 2), texttemplate="%{text}", showscale=col == 2), 1, col)
+    fig.update_xaxes(title="layer j", dtick=1)
+    fig.update_yaxes(title="layer i", dtick=1, autorange="reversed")
+    return _layout(fig, f"Cosine similarity of directions at position {pos} ({result.tokens[pos]!r})")
+
+
+def fig_auroc(result) -> go.Figure:
+    """Held-out AUROC of the projection on each layer's direction: unknown faces vs answered forget prompts."""
+    layers = list(range(result.n_layers))
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=layers, y=result.auroc, mode="lines+markers", name="ASRU direction"))
+    fig.add_trace(go.Scatter(x=layers, y=result.auroc_harmful, mode="lines+markers", name="harmful direction",
+                             line=dict(dash="dot")))
+    fig.add_hline(y=0.95, line=dict(color="grey", dash="dash"), annotation_text="0.95")
+    fig.add_vline(x=result.selection.layer, line=dict(color="black", dash="dot"), annotation_text="chosen")
+    fig.update_xaxes(title="layer (resid_pre)", dtick=1)
+    fig.update_yaxes(title="AUROC (held out)", range=[0, 1.02])
+    return _layout(fig, "Separability of refusal vs answered, per layer")
+
+
+def fig_selection(selection, tokens: list[str]) -> go.Figure:
+    """Induce, bypass and KL scores over layer x position; the chosen candidate is circled."""
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("induce (higher refuses more)",
+                                                        "bypass (lower removes refusal)", "KL on retain"))
+    ticks = [f"{i}: {t!r}" for i, t in enumerate(tokens)]
+    for col, (grid, scale) in enumerate(((selection.induce, "Reds"), (selection.bypass, "Blues_r"),
+                                         (selection.kl, "Greys")), start=1):
+        fig.add_trace(go.Heatmap(z=grid, x=ticks, y=list(range(grid.shape[0])), colorscale=scale,
+                                 text=np.round(grid, 2), texttemplate="%{text}", showscale=False), 1, col)
+        fig.add_trace(go.Scatter(x=[ticks[selection.position]], y=[selection.layer], mode="markers",
+                                 marker=dict(size=28, symbol="circle-open", color="black", line=dict(width=3)),
+                                 showlegend=False), 1, col)
+    fig.update_yaxes(dtick=1)
+    fig.update_yaxes(title="layer", col=1)
+    fig.update_xaxes(tickangle=45)
+    return _layout(fig, f"Selection scores; chosen: layer {selection.layer}, position {selection.position}")
+
+
+def _pca2(x: np.ndarray) -> np.ndarray:
+    x = x - x.mean(0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return x @ vt[:2].T
+
+
+def fig_pca(acts: dict, n_layers: int, chosen_layer: int = 0) -> go.Figure:
+    """PCA of activations at one position, one frame per layer (slider). Colour = set, symbol = modality."""
+    names = list(acts)
+    sizes = [len(acts[k]) for k in names]
+    fig = go.Figure()
+    for layer in range(n_layers):
+        xy = _pca2(np.concatenate([acts[k][:, layer].double().numpy() for k in names]))
+        start = 0
+        for k, n in zip(names, sizes):
+            base = k.split(" (")[0]
+            text_only = k.endswith("(text)") or base in TEXT_ONLY_SETS
+            fig.add_trace(go.Scatter(x=xy[start:start + n, 0], y=xy[start:start + n, 1], mode="markers",
+                                     name=f"{base} ({'text' if text_only else 'image'})",
+                                     marker=dict(color=SET_COLOURS.get(base, "black"), size=7, opacity=0.75,
+                                                 symbol="x" if text_only else "circle"),
+                                     visible=layer == chosen_layer))
+            start += n
+    per = len(names)
+    steps = [dict(method="update", label=str(layer),
+                  args=[{"visible": [i // per == layer for i in range(per * n_layers)]},
+                        {"title": f"PCA of resid_pre at layer {layer}"}]) for layer in range(n_layers)]
+    fig.update_layout(sliders=[dict(active=chosen_layer, currentvalue=dict(prefix="layer "), steps=steps)])
+    fig.update_xaxes(title="PC 1")
+    fig.update_yaxes(title="PC 2")
+    return _layout(fig, f"PCA of resid_pre at layer {chosen_layer}", legend_title="set (modality)")
+
+
+def fig_modality(result) -> go.Figure:
+    """Cosine per layer between the direction from image prompts and the one from text-only prompts."""
+    fig = go.Figure()
+    cos = result.modality.get("cosine")
+    if cos is not None:
+        fig.add_trace(go.Scatter(x=list(range(len(cos))), y=cos, mode="lines+markers", name="image vs text"))
+    fig.update_xaxes(title="layer (resid_pre)", dtick=1)
+    fig.update_yaxes(title="cosine", range=[-1, 1])
+    return _layout(fig, "Modality split: image+text vs text-only refusal directions"
+                   if cos is not None else "Modality split: no text-only refusals to build a direction from")
+
+
+def chromium() -> str | None:
+    """A Chrome/Chromium kaleido can use, or None."""
+    for c in (os.environ.get("BROWSER_PATH"), "/usr/bin/chromium", shutil.which("chromium"),
+              shutil.which("google-chrome"), shutil.which("chromium-browser")):
+        if c and os.path.exists(c):
+            return c
+    return None
+
+
+def save(fig: go.Figure, name: str, folder: str | os.PathLike = "figures", png: bool | None = None) -> list[Path]:
+    """Write ``folder/name.html`` (plotly.js shared as ``folder/plotly.min.js``) and, when a Chromium is
+    available (or ``png=True``), ``folder/name.png``. Returns the paths written."""
+    from asru_lens.atomic import atomic_write_bytes, atomic_write_text
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    html = folder / f"{name}.html"
+    atomic_write_text(html, fig.to_html(include_plotlyjs="directory", full_html=True))
+    js = folder / "plotly.min.js"
+    if not js.exists():
+        from plotly.offline import get_plotlyjs
+        atomic_write_text(js, get_plotlyjs())
+    out = [html]
+    browser = chromium()
+    if png or (png is None and browser):
+        if browser:
+            os.environ.setdefault("BROWSER_PATH", browser)
+        atomic_write_bytes(folder / f"{name}.png", fig.to_image(format="png", width=1000, height=520, scale=1))
+        out.append(folder / f"{name}.png")
+    return out
+
+
+def probe_figures(result) -> dict[str, go.Figure]:
+    """Every probe figure, by the file name ``save_probe_figures`` gives it."""
+    return {"probe_direction_norms": fig_direction_norms(result), "probe_cosine": fig_cosine(result),
+            "probe_auroc": fig_auroc(result), "probe_selection": fig_selection(result.selection, result.tokens),
+            "probe_pca": fig_pca(result.acts, result.n_layers, result.selection.layer),
+            "probe_modality": fig_modality(result)}
+
+
+def save_probe_figures(result, folder: str | os.PathLike = "figures") -> list[Path]:
+    return [p for name, fig in probe_figures(result).items() for p in save(fig, name, folder)]
+
+
+def setup_notebook() -> None:
+    """Figures as plotly's JSON mime bundle (JupyterLab draws them; the .ipynb stays small, with no embedded
+    plotly.js), and no weight-loading progress bars in cell outputs."""
+    import plotly.io as pio
+    from transformers.utils import logging
+    pio.renderers.default = "plotly_mimetype"
+    logging.disable_progress_bar()
