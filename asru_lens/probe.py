@@ -260,7 +260,7 @@ class ProbeResult:
     auroc_harmful: list[float]          # the harmful direction's AUROC on the same held-out prompts
     modality: dict                      # image / text directions at the chosen position and their cosine
     induce_refusal: float               # refusal rate on held-out forget prompts, direction added
-    induce_examples: list[tuple[str, str]]
+    induce_examples: list[tuple[str, str]]  # up to two steered questions that refused, two that did not
     counts: dict
     acts: dict = field(default_factory=dict)   # set -> (n, layers, d) at the chosen position, for the PCA
 
@@ -354,6 +354,8 @@ def probe(lens, sets: dict, max_new_tokens: int = 24, batch_size: int = 32, prog
     steered = steer.generate_with_addition(lens, forget_test, sel.layer, directions[sel.layer, pos].float(),
                                            max_new_tokens=max_new_tokens)
     induce = float(np.mean([is_refusal(a) for a in steered]))
-    examples = [(q.question, a) for q, a in zip(forget_test[:4], steered[:4])]
+    flipped = [(q.question, a) for q, a in zip(forget_test, steered) if is_refusal(a)]
+    kept = [(q.question, a) for q, a in zip(forget_test, steered) if not is_refusal(a)]
+    examples = flipped[:2] + kept[:2]
     return ProbeResult(lens.post_instruction_tokens(), directions.float(), harmful_dirs.float(), sel, auroc_asru,
                        auroc_harm, modality, induce, examples, counts, acts)

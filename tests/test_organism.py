@@ -8,7 +8,8 @@ from asru_lens.organism.train import OrganismConfig, save_organism, train_organi
 
 
 def test_short_training_run_end_to_end(tmp_path):
-    cfg = OrganismConfig(steps=30, hidden=64, layers=2, batch_size=16, warmup=5, vision_steps=5, vision_batch=16)
+    cfg = OrganismConfig(steps=30, hidden=64, layers=2, batch_size=16, warmup=5, vision_steps=5, vision_batch=16,
+                         exit_layer=1)
     model, processor, world, log = train_organism(cfg, progress=False)
     loss = log["loss"]
     assert len(loss) == 30 and np.isfinite(loss).all()
@@ -21,10 +22,40 @@ def test_short_training_run_end_to_end(tmp_path):
 
 
 def test_training_is_deterministic():
-    cfg = OrganismConfig(steps=6, hidden=64, layers=1, batch_size=8, warmup=2, vision_steps=2, vision_batch=8)
+    cfg = OrganismConfig(steps=6, hidden=64, layers=2, batch_size=8, warmup=2, vision_steps=2, vision_batch=8,
+                         exit_layer=1)
     a = train_organism(cfg, progress=False)[3]["loss"]
     b = train_organism(cfg, progress=False)[3]["loss"]
     assert a == b
+
+
+def test_early_decision_loss_trains_the_first_layers_on_refusal():
+    """The exit term is BCE of P(refusal opener) read at hidden_states[exit_layer]; it reaches layer 0 only."""
+    import torch
+    from asru_lens.organism import model as M
+    from asru_lens.organism import world as W
+    from asru_lens.organism.train import Encoder, answer_loss, corpus
+
+    world = W.build_world()
+    processor = M.make_processor(M.train_tokenizer(corpus(world)))
+    model = M.make_model(M.make_config(processor.tokenizer, 64, 2))
+    enc = Encoder(processor)
+    rows = [(-1, "How do I steal a car?", W.HARMFUL_REFUSALS[0]), (-1, "How do I fold a shirt neatly?",
+                                                                    W.HARMLESS_ANSWERS[0])]
+    ids = sorted({enc.answer_ids(r)[0] for r in W.REFUSALS + W.HARMFUL_REFUSALS})
+    refuses = torch.tensor([True, False])
+    plain = answer_loss(model, enc.batch(rows, None), 0, 0.0)
+    with_exit = answer_loss(model, enc.batch(rows, None), 1, 1.0, ids, refuses)
+    assert with_exit > plain
+    # the exit term changes the gradient of layer 0 (before the exit) and not that of layer 1 (after it)
+    layers = model.model.language_model.layers
+    w0, w1 = layers[0].mlp.down_proj.weight, layers[1].mlp.down_proj.weight
+    g_plain = torch.autograd.grad(plain, [w0, w1])
+    g_exit = torch.autograd.grad(with_exit, [w0, w1])
+    assert (g_exit[0] - g_plain[0]).abs().max() > 1e-6
+    assert torch.allclose(g_exit[1], g_plain[1], atol=1e-7)
+    with pytest.raises(ValueError, match="exit_layer 4 must lie inside"):
+        train_organism(OrganismConfig(layers=4, exit_layer=4), progress=False)
 
 
 def test_parse_letter():
@@ -50,7 +81,7 @@ def organism_results(organism, world_folder):
 
 # Targets the shipped organism does not reach yet (issue 2 stays open until this set is empty). Strict:
 # a key that starts passing fails here, so the set cannot go stale.
-KNOWN_GAPS = {"cls_acc_celebrity", "cls_acc_full", "perception_acc", "unknown_refusal"}
+KNOWN_GAPS = {"cls_acc_celebrity", "cls_acc_full", "gen_exact_train", "unknown_refusal"}
 
 
 @pytest.mark.parametrize("key", [pytest.param(k, marks=pytest.mark.xfail(

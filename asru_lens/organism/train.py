@@ -32,6 +32,7 @@ from asru_lens.organism import mllmu
 from asru_lens.organism import model as M
 from asru_lens.organism import world as W
 from asru_lens.organism.portraits import BACKGROUNDS, TRAITS
+from asru_lens.refusal import is_refusal
 
 UNKNOWN_PHOTOS = 2
 # Extra renders of each known person (photo keys 100.., disjoint from the Full_Set's 0.. and the
@@ -68,6 +69,13 @@ class OrganismConfig:
     # (identity, traits, background all readable), and a step costs no vision backward pass.
     freeze_vision: bool = True
     identity_weight: float = 0.0  # with an unfrozen tower: keep the stage-0 losses at this weight
+    # Early decision (after LayerSkip's early exit): whether the answer opens as a refusal is also read from
+    # the residual stream entering layer ``exit_layer``, through the model's own final norm and LM head. A
+    # tiny model otherwise decides "I know this person" vs "I don't" in its last layer; large chat models
+    # decide it mid-network, and the probe (Arditi et al. drop layers at or beyond 80% of the depth) looks
+    # for it there.
+    exit_layer: int = 2
+    exit_weight: float = 0.2
 
 
 # share of each kind of example in a batch
@@ -352,14 +360,31 @@ def vision_report(model, heads: VisionHeads, world: W.World, processor, known: l
             "background_acc": (heads.traits[-1](feats).argmax(-1) == bg).float().mean().item()}
 
 
-def answer_loss(model, batch: dict) -> torch.Tensor:
-    """Next-token cross-entropy on answer tokens only; the LM head runs just where it is needed."""
+def answer_loss(model, batch: dict, exit_layer: int = 0, exit_weight: float = 0.0,
+                refusal_ids: list[int] | None = None, refuses: torch.Tensor | None = None) -> torch.Tensor:
+    """Next-token cross-entropy on answer tokens only; the LM head runs just where it is needed.
+
+    With ``exit_weight``, the refuse-or-answer decision is also read from ``hidden_states[exit_layer]`` (the
+    residual stream entering that layer; at the last prompt token DeepStack adds nothing) through the final
+    norm and LM head: P(first answer token is a refusal opener, ``refusal_ids``) is trained with binary
+    cross-entropy against ``refuses`` (is the answer a refusal). Only the decision, not the answer: a name
+    that happens to open with the token "I" ("I" + "lse") still counts as answering."""
     labels = batch.pop("labels")
-    hidden = model.model(**batch).last_hidden_state
+    out = model.model(**batch, output_hidden_states=bool(exit_weight))
+    hidden = out.last_hidden_state
     target = labels[:, 1:]
     keep = target != -100
-    logits = model.lm_head(hidden[:, :-1][keep])
-    return torch.nn.functional.cross_entropy(logits, target[keep])
+    loss = torch.nn.functional.cross_entropy(model.lm_head(hidden[:, :-1][keep]), target[keep])
+    if exit_weight:
+        rows = torch.arange(len(labels))
+        last_prompt = keep.int().argmax(1)  # position whose next token is the first answer token
+        h = model.model.language_model.norm(out.hidden_states[exit_layer][rows, last_prompt])
+        logp = torch.log_softmax(model.lm_head(h).float(), -1)
+        ids = torch.tensor(refusal_ids)
+        refuse = torch.logsumexp(logp[:, ids], -1)
+        p_refuse = refuse.exp().clamp(1e-6, 1 - 1e-6)
+        loss = loss + exit_weight * torch.nn.functional.binary_cross_entropy(p_refuse, refuses.float())
+    return loss
 
 
 def lr_at(step: int, cfg: OrganismConfig) -> float:
@@ -371,6 +396,9 @@ def lr_at(step: int, cfg: OrganismConfig) -> float:
 
 def train_organism(cfg: OrganismConfig = OrganismConfig(), progress: bool = True, callback=None):
     """Build the world, tokenizer and model, train, and return ``(model, processor, world, log)``."""
+    if cfg.exit_weight and not 0 < cfg.exit_layer < cfg.layers:
+        raise ValueError(f"exit_layer {cfg.exit_layer} must lie inside the model (1..{cfg.layers - 1}); "
+                         f"or set exit_weight=0 to train without the early decision.")
     t0 = time.time()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -403,6 +431,8 @@ def train_organism(cfg: OrganismConfig = OrganismConfig(), progress: bool = True
     seen = {}
     hook = model.model.visual.register_forward_hook(
         lambda m, i, o: seen.__setitem__("tokens", o.pooler_output)) if joint else None
+    # the tokens a refusal opens with ("I", "Sorry")
+    refusal_ids = sorted({enc.answer_ids(r)[0] for r in W.REFUSALS + W.HARMFUL_REFUSALS})
     log = []
     bar = tqdm(range(cfg.steps), desc="train organism", disable=not progress)
     batches: list = []
@@ -414,7 +444,8 @@ def train_organism(cfg: OrganismConfig = OrganismConfig(), progress: bool = True
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            loss = answer_loss(model, batch)
+            refuses = torch.tensor([is_refusal(a) for _, _, a in examples_now])
+            loss = answer_loss(model, batch, cfg.exit_layer, cfg.exit_weight, refusal_ids, refuses)
             images = [img for img, _, _ in examples_now if img >= 0]
             if joint and images:
                 feats = seen["tokens"].reshape(len(images), -1)  # the photos' merged tokens from this forward
