@@ -42,10 +42,10 @@ def fig_direction_norms(result) -> go.Figure:
 
 def fig_cosine(result) -> go.Figure:
     """Cosine similarity between layers' ASRU directions, and between ASRU and harmful directions."""
-    from asru_lens.probe import cosine
+    from asru_lens.probe import cosine, cosine_matrix
     pos = result.selection.position
     a, h = result.directions[:, pos], result.harmful_directions[:, pos]
-    within = cosine(a[:, None], a[None]).numpy()
+    within = cosine_matrix(a).numpy()
     across = cosine(a[:, None], h[None]).numpy()
     fig = make_subplots(rows=1, cols=2, subplot_titles=("ASRU layer i vs ASRU layer j",
                                                         "ASRU layer i vs harmful layer j"))
