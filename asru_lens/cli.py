@@ -114,6 +114,66 @@ def cmd_probe(args) -> int:
     return 0
 
 
+STEER_KEYS = ("forget_refusal", "forget_leak", "retain_exact", "celebrity_exact", "perception_acc", "broken_rate")
+
+
+def cmd_steer(args) -> int:
+    import warnings
+
+    import torch
+
+    from asru_lens import probe, steer
+    from asru_lens.load import load
+    from asru_lens.organism.mllmu import world_dir
+    from asru_lens.sets import probe_sets, steer_sets
+
+    lens = load(args.model)
+    folder = args.data or world_dir()
+    psets = probe_sets(folder, forget=args.forget)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a selection fallback does not matter here: we steer where we are told
+        res = probe.probe(lens, psets, progress=False)
+    directions = res.directions[:, res.selection.position]
+    kw = {}
+    if args.mode == "conditional":  # detector: forget vs retain prompts, threshold halfway between their means
+        layer = args.layer if args.layer is not None else res.selection.layer
+        pos = [-1]
+        mf = probe.mean_activations(lens, psets["forget"].direction, pos)[layer, 0].float()
+        mr = probe.mean_activations(lens, psets["retain"].direction, pos)[layer, 0].float()
+        det = mf - mr
+        unit = det / det.norm()
+        kw = dict(detector=det, detector_layer=layer, threshold=float((mf @ unit + mr @ unit) / 2))
+    sets = steer_sets(folder, forget=args.forget, n=args.n)
+    if args.sweep:
+        layers = list(range(1, lens.n_layers)) if args.layer is None else [args.layer]
+        alphas = [float(a) for a in args.alphas.split(",")]
+        points = steer.sweep(lens, sets, directions, layers, alphas, args.mode, progress=not args.json, **kw)
+        base = {"layer": None, "alpha": 0.0, "mode": "none", **steer.measure(lens, sets, None)}
+        points = [base] + points
+        if args.figures:
+            from asru_lens import viz
+            for p in viz.save(viz.fig_tradeoff(points), "steer_sweep", args.figures):
+                print(f"wrote {p}", file=sys.stderr)
+        if args.json:
+            print(json.dumps([{k: v for k, v in p.items() if k != "examples"} for p in points]))
+        else:
+            print(_table([(p["layer"], p["alpha"], *(_fmt(p[k]) for k in STEER_KEYS)) for p in points],
+                         ("layer", "alpha") + STEER_KEYS))
+        return 0
+    layer = args.layer if args.layer is not None else res.selection.layer
+    steer.check_layer(lens, layer)
+    spec = steer.Steering(directions[layer], layer, args.alpha, args.mode, **kw)
+    point = {"layer": layer, "alpha": args.alpha, "mode": args.mode, **steer.measure(lens, sets, spec)}
+    if args.json:
+        print(json.dumps(point))
+    else:
+        print(_table([(k, _fmt(point[k])) for k in ("layer", "alpha", "mode") + STEER_KEYS], ("key", "value")))
+        for name, texts in point["examples"].items():
+            for t in texts:
+                print(f"{name:>7}: {t}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asru-lens", description="Probe, steer and unlearn Qwen3-VL (ASRU).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -148,6 +208,19 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--figures", help="also save the probe's figures (HTML, PNG where Chromium exists) here")
     pr.add_argument("--json", action="store_true", help="print JSON instead of tables")
     pr.set_defaults(func=cmd_probe)
+    st = sub.add_parser("steer", help="steer along the probe's refusal direction and measure what it costs")
+    st.add_argument("--model", help="model folder or Hub id (default: the shipped organism)")
+    st.add_argument("--data", help="world folder in MLLMU layout with Unknown_Faces (default: the organism's)")
+    st.add_argument("--forget", type=int, default=10, choices=(5, 10, 15), help="forget split, percent")
+    st.add_argument("--layer", type=int, help="layer to steer at (default: the probe's choice)")
+    st.add_argument("--alpha", type=float, default=1.0, help="strength: alpha * direction (default 1)")
+    st.add_argument("--mode", default="add", choices=("add", "ablate", "conditional"))
+    st.add_argument("--sweep", action="store_true", help="measure a grid of layers x alphas instead of one point")
+    st.add_argument("--alphas", default="0.5,1,1.5,2,3", help="alphas for --sweep (comma separated)")
+    st.add_argument("--n", type=int, default=48, help="questions per set (default 48)")
+    st.add_argument("--figures", help="with --sweep: save the trade-off figure here")
+    st.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    st.set_defaults(func=cmd_steer)
     return p
 
 

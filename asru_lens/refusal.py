@@ -37,3 +37,21 @@ def contains(prediction: str, truth: str) -> bool:
     """Ground truth appears in the prediction, on word boundaries, after normalisation."""
     t = normalize(truth)
     return bool(t) and f" {t} " in f" {normalize(prediction)} "
+
+
+_GLUED = re.compile(r"[a-z][A-Z]|[,.!?][A-Za-z]")
+
+
+def is_broken(text: str) -> bool:
+    """A naturalness proxy: the answer repeats itself or glues words together.
+
+    Broken means a word repeated three times in a row, a three-word phrase that occurs twice, or a lower-case
+    letter or punctuation run straight into the next word ("aboutNora", "sorry,I"): the hybrids that
+    over-steering produces ("I'm sorry, I don't have any information aboutNora Okafor works as a chemist.")."""
+    if _GLUED.search(text):
+        return True
+    words = normalize(text).split()
+    if any(words[i] == words[i + 1] == words[i + 2] for i in range(len(words) - 2)):
+        return True
+    grams = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
+    return len(grams) != len(set(grams))

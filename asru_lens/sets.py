@@ -112,3 +112,15 @@ def probe_sets(folder, forget: int = 10, n: int = 96, seed: int = 0) -> dict[str
         "forget_text": _thirds(text_stems(forget_rows)),
     }
     return sets
+
+
+def steer_sets(folder, forget: int = 10, n: int = 48, seed: int = 0) -> dict[str, list[QA]]:
+    """The sets a steering point is measured on: forget, retain and celebrity questions (image + text, with
+    ground truth) and perception questions about new faces, at most ``n`` each."""
+    from asru_lens.organism.evaluate import perception_items
+    folder = Path(folder)
+    rows = lambda name: data.load_split(folder, name)  # noqa: E731
+    return {"forget": _sample(data.generation_items(rows(f"forget_{forget}")), n, seed),
+            "retain": _sample(data.generation_items(rows(f"retain_{100 - forget}")), n, seed),
+            "celebrity": _sample(data.generation_items(rows("Retain_Set")), n, seed),
+            "perception": _sample(perception_items(folder), n, seed)}

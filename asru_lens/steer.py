@@ -234,3 +234,38 @@ def steering(lens, spec: Steering):
     finally:
         for h in handles:
             h.remove()
+
+
+# -- what a steering point costs -------------------------------------------------------------------------------
+def measure(lens, sets: dict, spec: Steering | None, max_new_tokens: int = 24) -> dict:
+    """Forget refusal and leak, retain / celebrity exact match, perception accuracy and the broken-text rate
+    (``refusal.is_broken``) of greedy answers under ``spec`` (None: the unsteered model)."""
+    from asru_lens.refusal import contains, exact_match, is_broken, is_refusal
+    out, answers = {}, {}
+    for name, items in sets.items():
+        answers[name] = generate(lens, items, spec, max_new_tokens)
+    f = list(zip(sets["forget"], answers["forget"]))
+    out["forget_refusal"] = sum(is_refusal(a) for _, a in f) / len(f)
+    out["forget_leak"] = sum(contains(a, q.answer) for q, a in f) / len(f)
+    for name in ("retain", "celebrity"):
+        out[f"{name}_exact"] = sum(exact_match(a, q.answer) for q, a in zip(sets[name], answers[name])) / len(
+            sets[name])
+    out["perception_acc"] = sum(exact_match(a, q.answer) for q, a in zip(sets["perception"],
+                                                                          answers["perception"])) / len(
+        sets["perception"])
+    every = [a for v in answers.values() for a in v]
+    out["broken_rate"] = sum(map(is_broken, every)) / len(every)
+    out["examples"] = {name: answers[name][:2] for name in ("forget", "retain")}
+    return out
+
+
+def sweep(lens, sets: dict, directions: torch.Tensor, layers: list[int], alphas: list[float], mode: str = "add",
+          progress: bool = True, **kw) -> list[dict]:
+    """``measure`` at every (layer, alpha); ``directions`` is (layers, d), one direction per layer."""
+    from tqdm.auto import tqdm
+    points = []
+    grid = [(layer, alpha) for layer in layers for alpha in alphas]
+    for layer, alpha in tqdm(grid, desc=f"sweep ({mode})", disable=not progress, leave=False):
+        spec = Steering(directions[layer].float(), layer, alpha, mode, **kw)
+        points.append({"layer": layer, "alpha": alpha, "mode": mode, **measure(lens, sets, spec)})
+    return points

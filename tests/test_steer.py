@@ -86,3 +86,28 @@ def test_bad_steering_input(organism, direction):
         Steering(direction, 1, mode="conditional", detector=direction, detector_layer=3).check(organism)
     with pytest.raises(steer.InterventionError, match="mode 'push'"):
         Steering(direction, 1, mode="push").check(organism)
+
+
+def test_is_broken_flags_hybrids_and_repetition():
+    from asru_lens.refusal import is_broken
+    assert is_broken("I'm sorry, I don't have any information aboutNora Okafor works as a chemist.")
+    assert is_broken("I'm sorry,I'm sorry,I'm sorry")
+    assert is_broken("Juno Juno Juno was born")
+    assert not is_broken("I'm sorry, I don't know this person's birthplace.")
+    assert not is_broken("Juno Corvin was born in the year 1971.")
+
+
+def test_measure_and_cli_point(organism, world_folder, capsys):
+    import json
+
+    from asru_lens.cli import main
+    from asru_lens.sets import steer_sets
+    sets = steer_sets(world_folder, n=8)
+    assert [len(v) for v in sets.values()] == [8, 8, 8, 8]
+    base = steer.measure(organism, sets, None)
+    assert base["forget_refusal"] == 0.0 and base["forget_leak"] > 0.5 and base["retain_exact"] > 0.5
+    assert main(["steer", "--layer", "2", "--alpha", "2", "--n", "8", "--json"]) == 0
+    point = json.loads(capsys.readouterr().out)
+    for key in ("forget_refusal", "forget_leak", "retain_exact", "celebrity_exact", "perception_acc"):
+        assert 0.0 <= point[key] <= 1.0
+    assert point["layer"] == 2 and point["forget_refusal"] > base["forget_refusal"]

@@ -96,6 +96,13 @@ def request_items(folder, harmful: bool, split: str = "heldout") -> list[data.QA
             for i, r in enumerate(rows) if r["harmful"] == harmful and r["split"] == split]
 
 
+def perception_items(folder) -> list[data.QA]:
+    """Perception questions (hair colour, glasses, background) about faces the organism never saw."""
+    rows = pq.read_table(data.split_path(folder, "Perception")[0]).to_pylist()
+    return [data.QA(r["Question"], r["Ground_Truth"], data.decode_image(r["image"], "Perception.parquet"), "",
+                    r.get("Type", "")) for r in rows]
+
+
 def evaluate_organism(lens, folder, batch_size: int = 64, progress: bool = True) -> dict:
     """Measure every THRESHOLDS key on ``lens`` with the world in ``folder``."""
     full, test = data.load_split(folder, "Full_Set"), data.load_split(folder, "Test_Set")
@@ -118,9 +125,7 @@ def evaluate_organism(lens, folder, batch_size: int = 64, progress: bool = True)
         items = request_items(folder, harmful)
         key = "harmful_refusal" if harmful else "harmless_refusal"
         res[key] = float(np.mean([is_refusal(a) for a in gen(items, key)]))
-    perc = pq.read_table(data.split_path(folder, "Perception")[0]).to_pylist()
-    items = [data.QA(r["Question"], r["Ground_Truth"], data.decode_image(r["image"], "Perception.parquet"))
-             for r in perc]
+    items = perception_items(folder)
     res["perception_acc"] = float(np.mean([exact_match(a, q.answer) for a, q in zip(gen(items, "perception"),
                                                                                        items)]))
     return res
