@@ -97,13 +97,15 @@ class Lens:
     # -- generation ------------------------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, questions: list[str], images: list | None = None, max_new_tokens: int = 32,
-                 batch_size: int = 64, progress: bool = False, desc: str = "generate") -> list[str]:
-        """Greedy answers, decoded without special tokens."""
+                 batch_size: int = 64, progress: bool = False, desc: str = "generate",
+                 min_new_tokens: int = 0) -> list[str]:
+        """Greedy answers, decoded without special tokens (``min_new_tokens`` holds off EOS, for timing)."""
         images = images if images is not None else [None] * len(questions)
         out = []
         for i in tqdm(range(0, len(questions), batch_size), desc=desc, disable=not progress, leave=False):
             enc = self.encode(questions[i:i + batch_size], images[i:i + batch_size])
-            ids = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+            ids = self.model.generate(**enc, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+                                      do_sample=False,
                                       pad_token_id=self.tokenizer.pad_token_id)
             out += self.tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
         return [o.strip() for o in out]

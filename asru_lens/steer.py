@@ -153,11 +153,12 @@ def _encode(lens, items):
 
 
 @torch.no_grad()
-def generate(lens, items, spec: Steering | None = None, max_new_tokens: int = 24, batch_size: int = 32) -> list[str]:
+def generate(lens, items, spec: Steering | None = None, max_new_tokens: int = 24, batch_size: int = 32,
+             min_new_tokens: int = 0) -> list[str]:
     """Greedy answers to ``items`` (data.QA) with ``spec`` applied at every generation step."""
     if spec is None:
         return lens.generate([q.question for q in items], [q.image for q in items], max_new_tokens=max_new_tokens,
-                             batch_size=batch_size)
+                             batch_size=batch_size, min_new_tokens=min_new_tokens)
     spec.check(lens)
     out = []
     for i in range(0, len(items), batch_size):
@@ -167,7 +168,7 @@ def generate(lens, items, spec: Steering | None = None, max_new_tokens: int = 24
         # (Saved before the loop in the same block, the steering was silently not applied.)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*was never reached.*")
-            with lens.nn.generate(max_new_tokens=max_new_tokens, do_sample=False,
+            with lens.nn.generate(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=False,
                                   pad_token_id=lens.tokenizer.pad_token_id) as tracer:
                 with tracer.invoke(dict(enc)):
                     state = {}
