@@ -151,7 +151,8 @@ def save(fig: go.Figure, name: str, folder: str | os.PathLike = "figures", png: 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     html = folder / f"{name}.html"
-    atomic_write_text(html, fig.to_html(include_plotlyjs="directory", full_html=True))
+    # a fixed div id: the same figure writes the same file, so re-running a notebook leaves git clean
+    atomic_write_text(html, fig.to_html(include_plotlyjs="directory", full_html=True, div_id=name))
     js = folder / "plotly.min.js"
     if not js.exists():
         from plotly.offline import get_plotlyjs
