@@ -137,12 +137,7 @@ def cmd_steer(args) -> int:
     kw = {}
     if args.mode == "conditional":  # detector: forget vs retain prompts, threshold halfway between their means
         layer = args.layer if args.layer is not None else res.selection.layer
-        pos = [-1]
-        mf = probe.mean_activations(lens, psets["forget"].direction, pos)[layer, 0].float()
-        mr = probe.mean_activations(lens, psets["retain"].direction, pos)[layer, 0].float()
-        det = mf - mr
-        unit = det / det.norm()
-        kw = dict(detector=det, detector_layer=layer, threshold=float((mf @ unit + mr @ unit) / 2))
+        kw = steer.forget_detector(lens, psets["forget"].direction, psets["retain"].direction, layer)
     sets = steer_sets(folder, forget=args.forget, n=args.n)
     if args.sweep:
         layers = list(range(1, lens.n_layers)) if args.layer is None else [args.layer]

@@ -237,6 +237,18 @@ def steering(lens, spec: Steering):
             h.remove()
 
 
+def forget_detector(lens, forget, retain, layer: int) -> dict:
+    """Settings for conditional steering: the forget - retain mean difference at the last prompt token of
+    ``resid_pre[layer]`` as the detector, and the threshold halfway between the two means' projections.
+    Returns the keyword arguments of ``Steering`` (detector, detector_layer, threshold)."""
+    from asru_lens.probe import mean_activations
+    check_layer(lens, layer)
+    mf = mean_activations(lens, forget, [-1])[layer, 0].float()
+    mr = mean_activations(lens, retain, [-1])[layer, 0].float()
+    unit = (mf - mr) / (mf - mr).norm()
+    return dict(detector=mf - mr, detector_layer=layer, threshold=float((mf @ unit + mr @ unit) / 2))
+
+
 # -- what a steering point costs -------------------------------------------------------------------------------
 def measure(lens, sets: dict, spec: Steering | None, max_new_tokens: int = 24) -> dict:
     """Forget refusal and leak, retain / celebrity exact match, perception accuracy and the broken-text rate
