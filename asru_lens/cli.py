@@ -134,9 +134,9 @@ def cmd_steer(args) -> int:
         warnings.simplefilter("ignore")  # a selection fallback does not matter here: we steer where we are told
         res = probe.probe(lens, psets, progress=False)
     directions = res.directions[:, res.selection.position]
+    layer = steer.check_layer(lens, args.layer if args.layer is not None else res.selection.layer)
     kw = {}
     if args.mode == "conditional":  # detector: forget vs retain prompts, threshold halfway between their means
-        layer = args.layer if args.layer is not None else res.selection.layer
         kw = steer.forget_detector(lens, psets["forget"].direction, psets["retain"].direction, layer)
     sets = steer_sets(folder, forget=args.forget, n=args.n)
     if args.sweep:
@@ -155,8 +155,6 @@ def cmd_steer(args) -> int:
             print(_table([(p["layer"], p["alpha"], *(_fmt(p[k]) for k in STEER_KEYS)) for p in points],
                          ("layer", "alpha") + STEER_KEYS))
         return 0
-    layer = args.layer if args.layer is not None else res.selection.layer
-    steer.check_layer(lens, layer)
     spec = steer.Steering(directions[layer], layer, args.alpha, args.mode, **kw)
     point = {"layer": layer, "alpha": args.alpha, "mode": args.mode, **steer.measure(lens, sets, spec)}
     if args.json:

@@ -165,6 +165,7 @@ class Selection:
     allowed: np.ndarray           # passed the layer, KL and induce filters
     baseline: dict = field(default_factory=dict)   # scores without intervention
     fallback: bool = False        # no candidate passed the filters; best bypass among early layers taken
+    max_layer: int = 0            # candidates come from layers < max_layer (the 80%-depth rule)
 
     def as_dict(self) -> dict:
         return {"layer": self.layer, "position": self.position, "token": self.token,
@@ -215,7 +216,7 @@ def select_direction(lens, directions: torch.Tensor, refusal_val, forget_val, re
     masked = np.where(pool, bypass, np.inf)
     layer, pos = (int(i) for i in np.unravel_index(np.argmin(masked), masked.shape))
     token = lens.post_instruction_tokens()[pos]
-    return Selection(layer, pos, token, induce, bypass, kl, allowed, baseline, fallback)
+    return Selection(layer, pos, token, induce, bypass, kl, allowed, baseline, fallback, max_layer)
 
 
 # -- 5. separability -----------------------------------------------------------------------------------------
@@ -277,7 +278,7 @@ class ProbeResult:
         s = self.selection
         r = lambda x: None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 4)  # noqa
         return {"layer": s.layer, "position": s.position, "token": s.token, "n_layers": self.n_layers,
-                "max_layer": int(self.n_layers * 0.8), "auroc": [r(a) for a in self.auroc],
+                "max_layer": s.max_layer, "auroc": [r(a) for a in self.auroc],
                 "auroc_chosen": r(self.auroc[s.layer]), "induce_refusal": r(self.induce_refusal),
                 "induce_score": r(s.induce[s.layer, s.position]), "bypass_score": r(s.bypass[s.layer, s.position]),
                 "kl": r(s.kl[s.layer, s.position]), "fallback": s.fallback,

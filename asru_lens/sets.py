@@ -28,10 +28,6 @@ import pyarrow.parquet as pq
 from asru_lens import data
 from asru_lens.data import QA, DataError
 
-SET_NAMES = ("refusal", "forget", "retain", "celebrity", "harmful", "harmless",
-             "refusal_text", "forget_text")
-
-
 @dataclass
 class Split:
     direction: list[QA] = field(default_factory=list)

@@ -206,13 +206,13 @@ def steering(lens, spec: Steering):
     spec.check(lens)
     layers, state, handles = lens.layers, {}, []
     direction = _vec(lens, spec.direction)
+    unit = direction / direction.norm()
 
     def on_input(index):
         def hook(module, args, kwargs):
             h = args[0] if args else kwargs["hidden_states"]
             first = h.shape[1] > 1               # the prompt pass; cached generation then feeds one token
             if spec.mode == "ablate":
-                unit = direction / direction.norm()
                 h -= (h @ unit).unsqueeze(-1) * unit
                 return
             if spec.mode == "conditional" and index == spec._det and first:
@@ -227,7 +227,6 @@ def steering(lens, spec: Steering):
     for i, layer in enumerate(layers):
         handles.append(layer.register_forward_pre_hook(on_input(i), with_kwargs=True))
     if spec.mode == "ablate":
-        unit = direction / direction.norm()
         handles.append(layers[-1].register_forward_hook(
             lambda m, a, out: out.sub_((out @ unit).unsqueeze(-1) * unit)))
     try:

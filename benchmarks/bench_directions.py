@@ -10,18 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 
 import torch
-
-
-def best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+from timing import best  # benchmarks/timing.py (scripts run from this folder)
 
 
 def main() -> None:
