@@ -66,6 +66,8 @@ class SteeringWidget:
         self.plain = W.HTML(layout=W.Layout(width="330px"))
         self.steered = W.HTML(layout=W.Layout(width="330px"))
         self.bars = W.HTML()
+        for w, name in ((self.alpha, "alpha"), (self.plain, "plain"), (self.steered, "steered")):
+            w.add_class(f"asru-{name}")                           # stable hooks for the browser test
         self.picker.observe(self._on_pick, names="value")
         for control in (self.question, self.layer, self.alpha, self.mode):
             control.observe(lambda change: self.update(), names="value")
@@ -78,7 +80,7 @@ class SteeringWidget:
         answers = W.HBox([W.VBox([W.HTML("<b>unsteered</b>"), self.plain]),
                           W.VBox([W.HTML("<b>steered</b>"), self.steered])])
         return W.VBox([W.HBox([self.portrait, controls]), answers,
-                       W.HTML("<b>projection on each layer's direction</b>"), self.bars])
+                       W.HTML("<b>projection on each layer's direction</b>"), self.bars]).add_class("asru-steering")
 
     def _item(self) -> QA:
         return QA(self.question.value, "", self.items[self.picker.value].image)
