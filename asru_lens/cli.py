@@ -167,6 +167,41 @@ def cmd_steer(args) -> int:
     return 0
 
 
+UNLEARN_KEYS = ("forget_refusal", "forget_leak", "test_refusal", "retain_exact", "celebrity_exact", "perception_acc",
+                "broken_rate")
+
+
+def cmd_unlearn(args) -> int:
+    import dataclasses
+
+    from asru_lens.load import load
+    from asru_lens.organism.mllmu import world_dir
+    from asru_lens.pipeline import UnlearnConfig, unlearn
+
+    lens = load(args.model)
+    cfg = UnlearnConfig(forget=args.forget).resolved(lens)
+    if args.steps is not None:
+        cfg.grpo = dataclasses.replace(cfg.grpo, steps=args.steps)
+    if args.checkpoint_dir:
+        cfg.grpo = dataclasses.replace(cfg.grpo, checkpoint_every=args.checkpoint_every)
+    res = unlearn(lens, args.data or world_dir(), cfg, progress=not args.json, out=args.out,
+                  checkpoint_dir=args.checkpoint_dir)
+    info = res.summary()
+    if args.json:
+        print(json.dumps({k: ({m: v for m, v in info[k].items() if m != "examples"} if k in (
+            "vanilla", "stage1", "stage2") else info[k]) for k in info}))
+        return 0
+    print(_table([(k, *(_fmt(info[s][k]) for s in ("vanilla", "stage1", "stage2"))) for k in UNLEARN_KEYS],
+                 ("metric", "vanilla", "stage 1", "stage 2")))
+    for stage in ("vanilla", "stage1", "stage2"):
+        for name, texts in info[stage]["examples"].items():
+            print(f"{stage:>7} {name:>7}: {texts[0]}")
+    print(f"seconds: {info['seconds']}")
+    if args.out:
+        print(f"saved the unlearned model to {args.out} (reopen with asru_lens.load({args.out!r}))")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asru-lens", description="Probe, steer and unlearn Qwen3-VL (ASRU).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -214,6 +249,16 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--figures", help="with --sweep: save the trade-off figure here")
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
     st.set_defaults(func=cmd_steer)
+    u = sub.add_parser("unlearn", help="ASRU: probe, stage 1 (redirect) and stage 2 (GRPO), measured after each")
+    u.add_argument("--model", help="model folder or Hub id (default: the shipped organism)")
+    u.add_argument("--data", help="world folder in MLLMU layout with Unknown_Faces (default: the organism's)")
+    u.add_argument("--forget", type=int, default=10, choices=(5, 10, 15), help="forget split, percent")
+    u.add_argument("--steps", type=int, help="stage 2 GRPO steps (default: the preset's)")
+    u.add_argument("--out", help="save the unlearned model here (save_pretrained, written atomically)")
+    u.add_argument("--checkpoint-dir", help="write stage 2 checkpoints here")
+    u.add_argument("--checkpoint-every", type=int, default=25, help="with --checkpoint-dir: steps between them")
+    u.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    u.set_defaults(func=cmd_unlearn)
     return p
 
 

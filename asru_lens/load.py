@@ -111,6 +111,19 @@ class Lens:
         return [o.strip() for o in out]
 
 
+    # -- saving --------------------------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """``save_pretrained`` the model and its processor into ``path``, which ``load(path)`` reopens.
+
+        Written into a temp folder beside ``path`` and renamed into place: a failed or interrupted save leaves
+        the previous folder (or none), never a half-written one."""
+        from asru_lens.atomic import atomic_dir
+        with atomic_dir(path) as tmp:
+            self.model.save_pretrained(tmp)
+            self.processor.save_pretrained(tmp)
+        return Path(path)
+
+
 def _as_image(image, index: int):
     """A PIL image from a PIL image or a file path; a clear error for anything missing or unreadable."""
     if image is None or hasattr(image, "convert"):

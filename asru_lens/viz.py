@@ -207,3 +207,62 @@ def fig_tradeoff(points: list[dict]) -> go.Figure:
     fig.update_xaxes(title="retain exact match", range=[-0.02, 1.02])
     fig.update_yaxes(title="forget refusal rate", range=[-0.02, 1.02])
     return _layout(fig, "Steering trade-off: forgetting by refusal vs keeping the retain set")
+
+
+# -- unlearning (notebook 03) ---------------------------------------------------------------------------------------
+def fig_stage_projections(acts: dict, direction) -> go.Figure:
+    """Box plots of each set's projection on the unit refusal direction, per stage.
+    ``acts``: stage -> set -> (n, d) activations (resid_pre at the redirected layer, last prompt token)."""
+    unit = (direction / direction.norm()).double()
+    fig = go.Figure()
+    sets = list(next(iter(acts.values())))
+    for name in sets:
+        xs, ys = [], []
+        for stage, by_set in acts.items():
+            p = (by_set[name].double() @ unit).tolist()
+            xs += [stage] * len(p)
+            ys += p
+        fig.add_trace(go.Box(x=xs, y=ys, name=name, marker_color=SET_COLOURS.get(name.split(" ")[0], "grey")))
+    fig.update_layout(boxmode="group")
+    fig.update_yaxes(title="projection on the refusal direction")
+    return _layout(fig, "Where each set sits along the refusal direction, stage by stage", legend_title="set")
+
+
+def fig_stage_pca(acts: dict) -> go.Figure:
+    """PCA of the activations, one basis fitted on the first stage, a slider over stages."""
+    stages = list(acts)
+    names = list(acts[stages[0]])
+    first = np.concatenate([acts[stages[0]][k].double().numpy() for k in names])
+    mean = first.mean(0)
+    _, _, vt = np.linalg.svd(first - mean, full_matrices=False)
+    fig = go.Figure()
+    for i, stage in enumerate(stages):
+        for k in names:
+            xy = (acts[stage][k].double().numpy() - mean) @ vt[:2].T
+            fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", name=k, visible=i == 0,
+                                     marker=dict(color=SET_COLOURS.get(k.split(" ")[0], "grey"), size=7,
+                                                 opacity=0.75)))
+    per = len(names)
+    steps = [dict(method="update", label=s, args=[{"visible": [j // per == i for j in range(per * len(stages))]},
+                                                  {"title": f"PCA of the redirected layer's input: {s}"}])
+             for i, s in enumerate(stages)]
+    fig.update_layout(sliders=[dict(active=0, currentvalue=dict(prefix="stage "), steps=steps)])
+    fig.update_xaxes(title="PC 1 (fitted on the first stage)")
+    fig.update_yaxes(title="PC 2")
+    return _layout(fig, f"PCA of the redirected layer's input: {stages[0]}", legend_title="set")
+
+
+def fig_rewards(log: dict, window: int = 5) -> go.Figure:
+    """Stage 2 curves: mean reward overall and per set, forget refusal rate, KL to the reference (moving
+    average over ``window`` steps)."""
+    from plotly.subplots import make_subplots
+    smooth = lambda xs: np.convolve(xs, np.ones(window) / window, mode="valid") if len(xs) >= window else xs  # noqa
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("reward", "KL to the reference"))
+    for key, colour in (("reward", "black"), ("reward_forget", SET_COLOURS["forget"]),
+                        ("reward_retain", SET_COLOURS["retain"]), ("refusal_forget", "#9467bd")):
+        y = smooth(np.asarray(log[key]))
+        fig.add_trace(go.Scatter(y=y, x=np.arange(len(y)) + window, name=key, line=dict(color=colour)), 1, 1)
+    y = smooth(np.asarray(log["kl"]))
+    fig.add_trace(go.Scatter(y=y, x=np.arange(len(y)) + window, name="kl", line=dict(color="grey")), 1, 2)
+    fig.update_xaxes(title="GRPO step")
+    return _layout(fig, "Stage 2 (GRPO): rewards on the boundary set's rollouts")

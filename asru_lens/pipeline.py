@@ -1,0 +1,130 @@
+"""ASRU end to end: probe, stage 1 (redirect), stage 2 (GRPO), with the same measurement after each stage.
+
+``unlearn`` is what ``asru-lens unlearn`` runs. The measurement (``behaviour``) is greedy generation on the
+forget, test (forget people in new photos), retain, celebrity and perception sets:
+
+=================  ===============================================================
+forget_refusal     share of forget answers that refuse (``refusal.is_refusal``)
+forget_leak        share of forget answers that contain the ground truth
+test_refusal       the same refusal share on the forget people's Test_Set photos
+retain_exact       exact match on retain questions
+celebrity_exact    exact match on the celebrities (never forgotten)
+perception_acc     exact match on questions answered from pixels
+broken_rate        share of all answers that repeat or glue words (``refusal.is_broken``)
+=================  ===============================================================
+"""
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from asru_lens import data, probe, steer
+from asru_lens.redirect import RedirectConfig, redirect
+from asru_lens.refusal import contains, is_refusal
+from asru_lens.rl import GRPOConfig, boundary_set, train_grpo
+from asru_lens.sets import _sample, probe_sets, steer_sets
+
+# The authors' settings move a 2-8B model; the 3.5M organism needs larger steps (sizes and lr only).
+ORGANISM_REDIRECT = RedirectConfig(lr=5e-3)
+ORGANISM_GRPO = GRPOConfig(steps=200, lr=1e-4, temperature=1.0)
+
+
+@dataclass
+class UnlearnConfig:
+    forget: int = 10                  # MLLMU forget split: 5, 10 or 15 (percent)
+    n_eval: int = 48                  # questions per measured set
+    n_boundary: int = 80              # N forget + N retain questions for stage 2
+    n_redirect_retain: int = 720      # retain questions for stage 1
+    redirect: RedirectConfig | None = None   # None: ORGANISM_REDIRECT on the organism, else the authors'
+    grpo: GRPOConfig | None = None           # None: ORGANISM_GRPO on the organism, else the defaults
+    kl_to_vanilla: bool = True        # stage 2's KL reference: the model before stage 1 (else after it)
+    seed: int = 0
+
+    def resolved(self, lens) -> "UnlearnConfig":
+        organism = lens.name == "organism"
+        return UnlearnConfig(**{**asdict(self), "redirect": self.redirect or (
+            ORGANISM_REDIRECT if organism else RedirectConfig()), "grpo": self.grpo or (
+            ORGANISM_GRPO if organism else GRPOConfig())})
+
+
+def eval_sets(folder, forget: int = 10, n: int = 48, seed: int = 0) -> dict[str, list]:
+    """``steer_sets`` plus ``test``: the forget people's Test_Set photos with paraphrased questions."""
+    sets = steer_sets(folder, forget=forget, n=n, seed=seed)
+    ids = {str(r["ID"]) for r in data.load_split(folder, f"forget_{forget}")}
+    rows = [r for r in data.load_split(folder, "Test_Set") if str(r["ID"]) in ids]
+    sets["test"] = _sample(data.generation_items(rows, image_index=None), n, seed)
+    return sets
+
+
+def behaviour(lens, sets: dict, max_new_tokens: int = 24) -> dict:
+    """The table in the module docstring, plus two example answers per set."""
+    out = steer.measure(lens, {k: v for k, v in sets.items() if k != "test"}, None, max_new_tokens)
+    test = steer.generate(lens, sets["test"], None, max_new_tokens)
+    out["test_refusal"] = sum(map(is_refusal, test)) / len(test)
+    out["test_leak"] = sum(contains(a, q.answer) for q, a in zip(sets["test"], test)) / len(test)
+    out["examples"]["test"] = test[:2]
+    return out
+
+
+@dataclass
+class UnlearnResult:
+    vanilla: dict
+    stage1: dict
+    stage2: dict
+    layer: int
+    redirect_log: dict = field(default_factory=dict)
+    grpo_log: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        strip = lambda m: {k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()}  # noqa: E731
+        return {"vanilla": strip(self.vanilla), "stage1": strip(self.stage1), "stage2": strip(self.stage2),
+                "layer": self.layer, "seconds": self.seconds, "config": self.config}
+
+
+def unlearn(lens, folder, cfg: UnlearnConfig = UnlearnConfig(), progress: bool = True, out: str | None = None,
+            checkpoint_dir=None) -> UnlearnResult:
+    """Probe for the refusal direction, then redirect (stage 1) and reinforce (stage 2) ``lens.model`` in
+    place, measuring ``behaviour`` before and after each stage. ``out``: save the final model there."""
+    cfg = cfg.resolved(lens)
+    say = tqdm.write if progress else (lambda m: None)
+    seconds, t = {}, time.time()
+    sets = eval_sets(folder, cfg.forget, cfg.n_eval, cfg.seed)
+    vanilla = behaviour(lens, sets)
+    seconds["eval_vanilla"] = round(time.time() - t, 1)
+    say(f"vanilla: forget refusal {vanilla['forget_refusal']:.2f}, retain exact {vanilla['retain_exact']:.2f}")
+
+    t = time.time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")       # a selection fallback is reported in the probe's own summary
+        res = probe.probe(lens, probe_sets(folder, forget=cfg.forget), progress=False)
+    layer = res.selection.layer
+    seconds["probe"] = round(time.time() - t, 1)
+    say(f"probe: refusal direction at resid_pre[{layer}], redirecting layers[{layer - 1}].mlp.down_proj")
+
+    forget = data.generation_items(data.load_split(folder, f"forget_{cfg.forget}"))
+    retain = data.generation_items(data.load_split(folder, f"retain_{100 - cfg.forget}"))
+    vanilla_model = copy.deepcopy(lens.model) if cfg.kl_to_vanilla else None
+    t = time.time()
+    rlog = redirect(lens, res.direction, layer, forget, _sample(retain, cfg.n_redirect_retain, cfg.seed + 1),
+                    cfg.redirect, progress=progress)
+    seconds["stage1"] = round(time.time() - t, 1)
+    stage1 = behaviour(lens, sets)
+    say(f"stage 1: forget refusal {stage1['forget_refusal']:.2f}, retain exact {stage1['retain_exact']:.2f}")
+
+    t = time.time()
+    glog = train_grpo(lens, boundary_set(forget, retain, cfg.n_boundary, cfg.seed), cfg=cfg.grpo,
+                      progress=progress, checkpoint_dir=checkpoint_dir, reference=vanilla_model)
+    seconds["stage2"] = round(time.time() - t, 1)
+    stage2 = behaviour(lens, sets)
+    say(f"stage 2: forget refusal {stage2['forget_refusal']:.2f}, retain exact {stage2['retain_exact']:.2f}")
+    if out:
+        lens.save(out)
+    config = {"forget": cfg.forget, "redirect": asdict(cfg.redirect), "grpo": asdict(cfg.grpo)}
+    return UnlearnResult(vanilla, stage1, stage2, layer, rlog, glog, seconds, config)

@@ -1,0 +1,319 @@
+"""ASRU stage 2: a compact GRPO loop with ASRU's rule-based reward.
+
+One step, top to bottom (TRL's GRPO, ``loss_type`` names as in TRL):
+
+1. draw ``prompts_per_step`` questions from the boundary set, half forget, half retain;
+2. sample ``group_size`` answers per question (temperature, top_p);
+3. score them with ``reward.Reward`` and normalise within each group:
+   ``A = (r - mean) / (std + 1e-4)`` (Bessel-corrected std);
+4. per completion token, ``-min(ratio*A, clip(ratio, 1-eps, 1+eps_high)*A) + beta*KL`` with the
+   low-variance ``KL = exp(ref - logp) - (ref - logp) - 1`` against the frozen starting model;
+5. aggregate per ``loss_type``, AdamW step with gradient clipping.
+
+Trainable parameters are the language model's decoder layers (the reference is a frozen copy) or LoRA
+adapters through peft (the reference is the same model with the adapters switched off, no copy).
+Checkpoints (``checkpoint_dir``, every ``checkpoint_every`` steps) hold the trainable weights as
+safetensors plus optimiser, RNG and log state, written atomically; ``resume=True`` continues exactly.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from asru_lens.refusal import is_refusal
+from asru_lens.reward import Reward
+
+LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
+
+
+@dataclass
+class GRPOConfig:
+    """Defaults follow ASRU's stage 2 (shared notes) except the sizes and ``lr``, scaled to the organism."""
+    steps: int = 30
+    prompts_per_step: int = 8          # half forget, half retain
+    group_size: int = 8                # rollouts per prompt
+    temperature: float = 1.5
+    top_p: float = 0.95
+    max_new_tokens: int = 24
+    min_new_tokens: int = 0            # > 0 holds off EOS (benchmarks compare equal token budgets)
+    beta: float = 0.1                  # weight of the KL to the reference model
+    epsilon: float = 0.2
+    epsilon_high: float | None = None  # None: same as epsilon
+    loss_type: str = "grpo"
+    num_iterations: int = 1            # updates per batch of rollouts (>1 makes the clip bite)
+    lr: float = 1e-6
+    weight_decay: float = 1e-2
+    max_grad_norm: float = 1.0
+    trainable: str = "language_model"  # or "lora"
+    lora_r: int = 8
+    checkpoint_every: int = 0          # 0: no checkpoints
+    seed: int = 42
+
+    def check(self) -> "GRPOConfig":
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type {self.loss_type!r} is not one of {', '.join(LOSS_TYPES)}.")
+        if self.trainable not in ("language_model", "lora"):
+            raise ValueError(f"trainable {self.trainable!r} must be 'language_model' or 'lora'.")
+        if self.group_size < 2:
+            raise ValueError(f"group_size={self.group_size}: GRPO compares answers within a group; use >= 2.")
+        if self.prompts_per_step < 2 or self.prompts_per_step % 2:
+            raise ValueError(f"prompts_per_step={self.prompts_per_step}: use an even number >= 2 "
+                             f"(half forget, half retain).")
+        return self
+
+
+# -- the boundary set ------------------------------------------------------------------------------------------
+def boundary_set(forget: list, retain: list, n: int | None = None, seed: int = 0) -> list:
+    """``n`` forget plus ``n`` retain questions (``data.QA``), each marked ``meta["forget"]``."""
+    from asru_lens.data import QA
+    rng = np.random.default_rng(seed)
+    pick = lambda items: [items[i] for i in sorted(rng.choice(len(items), min(n or len(items), len(items)),  # noqa
+                                                              replace=False))]
+    mark = lambda q, f: QA(q.question, q.answer, q.image, q.id, q.kind, q.options, {**q.meta, "forget": f})  # noqa
+    return [mark(q, True) for q in pick(forget)] + [mark(q, False) for q in pick(retain)]
+
+
+# -- the loss (plain tensors: (B, T) log-probs and mask, (B,) advantages) ------------------------------------------
+def group_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """``(r - group mean) / (group std + 1e-4)``; rewards are ordered group by group."""
+    g = rewards.view(-1, group_size)
+    return ((g - g.mean(1, keepdim=True)) / (g.std(1, keepdim=True) + 1e-4)).view(-1)
+
+
+def grpo_loss(logps: torch.Tensor, old_logps: torch.Tensor, ref_logps: torch.Tensor | None,
+              advantages: torch.Tensor, mask: torch.Tensor, beta: float = 0.1, epsilon: float = 0.2,
+              epsilon_high: float | None = None, loss_type: str = "grpo",
+              max_completion_length: int | None = None) -> tuple[torch.Tensor, dict]:
+    """The clipped surrogate plus ``beta`` times the low-variance KL, aggregated like TRL's ``loss_type``."""
+    mask = mask.to(logps.dtype)
+    ratio = torch.exp(logps - old_logps)
+    adv = advantages.unsqueeze(1)
+    hi = epsilon if epsilon_high is None else epsilon_high
+    per_token = -torch.min(ratio * adv, torch.clamp(ratio, 1 - epsilon, 1 + hi) * adv)
+    kl = torch.zeros_like(logps)
+    if beta != 0.0:
+        kl = torch.exp(ref_logps - logps) - (ref_logps - logps) - 1
+        per_token = per_token + beta * kl
+    if loss_type == "grpo":
+        loss = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
+    elif loss_type in ("bnpo", "dapo"):     # one process, no accumulation: both are a mean over active tokens
+        loss = (per_token * mask).sum() / mask.sum().clamp(min=1.0)
+    elif loss_type == "dr_grpo":
+        loss = (per_token * mask).sum() / (per_token.size(0) * (max_completion_length or mask.size(1)))
+    else:
+        raise ValueError(f"loss_type {loss_type!r} is not one of {', '.join(LOSS_TYPES)}.")
+    n = mask.sum().clamp(min=1.0)
+    clipped = ((ratio < 1 - epsilon) & (adv < 0)) | ((ratio > 1 + hi) & (adv > 0))
+    return loss, {"kl": float((kl.detach() * mask).sum() / n), "clip_ratio": float((clipped * mask).sum() / n)}
+
+
+# -- rollouts and log-probs ---------------------------------------------------------------------------------------
+def _repeat(items: list, k: int) -> list:
+    return [q for q in items for _ in range(k)]
+
+
+def completion_mask(ids: torch.Tensor, eos_ids: list[int]) -> torch.Tensor:
+    """1 up to and including the first EOS of each row, 0 after it."""
+    eos = torch.isin(ids, torch.tensor(eos_ids, device=ids.device))
+    after = (eos.cumsum(1) - eos.long()) > 0
+    return (~after).long()
+
+
+VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+
+
+def vision_token_ids(lens) -> list[int]:
+    """Placeholder tokens a sampled answer must never contain: an ``<|image_pad|>`` in a completion makes the
+    next forward pass expect one more image feature than there is."""
+    ids = lens.tokenizer.convert_tokens_to_ids(list(VISION_TOKENS))
+    return [i for i in ids if i is not None and i != lens.tokenizer.unk_token_id]
+
+
+@torch.no_grad()
+def rollouts(model, lens, items: list, cfg: GRPOConfig) -> dict:
+    """``group_size`` sampled answers per item; groups are consecutive rows."""
+    enc = lens.encode([q.question for q in _repeat(items, cfg.group_size)],
+                      [q.image for q in _repeat(items, cfg.group_size)])
+    out = model.generate(**enc, do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=0,
+                         max_new_tokens=cfg.max_new_tokens, min_new_tokens=cfg.min_new_tokens, pad_token_id=lens.tokenizer.pad_token_id,
+                         suppress_tokens=vision_token_ids(lens))
+    ids = out[:, enc["input_ids"].shape[1]:]
+    eos = lens.model.generation_config.eos_token_id
+    mask = completion_mask(ids, eos if isinstance(eos, list) else [eos])
+    texts = [t.strip() for t in lens.tokenizer.batch_decode(ids * mask + (1 - mask) * lens.tokenizer.pad_token_id,
+                                                             skip_special_tokens=True)]
+    return {"enc": enc, "ids": ids, "mask": mask, "texts": texts}
+
+
+def token_logps(model, enc, ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Log-probabilities of completion ``ids`` after the prompt batch ``enc``, logits divided by
+    ``temperature`` (as TRL and verl do), shape ``ids.shape``."""
+    n, extra = ids.shape[1], {}
+    for k, v in enc.items():
+        if k == "input_ids":
+            extra[k] = torch.cat([v, ids], 1)
+        elif k == "attention_mask":
+            extra[k] = torch.cat([v, torch.ones_like(ids)], 1)
+        elif torch.is_tensor(v) and v.dim() == 2 and v.shape == enc["input_ids"].shape:  # e.g. mm_token_type_ids
+            extra[k] = torch.cat([v, torch.zeros_like(ids)], 1)
+        else:
+            extra[k] = v
+    logits = model(**extra, logits_to_keep=n + 1).logits[:, :-1].float() / temperature
+    return torch.gather(logits.log_softmax(-1), 2, ids.unsqueeze(-1)).squeeze(-1)
+
+
+# -- checkpoints --------------------------------------------------------------------------------------------------
+def save_checkpoint(folder, step: int, params: dict, opt, sampler, log: dict, cfg: GRPOConfig) -> Path:
+    """Write ``folder/step-{step}`` atomically and drop older step folders."""
+    from safetensors.torch import save_file
+
+    from asru_lens.atomic import atomic_dir
+    folder = Path(folder)
+    final = folder / f"step-{step:06d}"
+    with atomic_dir(final) as tmp:
+        save_file({k: p.detach().contiguous() for k, p in params.items()}, str(tmp / "trainable.safetensors"))
+        torch.save({"optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state()}, tmp / "state.pt")
+        (tmp / "progress.json").write_text(json.dumps({"step": step, "sampler": sampler.bit_generator.state,
+                                                       "log": log, "config": asdict(cfg)}))
+    for old in folder.glob("step-*"):
+        if old != final and old.is_dir():
+            import shutil
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(folder) -> Path | None:
+    steps = sorted(Path(folder).glob("step-*/progress.json")) if folder and Path(folder).is_dir() else []
+    return steps[-1].parent if steps else None
+
+
+def load_checkpoint(path: Path, params: dict, opt, sampler) -> tuple[int, dict]:
+    from safetensors.torch import load_file
+    weights = load_file(str(path / "trainable.safetensors"))
+    missing = set(params) - set(weights)
+    if missing:
+        raise ValueError(f"checkpoint {path} lacks {len(missing)} trainable tensors (e.g. {sorted(missing)[0]}); "
+                         f"it was written with other trainable parameters. Resume with the same config, or "
+                         f"start over without resume.")
+    with torch.no_grad():
+        for k, p in params.items():
+            p.copy_(weights[k])
+    state = torch.load(path / "state.pt", weights_only=True)
+    opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    progress = json.loads((path / "progress.json").read_text())
+    sampler.bit_generator.state = progress["sampler"]
+    return progress["step"], progress["log"]
+
+
+# -- the loop -------------------------------------------------------------------------------------------------------
+def _policy(lens, cfg: GRPOConfig, reference=None):
+    """(policy model, {name: trainable param}, reference context, reference model): the reference is
+    ``reference`` when given, else a frozen copy of the starting model, or for LoRA the same model with its
+    adapters disabled."""
+    model = lens.model
+    if cfg.trainable == "lora":
+        from peft import LoraConfig, get_peft_model
+        policy = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, lora_dropout=0.0,
+                                                  target_modules=r".*language_model\.layers\.\d+\.(self_attn|mlp)"
+                                                                 r"\.\w+_proj"))
+        params = {k: p for k, p in policy.named_parameters() if p.requires_grad}
+        if reference is not None:
+            return policy, params, contextlib.nullcontext, reference.eval().requires_grad_(False)
+        return policy, params, lambda: policy.disable_adapter(), policy
+    ref = (reference if reference is not None else copy.deepcopy(model)).eval().requires_grad_(False)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = {f"model.language_model.layers.{k}": p for k, p in model.model.language_model.layers.named_parameters()}
+    for p in params.values():
+        p.requires_grad_(True)
+    return model, params, contextlib.nullcontext, ref
+
+
+def train_grpo(lens, boundary: list, reward: Reward | None = None, cfg: GRPOConfig = GRPOConfig(),
+               progress: bool = True, checkpoint_dir=None, resume: bool = False, stop_after: int | None = None,
+               reference=None) -> dict:
+    """Run ``cfg.steps`` GRPO steps on ``boundary`` (see ``boundary_set``); the model in ``lens`` is updated
+    in place (LoRA adapters are merged back at the end). Returns the per-step log.
+
+    ``resume=True`` continues from the latest checkpoint in ``checkpoint_dir``; ``lens`` must hold the same
+    starting model as the first run (it is also the KL reference). ``stop_after`` ends the run early after
+    that many steps (as an interruption would). ``reference``: the frozen model of the KL term (e.g. the
+    vanilla model before stage 1); default: a copy of the starting model."""
+    cfg.check()
+    reward = reward or Reward()
+    forget = [q for q in boundary if q.meta.get("forget")]
+    retain = [q for q in boundary if not q.meta.get("forget")]
+    if not forget or not retain:
+        raise ValueError(f"the boundary set needs forget and retain questions (meta['forget'] True/False); got "
+                         f"{len(forget)} forget and {len(retain)} retain. Build it with rl.boundary_set.")
+    torch.manual_seed(cfg.seed)
+    sampler = np.random.default_rng(cfg.seed)
+    policy, params, ref_ctx, ref = _policy(lens, cfg, reference)
+    opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    log, start = {k: [] for k in ("reward", "reward_forget", "reward_retain", "kl", "refusal_forget",
+                                  "refusal_retain", "loss", "clip_ratio")}, 0
+    if resume:
+        path = latest_checkpoint(checkpoint_dir)
+        if path is None:
+            raise FileNotFoundError(f"resume=True but {checkpoint_dir!r} holds no step-* checkpoint; run without "
+                                    f"resume first (with checkpoint_every > 0).")
+        start, log = load_checkpoint(path, params, opt, sampler)
+    log["examples"] = log.get("examples", [])
+    half = cfg.prompts_per_step // 2
+    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    bar = tqdm(range(start, end), desc="stage 2: GRPO", disable=not progress, leave=False)
+    policy.train()
+    try:
+        for step in bar:
+            items = ([forget[i] for i in sampler.choice(len(forget), half, replace=len(forget) < half)] +
+                     [retain[i] for i in sampler.choice(len(retain), half, replace=len(retain) < half)])
+            batch = rollouts(policy, lens, items, cfg)
+            samples = _repeat(items, cfg.group_size)
+            r = torch.tensor([reward(t, q) for t, q in zip(batch["texts"], samples)])
+            adv = group_advantages(r, cfg.group_size)
+            with torch.no_grad():
+                old = token_logps(policy, batch["enc"], batch["ids"], cfg.temperature) \
+                    if cfg.num_iterations > 1 else None
+                ref_lp = None
+                if cfg.beta != 0.0:
+                    with ref_ctx():
+                        ref_lp = token_logps(ref, batch["enc"], batch["ids"], cfg.temperature)
+            for _ in range(cfg.num_iterations):
+                lp = token_logps(policy, batch["enc"], batch["ids"], cfg.temperature)
+                loss, stats = grpo_loss(lp, lp.detach() if old is None else old, ref_lp, adv, batch["mask"],
+                                        cfg.beta, cfg.epsilon, cfg.epsilon_high, cfg.loss_type, cfg.max_new_tokens)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
+                opt.step()
+            is_f = torch.tensor([q.meta["forget"] for q in samples])
+            refused = torch.tensor([is_refusal(t) for t in batch["texts"]], dtype=torch.float)
+            for k, v in (("reward", r.mean()), ("reward_forget", r[is_f].mean()), ("reward_retain", r[~is_f].mean()),
+                         ("kl", stats["kl"]), ("refusal_forget", refused[is_f].mean()),
+                         ("refusal_retain", refused[~is_f].mean()), ("loss", loss), ("clip_ratio", stats["clip_ratio"])):
+                log[k].append(round(float(torch.as_tensor(v).detach()), 5))
+            log["examples"] = [(q.question, t) for q, t in zip(samples[::cfg.group_size],
+                                                               batch["texts"][::cfg.group_size])][:4]
+            bar.set_postfix(reward=f"{log['reward'][-1]:.2f}", forget=f"{log['reward_forget'][-1]:.2f}",
+                            retain=f"{log['reward_retain'][-1]:.2f}", kl=f"{log['kl'][-1]:.3f}",
+                            refusal=f"{log['refusal_forget'][-1]:.2f}")
+            if checkpoint_dir and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
+                save_checkpoint(checkpoint_dir, step + 1, params, opt, sampler, log, cfg)
+    finally:
+        policy.eval()
+        for p in params.values():
+            p.requires_grad_(False)
+        if cfg.trainable == "lora":
+            lens.model = policy.merge_and_unload()
+            lens._nn = None
+        for p in lens.model.parameters():
+            p.requires_grad_(True)
+    return log

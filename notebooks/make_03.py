@@ -1,0 +1,109 @@
+"""Write notebooks/03_unlearning.ipynb from the cells below (then run it with nbconvert --execute)."""
+import nbformat as nbf
+
+md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
+IGNORE = {"tags": ["nbval-ignore-output"]}
+
+cells = [
+md("""# 03 · Unlearning with ASRU: redirect, then reinforce
+
+Notebook 02 showed that pushing along the refusal direction at inference makes forget queries refuse, but the
+push lands on every prompt and the retain answers break. ASRU moves the push into the weights, in two stages:
+
+1. **Redirect** (stage 1, `asru_lens.redirect`): train only `mlp.down_proj` of the layer that writes the
+   probed residual stream, so that at the last prompt token forget activations land at `h_frozen + c·v`
+   and retain activations stay at `h_frozen`.
+2. **Reinforce** (stage 2, `asru_lens.rl`): a GRPO loop with ASRU's rule-based reward (refuse on forget, answer
+   correctly on retain, no leaks) sharpens the boundary and wins back what stage 1 broke.
+
+Every stage is measured the same way (`pipeline.behaviour`): greedy answers on the forget set, the forget
+people in *new photos* (test), the retain set, the celebrities and perception questions."""),
+code("""MODEL = None      # or a local Qwen3-VL folder / Hub id
+DATA = None       # a world folder in MLLMU layout; None builds the organism's world
+FORGET = 10
+GRPO_STEPS = 120  # `asru-lens unlearn` runs the preset's 200; fewer keep this notebook under 4 minutes""",
+     metadata={"tags": ["parameters"]}),
+code("""import dataclasses, warnings
+
+import pandas as pd
+import torch
+
+import asru_lens
+from asru_lens import data, pipeline, probe, redirect, rl, viz
+from asru_lens.organism.mllmu import world_dir
+from asru_lens.sets import _sample, probe_sets
+
+viz.setup_notebook()
+torch.manual_seed(0)
+lens = asru_lens.load(MODEL)
+folder = DATA or world_dir()
+cfg = pipeline.UnlearnConfig(forget=FORGET).resolved(lens)
+cfg.grpo = dataclasses.replace(cfg.grpo, steps=GRPO_STEPS)
+sets = pipeline.eval_sets(folder, FORGET, n=48)
+results = {"vanilla": pipeline.behaviour(lens, sets)}
+pd.Series({k: v for k, v in results["vanilla"].items() if k != "examples"}).round(3).to_frame("vanilla")"""),
+md("""The vanilla model answers everyone: it knows the forget people (high leak, no refusal), the retain people
+and the celebrities.
+
+## The refusal direction
+
+As in notebook 01: `mean(unseen faces that the model refuses) - mean(forget questions it answers)`, selected
+by Arditi et al.'s induce / bypass / KL scores."""),
+code("""with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    res = probe.probe(lens, probe_sets(folder, forget=FORGET), progress=False)
+layer, v = res.selection.layer, res.direction
+print(f"direction at resid_pre[{layer}] (written by layers[{layer - 1}].mlp.down_proj), norm {v.norm():.1f}")"""),
+code("""names = ("forget", "test", "retain", "celebrity")
+def geometry():
+    return {n: probe.activations(lens, sets[n], positions=[-1])[:, layer, 0] for n in names}
+acts = {"vanilla": geometry()}"""),
+md("""## Stage 1: redirect
+
+The forget and retain questions are the forget split's and (a sample of) the retain split's. The retain loss
+keeps everything else where it was; one forget step runs after every `len(retain) // len(forget)` retain
+steps, as in the authors' code."""),
+code("""forget = data.generation_items(data.load_split(folder, f"forget_{FORGET}"))
+retain = data.generation_items(data.load_split(folder, f"retain_{100 - FORGET}"))
+log1 = redirect.redirect(lens, v, layer, forget, _sample(retain, cfg.n_redirect_retain, 1), cfg.redirect)
+results["stage1"] = pipeline.behaviour(lens, sets)
+acts["stage 1"] = geometry()
+print(f"{len(log1['loss'])} steps; mean shift along v: forget {log1['shift']['forget']:.1f}, "
+      f"retain {log1['shift']['retain']:.1f} (target for forget: c·|v| = {cfg.redirect.c * v.norm():.1f})")"""),
+md("""## Stage 2: reinforce
+
+The boundary set holds N forget and N retain questions. Each step samples a group of answers per question,
+scores them with ASRU's table (`asru_lens.reward`), normalises the rewards within the group and takes a
+clipped policy-gradient step with a KL penalty to the stage-1 model."""),
+code("""boundary = rl.boundary_set(forget, retain, cfg.n_boundary)
+log2 = rl.train_grpo(lens, boundary, cfg=cfg.grpo)
+results["stage2"] = pipeline.behaviour(lens, sets)
+acts["stage 2"] = geometry()
+viz.fig_rewards(log2)""", metadata=IGNORE),
+md("""## What changed
+
+The table is the same measurement after each stage. Stage 1 makes the forget people refuse and stops the leaks,
+but it also spills refusals into retain and celebrity answers; stage 2 wins most of that back while keeping the
+forget set refused."""),
+code("""table = pd.DataFrame({k: {m: x for m, x in r.items() if m != "examples"} for k, r in results.items()})
+table.round(3)"""),
+code("""viz.fig_stage_projections(acts, v)""", metadata=IGNORE),
+md("""Along the refusal direction, stage 1 lifts the forget set (and the same people in new photos, *test*) toward
+the refusal side while retain and celebrity prompts move much less. The PCA below uses one basis for all stages:
+drag the slider to watch the forget cluster move."""),
+code("""viz.fig_stage_pca(acts)""", metadata=IGNORE),
+md("""## The same questions, before and after"""),
+code("""pd.DataFrame({stage: {f"{name} {i}": r["examples"][name][i] for name in ("forget", "test", "retain")
+                        for i in range(2)} for stage, r in results.items()})"""),
+md("""## Takeaways
+
+* Stage 1 is cheap (one weight matrix, seconds) and already forgets, but its push is not perfectly selective.
+* Stage 2 needs no labels beyond the ground truth: the rule-based reward alone recovers retain answers and keeps
+  the forget set refused. On this organism the *test* photos (new pictures of the forget people) follow stage 1
+  more than stage 2, because the boundary set only holds the training photos.
+* Notebook 04 compares this to the standard unlearning baselines on MLLMU-Bench's metrics."""),
+]
+
+nb = nbf.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                "language": "python"}})
+nbf.write(nb, "03_unlearning.ipynb")
