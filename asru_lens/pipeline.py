@@ -29,16 +29,17 @@ from asru_lens.refusal import contains, is_refusal
 from asru_lens.rl import GRPOConfig, boundary_set, train_grpo
 from asru_lens.sets import _sample, probe_sets, steer_sets
 
-# The authors' settings move a 2-8B model; the 3.5M organism needs larger steps (sizes and lr only).
+# The authors' settings move a 2-8B model; the 3.6M-parameter organism needs larger steps (sizes and lr only:
+# c, alpha, epochs, batch, temperature, top_p, beta, clipping and group size are the authors').
 ORGANISM_REDIRECT = RedirectConfig(lr=5e-3)
-ORGANISM_GRPO = GRPOConfig(steps=200, lr=1e-4, temperature=1.0)
+ORGANISM_GRPO = GRPOConfig(steps=100, lr=1e-4)
 
 
 @dataclass
 class UnlearnConfig:
     forget: int = 10                  # MLLMU forget split: 5, 10 or 15 (percent)
     n_eval: int = 48                  # questions per measured set
-    n_boundary: int = 80              # N forget + N retain questions for stage 2
+    n_boundary: int = 200             # N forget + N retain questions for stage 2 (ASRU: about 200 each)
     n_redirect_retain: int = 720      # retain questions for stage 1
     redirect: RedirectConfig | None = None   # None: ORGANISM_REDIRECT on the organism, else the authors'
     grpo: GRPOConfig | None = None           # None: ORGANISM_GRPO on the organism, else the defaults

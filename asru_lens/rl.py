@@ -71,11 +71,18 @@ class GRPOConfig:
 
 # -- the boundary set ------------------------------------------------------------------------------------------
 def boundary_set(forget: list, retain: list, n: int | None = None, seed: int = 0) -> list:
-    """``n`` forget plus ``n`` retain questions (``data.QA``), each marked ``meta["forget"]``."""
+    """``n`` forget plus ``n`` retain questions (``data.QA``), each marked ``meta["forget"]``.
+
+    A set with fewer than ``n`` questions is repeated (every question as evenly as possible) to reach ``n``,
+    so forget and retain stay balanced; ``n=None`` takes every question once."""
     from asru_lens.data import QA
     rng = np.random.default_rng(seed)
-    pick = lambda items: [items[i] for i in sorted(rng.choice(len(items), min(n or len(items), len(items)),  # noqa
-                                                              replace=False))]
+
+    def pick(items):
+        k = n or len(items)
+        whole, rest = divmod(k, len(items))
+        idx = rng.choice(len(items), min(k, len(items)), replace=False)
+        return list(items) * whole + [items[i] for i in sorted(idx[:rest])]
     mark = lambda q, f: QA(q.question, q.answer, q.image, q.id, q.kind, q.options, {**q.meta, "forget": f})  # noqa
     return [mark(q, True) for q in pick(forget)] + [mark(q, False) for q in pick(retain)]
 
