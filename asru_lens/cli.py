@@ -202,6 +202,28 @@ def cmd_unlearn(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from asru_lens.load import load
+    from asru_lens.organism.mllmu import world_dir
+    from asru_lens.run import HEADLINE, RunConfig, run, summary, write_report
+
+    lens = load(args.model)
+    cfg = RunConfig(forget=args.forget) if args.budget == "full" else RunConfig.small(forget=args.forget)
+    if args.methods:
+        cfg.methods = tuple(args.methods.split(","))
+    res = run(lens, args.data or world_dir(), cfg, progress=not args.json, figures=args.figures)
+    paths = write_report(res, args.reports, args.figures)
+    info = summary(res)
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(_table([(m, *(_fmt(v.get(k)) for k in HEADLINE)) for m, v in info["methods"].items()],
+                 ("method",) + HEADLINE))
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asru-lens", description="Probe, steer and unlearn Qwen3-VL (ASRU).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -259,6 +281,17 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--checkpoint-every", type=int, default=25, help="with --checkpoint-dir: steps between them")
     u.add_argument("--json", action="store_true", help="print JSON instead of a table")
     u.set_defaults(func=cmd_unlearn)
+    r = sub.add_parser("run", help="the main job: probe, steer, ASRU, baselines, evaluation, report")
+    r.add_argument("--model", help="model folder or Hub id (default: the shipped organism)")
+    r.add_argument("--data", help="world folder in MLLMU layout with Unknown_Faces (default: the organism's)")
+    r.add_argument("--forget", type=int, default=10, choices=(5, 10, 15), help="forget split, percent")
+    r.add_argument("--methods", help="comma-separated subset of vanilla,GA,GD,KL,NPO,IDK,steer,stage1,asru")
+    r.add_argument("--budget", default="full", choices=("full", "small"), help="small: fewer questions and a "
+                   "two-point learning-rate grid (default full)")
+    r.add_argument("--reports", default="reports", help="where report.md and report.json go (default reports/)")
+    r.add_argument("--figures", default="figures", help="where the figures go (default figures/)")
+    r.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    r.set_defaults(func=cmd_run)
     return p
 
 

@@ -60,8 +60,10 @@ def mc_prompt(q, one_shot: bool) -> str:
 
 
 @torch.no_grad()
-def answer_perplexity(lens, items: list, answers: list[str], batch_size: int = 32) -> list[float]:
-    """Perplexity of each answer after its prompt under ``lens`` (the vanilla model, for naturalness)."""
+def answer_perplexity(lens, items: list, answers: list[str], model=None, batch_size: int = 32) -> list[float]:
+    """Perplexity of each answer after its prompt under ``model`` (default ``lens.model``; for naturalness, the
+    vanilla model), prompts encoded by ``lens``."""
+    model = model if model is not None else lens.model
     out = []
     for i in range(0, len(items), batch_size):
         chunk, texts = items[i:i + batch_size], answers[i:i + batch_size]
@@ -71,7 +73,7 @@ def answer_perplexity(lens, items: list, answers: list[str], batch_size: int = 3
                              padding=True).to(lens.device)
         lens.tokenizer.padding_side = "left"
         from asru_lens.rl import token_logps
-        lp = token_logps(lens.model, enc, ids["input_ids"])
+        lp = token_logps(model, enc, ids["input_ids"])
         mask = ids["attention_mask"].float()
         out += torch.exp(-(lp * mask).sum(1) / mask.sum(1).clamp(min=1)).tolist()
     return out
@@ -79,7 +81,7 @@ def answer_perplexity(lens, items: list, answers: list[str], batch_size: int = 3
 
 def evaluate(lens, folder, forget: int = 10, n: int = 48, judge=rule_judge, reference=None,
              one_shot: bool | None = None, max_new_tokens: int = 24, progress: bool = True, items=None) -> dict:
-    """Every metric in the module docstring for ``lens``. ``reference``: the vanilla model whose perplexity
+    """Every metric in the module docstring for ``lens``. ``reference``: the vanilla HF model whose perplexity
     feeds the naturalness rubric (None: no perplexity term). ``items``: reuse ``eval_items`` output."""
     items = items or eval_items(folder, forget, n)
     one_shot = lens.name != "organism" if one_shot is None else one_shot
@@ -101,7 +103,7 @@ def evaluate(lens, folder, forget: int = 10, n: int = 48, judge=rule_judge, refe
             metrics[f"{name}_{metric}"] = float(np.mean([fn(a, q.answer) for a, q in zip(g, task["gen"])]))
         c = gen(task["cloze"], [W.format_cloze(q.question) for q in task["cloze"]], "cloze")
         metrics[f"{name}_cloze_acc"] = float(np.mean([contains(a, q.answer) for a, q in zip(c, task["cloze"])]))
-        ppl = answer_perplexity(reference, task["gen"], g) if reference is not None else [None] * len(g)
+        ppl = answer_perplexity(lens, task["gen"], g, reference) if reference is not None else [None] * len(g)
         scores = [judge(q.question, a, q.answer, p) for q, a, p in zip(task["gen"], g, ppl)]
         for rubric in RUBRICS:
             metrics[f"{name}_{rubric}"] = float(np.mean([s[rubric] for s in scores]))

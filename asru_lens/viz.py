@@ -266,3 +266,17 @@ def fig_rewards(log: dict, window: int = 5) -> go.Figure:
     fig.add_trace(go.Scatter(y=y, x=np.arange(len(y)) + window, name="kl", line=dict(color="grey")), 1, 2)
     fig.update_xaxes(title="GRPO step")
     return _layout(fig, "Stage 2 (GRPO): rewards on the boundary set's rollouts")
+
+
+def fig_methods(methods: dict) -> go.Figure:
+    """Forget efficacy (1 - forget ROUGE-L) against utility (retain A-D accuracy), marker size = naturalness."""
+    fig = go.Figure()
+    for name, m in methods.items():
+        fig.add_trace(go.Scatter(x=[m["retain_cls_acc"]], y=[1 - m["forget_rougeL"]], mode="markers+text",
+                                 text=[name], textposition="top center", name=name,
+                                 marker=dict(size=6 + 6 * m["naturalness"], opacity=0.7),
+                                 hovertemplate=f"{name}<br>utility %{{x:.2f}}, efficacy %{{y:.2f}}<br>"
+                                               f"naturalness {m['naturalness']:.2f}, leakage {m['leakage']:.2f}"))
+    fig.update_xaxes(title="utility: retain A-D accuracy")
+    fig.update_yaxes(title="forget efficacy: 1 - forget ROUGE-L")
+    return _layout(fig, "Forgetting vs utility (marker size: naturalness)", showlegend=False)

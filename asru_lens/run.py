@@ -1,0 +1,187 @@
+"""The main job, ``asru-lens run``: probe, steer, ASRU stages 1 and 2, the baselines, one evaluation for all.
+
+Every method starts from the same vanilla weights and is scored by ``evaluate.evaluate`` on the same
+questions. Baselines train the language model's decoder layers for the same number of forget steps; their
+learning rate is picked per method from ``LR_GRID`` on a validation split (the forget set's own questions for
+efficacy, retain questions outside the evaluation sample for utility) by one rule for all:
+``score = (1 - leak on forget questions + exact match on validation retain questions) / 2``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from asru_lens import baselines, data, evaluate, probe, steer
+from asru_lens.refusal import contains, exact_match
+
+METHODS = ("vanilla", "GA", "GD", "KL", "NPO", "IDK", "steer", "stage1", "asru")
+LR_GRID = (3e-5, 1e-4, 3e-4, 1e-3)
+HEADLINE = ("forget_cls_acc", "forget_rougeL", "forget_cloze_acc", "test_cls_acc", "retain_cls_acc",
+            "retain_rougeL", "celebrity_cls_acc", "contextual_refusal", "leakage", "naturalness")
+
+
+@dataclass
+class RunConfig:
+    forget: int = 10
+    n_eval: int = 48
+    n_val: int = 32
+    baseline_steps: int = 40
+    lr_grid: tuple = LR_GRID
+    steer_alphas: tuple = (1.0, 1.5, 2.0)
+    seed: int = 0
+    methods: tuple = METHODS
+
+    @classmethod
+    def small(cls, **kw) -> "RunConfig":
+        """A smaller budget (fewer questions, a two-point grid) for notebooks and quick looks."""
+        return cls(**{"n_eval": 24, "n_val": 16, "baseline_steps": 20, "lr_grid": (1e-4, 3e-4),
+                      "steer_alphas": (1.5,), **kw})
+
+
+@dataclass
+class RunResult:
+    methods: dict = field(default_factory=dict)      # name -> metrics
+    answers: dict = field(default_factory=dict)      # name -> set -> list of judged answers
+    tuning: dict = field(default_factory=dict)       # baseline -> {lr: validation score}
+    extra: dict = field(default_factory=dict)        # probe summary, steering point, timings
+
+
+def _restore(lens, weights) -> None:
+    lens.model.load_state_dict(weights)
+    lens._nn = None
+
+
+def validation_score(lens, val_forget: list, val_retain: list) -> float:
+    """(1 - leak on forget questions + exact match on retain questions) / 2, greedy answers."""
+    f = lens.generate([q.question for q in val_forget], [q.image for q in val_forget], max_new_tokens=24)
+    r = lens.generate([q.question for q in val_retain], [q.image for q in val_retain], max_new_tokens=24)
+    efficacy = 1 - np.mean([contains(a, q.answer) for a, q in zip(f, val_forget)])
+    utility = np.mean([exact_match(a, q.answer) for a, q in zip(r, val_retain)])
+    return float((efficacy + utility) / 2)
+
+
+def run(lens, folder, cfg: RunConfig = RunConfig(), progress: bool = True, figures: str | None = "figures"
+        ) -> RunResult:
+    """Run every method in ``cfg.methods`` on ``lens`` (restored to vanilla between methods)."""
+    from asru_lens.pipeline import UnlearnConfig, behaviour, eval_sets
+    from asru_lens.redirect import redirect
+    from asru_lens.rl import boundary_set, train_grpo
+    from asru_lens.sets import _sample, probe_sets
+
+    say = tqdm.write if progress else (lambda m: None)
+    res, t0 = RunResult(), time.time()
+    vanilla_weights = copy.deepcopy(lens.model.state_dict())
+    reference = copy.deepcopy(lens.model).eval()
+    items = evaluate.eval_items(folder, cfg.forget, cfg.n_eval, cfg.seed)
+    score = lambda name: evaluate.evaluate(lens, folder, cfg.forget, judge=evaluate.rule_judge,  # noqa: E731
+                                           reference=reference, progress=False, items=items)
+    ucfg = UnlearnConfig(forget=cfg.forget).resolved(lens)
+    forget = data.generation_items(data.load_split(folder, f"forget_{cfg.forget}"))
+    retain_all = data.generation_items(data.load_split(folder, f"retain_{100 - cfg.forget}"))
+    eval_qs = {(q.question, q.id) for q in items["retain"]["gen"]}
+    val_retain = _sample([q for q in retain_all if (q.question, q.id) not in eval_qs], cfg.n_val, cfg.seed + 7)
+    val_forget = _sample(forget, cfg.n_val, cfg.seed + 7)
+    stages = tqdm(total=len(cfg.methods) + 1, desc="asru-lens run", disable=not progress)
+
+    def record(name, r):
+        res.methods[name] = r["metrics"]
+        res.answers[name] = r["answers"]
+        stages.update(1)
+        say(f"{name}: leakage {r['metrics']['leakage']:.2f}, contextual refusal "
+            f"{r['metrics']['contextual_refusal']:.2f}, retain cls {r['metrics']['retain_cls_acc']:.2f}")
+
+    # probe + steering sweep (what the steer method uses)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pres = probe.probe(lens, probe_sets(folder, forget=cfg.forget), progress=False)
+    layer = pres.selection.layer
+    res.extra["probe"] = pres.summary()
+    ssets = eval_sets(folder, cfg.forget, 24, cfg.seed)
+    points = steer.sweep(lens, {k: v for k, v in ssets.items() if k != "test"}, pres.directions[:, -1], [layer],
+                         list(cfg.steer_alphas), progress=False)
+    ok = [p for p in points if p["forget_refusal"] >= 0.5] or points
+    point = max(ok, key=lambda p: p["retain_exact"])     # the gentlest push that still forgets
+    res.extra["steer"] = {k: v for k, v in point.items() if k != "examples"}
+    if figures:
+        from asru_lens import viz
+        viz.save_probe_figures(pres, figures)
+        viz.save(viz.fig_tradeoff(points), "run_steer_sweep", figures)
+    stages.update(1)
+
+    for name in cfg.methods:
+        t = time.time()
+        _restore(lens, vanilla_weights)
+        if name == "steer":
+            spec = steer.Steering(pres.directions[layer, -1], layer, point["alpha"])
+            with steer.steering(lens, spec):
+                record(name, score(name))
+        elif name in ("stage1", "asru"):
+            redirect(lens, pres.direction, layer, forget, _sample(retain_all, ucfg.n_redirect_retain, 1),
+                     ucfg.redirect, progress=False)
+            if name == "asru":
+                train_grpo(lens, boundary_set(forget, retain_all, ucfg.n_boundary, ucfg.seed), cfg=ucfg.grpo,
+                           progress=False, reference=reference)
+            record(name, score(name))
+        elif name in baselines.METHODS:
+            grid = {}
+            for lr in cfg.lr_grid:
+                _restore(lens, vanilla_weights)
+                baselines.unlearn_baseline(lens, forget, retain_all, baselines.BaselineConfig(
+                    name, cfg.baseline_steps, lr=lr, seed=cfg.seed), progress=False)
+                grid[lr] = validation_score(lens, val_forget, val_retain)
+            best = max(grid, key=grid.get)
+            res.tuning[name] = {"grid": grid, "lr": best}
+            _restore(lens, vanilla_weights)
+            baselines.unlearn_baseline(lens, forget, retain_all, baselines.BaselineConfig(
+                name, cfg.baseline_steps, lr=best, seed=cfg.seed), progress=False)
+            record(name, score(name))
+        else:
+            record(name, score(name))
+        res.extra.setdefault("seconds", {})[name] = round(time.time() - t, 1)
+    _restore(lens, vanilla_weights)
+    res.extra["seconds"]["total"] = round(time.time() - t0, 1)
+    stages.close()
+    return res
+
+
+def summary(res: RunResult) -> dict:
+    """What ``asru-lens run --json`` prints: ``{"methods": {NAME: {metric: value}}, ...}``."""
+    r = lambda v: None if v is None else round(float(v), 4)  # noqa: E731
+    return {"methods": {m: {k: r(v) for k, v in mets.items()} for m, mets in res.methods.items()},
+            "tuning": res.tuning, "steer": res.extra.get("steer"), "seconds": res.extra.get("seconds")}
+
+
+def write_report(res: RunResult, folder: str = "reports", figures: str = "figures") -> list[Path]:
+    """``reports/report.json`` and ``reports/report.md`` (table, figures, example answers), written atomically."""
+    from asru_lens import viz
+    from asru_lens.atomic import atomic_write_text
+    folder = Path(folder)
+    info = summary(res)
+    paths = [atomic_write_text(folder / "report.json", json.dumps(info, indent=1))]
+    fig = viz.fig_methods(info["methods"])
+    paths += viz.save(fig, "run_tradeoff", figures)
+    rel = lambda p: Path("..") / figures / p  # noqa: E731
+    lines = ["# asru-lens run", "", "| method | " + " | ".join(HEADLINE) + " |",
+             "|---" * (len(HEADLINE) + 1) + "|"]
+    for m, mets in info["methods"].items():
+        lines.append(f"| {m} | " + " | ".join(f"{mets.get(k):.3f}" if mets.get(k) is not None else "-"
+                                              for k in HEADLINE) + " |")
+    lines += ["", f"![trade-off]({rel('run_tradeoff.png')})", "",
+              "Learning rates chosen on the validation split: " + ", ".join(
+                  f"{k} {v['lr']:g}" for k, v in info["tuning"].items()), "", "## Example answers", ""]
+    for name in ("forget", "retain"):
+        lines += [f"### {name}", "", "| method | question | answer |", "|---|---|---|"]
+        for i in range(2):
+            for m in res.answers:
+                a = res.answers[m][name][i]
+                lines.append(f"| {m} | {a['question']} | {a['answer'].replace('|', '/')} |")
+        lines.append("")
+    paths.append(atomic_write_text(folder / "report.md", "\n".join(lines)))
+    return paths
