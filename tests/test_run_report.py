@@ -32,3 +32,15 @@ def test_report_table_matches_json(tmp_path):
     assert "GA 0.0001" in md and "asru says / 1" in md            # tuning and escaped example answers
     assert any(p.name == "run_tradeoff.html" for p in paths)
     assert re.search(r"!\[trade-off\]\(.*run_tradeoff\.png\)", md)
+
+
+def test_run_cli_json_keys(tmp_path, capsys):
+    import pytest  # noqa: F401
+    from asru_lens.cli import main
+    assert main(["run", "--budget", "small", "--methods", "vanilla,GA", "--json", "--reports",
+                 str(tmp_path / "r"), "--figures", str(tmp_path / "f")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["methods"]) == {"vanilla", "GA"} and set(HEADLINE) <= set(out["methods"]["GA"])
+    assert out["tuning"]["GA"]["lr"] in (1e-4, 3e-4)
+    assert 0 <= out["methods"]["vanilla"]["leakage"] < 1 < out["methods"]["GA"]["leakage"] <= 5
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["methods"] == out["methods"]
