@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from asru_lens.rl import answer_tokens, completion_logprobs  # the same prompt + answer pass as stage 2
+
 METHODS = ("GA", "GD", "KL", "NPO", "IDK")
 IDK_ANSWERS = ("I don't know.", "I'm not sure.", "I have no information about that.",
                "Sorry, I don't know this person.", "I'm unable to provide that information.")
@@ -71,28 +73,12 @@ def idk_loss(lp_idk, m_idk, lp_r, m_r):
 def answer_batch(lens, items, answers: list[str]):
     """(prompt batch, answer ids ending in EOS, mask) for teacher forcing."""
     enc = lens.encode([q.question for q in items], [q.image for q in items])
-    eos = lens.tokenizer.convert_ids_to_tokens(lens.model.generation_config.eos_token_id)
-    lens.tokenizer.padding_side = "right"
-    ids = lens.tokenizer([a + eos for a in answers], add_special_tokens=False, return_tensors="pt", padding=True)
-    lens.tokenizer.padding_side = "left"
-    return enc, ids["input_ids"].to(lens.device), ids["attention_mask"].to(lens.device)
-
-
-def answer_logits(model, enc, ids) -> torch.Tensor:
-    """(B, T, V) log-softmax over the answer positions."""
-    from asru_lens.rl import token_logps  # same concatenation of prompt and answer as stage 2
-    seen = {}
-    h = model.lm_head.register_forward_hook(lambda m, a, out: seen.__setitem__("logits", out))
-    try:
-        token_logps(model, enc, ids)
-    finally:
-        h.remove()
-    return seen["logits"][:, -ids.shape[1] - 1:-1].float().log_softmax(-1)
+    return (enc, *answer_tokens(lens, answers, eos=True))
 
 
 def _lp(model, batch):
     enc, ids, mask = batch
-    logp = answer_logits(model, enc, ids)
+    logp = completion_logprobs(model, enc, ids)
     return torch.gather(logp, 2, ids.unsqueeze(-1)).squeeze(-1), mask, logp
 
 

@@ -120,8 +120,6 @@ STEER_KEYS = ("forget_refusal", "forget_leak", "retain_exact", "celebrity_exact"
 def cmd_steer(args) -> int:
     import warnings
 
-    import torch
-
     from asru_lens import probe, steer
     from asru_lens.load import load
     from asru_lens.organism.mllmu import world_dir
@@ -224,6 +222,15 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _model_args(p, data_help: str = "world folder in MLLMU layout with Unknown_Faces (default: the organism's)",
+                forget: bool = True) -> None:
+    """The options every model command shares."""
+    p.add_argument("--model", help="model folder or Hub id (default: the shipped organism)")
+    p.add_argument("--data", help=data_help)
+    if forget:
+        p.add_argument("--forget", type=int, default=10, choices=(5, 10, 15), help="forget split, percent")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asru-lens", description="Probe, steer and unlearn Qwen3-VL (ASRU).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -237,8 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")
     b.set_defaults(func=cmd_organism_build)
     e = osub.add_parser("eval", help="measure the organism's quality table")
-    e.add_argument("--model", help="model folder or Hub id (default: the shipped organism)")
-    e.add_argument("--data", help="world folder in MLLMU layout (default: the organism's world, built on demand)")
+    _model_args(e, "world folder in MLLMU layout (default: the organism's world, built on demand)", forget=False)
     e.add_argument("--strict", action="store_true", help="exit 1 when a threshold is missed")
     e.add_argument("--record", action="store_true", help="store the results in the model folder's organism.json")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -251,17 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
     s.set_defaults(func=cmd_organism_portraits)
     pr = sub.add_parser("probe", help="refusal directions at every layer: select one, report held-out AUROC")
-    pr.add_argument("--model", help="model folder or Hub id (default: the shipped organism)")
-    pr.add_argument("--data", help="world folder in MLLMU layout with Unknown_Faces (default: the organism's)")
-    pr.add_argument("--forget", type=int, default=10, choices=(5, 10, 15), help="forget split, percent")
+    _model_args(pr)
     pr.add_argument("--n", type=int, default=96, help="prompts per set (default 96)")
     pr.add_argument("--figures", help="also save the probe's figures (HTML, PNG where Chromium exists) here")
     pr.add_argument("--json", action="store_true", help="print JSON instead of tables")
     pr.set_defaults(func=cmd_probe)
     st = sub.add_parser("steer", help="steer along the probe's refusal direction and measure what it costs")
-    st.add_argument("--model", help="model folder or Hub id (default: the shipped organism)")
-    st.add_argument("--data", help="world folder in MLLMU layout with Unknown_Faces (default: the organism's)")
-    st.add_argument("--forget", type=int, default=10, choices=(5, 10, 15), help="forget split, percent")
+    _model_args(st)
     st.add_argument("--layer", type=int, help="layer to steer at (default: the probe's choice)")
     st.add_argument("--alpha", type=float, default=1.0, help="strength: alpha * direction (default 1)")
     st.add_argument("--mode", default="add", choices=("add", "ablate", "conditional"))
@@ -272,9 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
     st.set_defaults(func=cmd_steer)
     u = sub.add_parser("unlearn", help="ASRU: probe, stage 1 (redirect) and stage 2 (GRPO), measured after each")
-    u.add_argument("--model", help="model folder or Hub id (default: the shipped organism)")
-    u.add_argument("--data", help="world folder in MLLMU layout with Unknown_Faces (default: the organism's)")
-    u.add_argument("--forget", type=int, default=10, choices=(5, 10, 15), help="forget split, percent")
+    _model_args(u)
     u.add_argument("--steps", type=int, help="stage 2 GRPO steps (default: the preset's)")
     u.add_argument("--out", help="save the unlearned model here (save_pretrained, written atomically)")
     u.add_argument("--checkpoint-dir", help="write stage 2 checkpoints here")
@@ -282,9 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--json", action="store_true", help="print JSON instead of a table")
     u.set_defaults(func=cmd_unlearn)
     r = sub.add_parser("run", help="the main job: probe, steer, ASRU, baselines, evaluation, report")
-    r.add_argument("--model", help="model folder or Hub id (default: the shipped organism)")
-    r.add_argument("--data", help="world folder in MLLMU layout with Unknown_Faces (default: the organism's)")
-    r.add_argument("--forget", type=int, default=10, choices=(5, 10, 15), help="forget split, percent")
+    _model_args(r)
     r.add_argument("--methods", help="comma-separated subset of vanilla,GA,GD,KL,NPO,IDK,steer,stage1,asru")
     r.add_argument("--budget", default="full", choices=("full", "small"), help="small: fewer questions and a "
                    "two-point learning-rate grid (default full)")

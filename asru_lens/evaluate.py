@@ -27,21 +27,12 @@ from asru_lens.metrics import bleu, rouge_l, rouge_n
 from asru_lens.organism import world as W
 from asru_lens.organism.evaluate import parse_choice
 from asru_lens.refusal import contains
-from asru_lens.sets import _sample
+from asru_lens.rl import answer_tokens, token_logps
+from asru_lens.sets import _sample, set_rows
 
 SETS = ("forget", "test", "retain", "celebrity")
 ONE_SHOT = ("Which colour is the sky on a clear day?\nA. green\nB. blue\nC. red\nD. black\n"
             "Answer with the letter of the correct option.\nB\n\n")
-
-
-def set_rows(folder, forget: int = 10) -> dict[str, list[dict]]:
-    if forget not in (5, 10, 15):
-        raise ValueError(f"forget={forget!r}: MLLMU-Bench has forget splits 5, 10 and 15 (percent).")
-    forget_rows = data.load_split(folder, f"forget_{forget}")
-    ids = {str(r["ID"]) for r in forget_rows}
-    return {"forget": forget_rows, "test": [r for r in data.load_split(folder, "Test_Set") if str(r["ID"]) in ids],
-            "retain": data.load_split(folder, f"retain_{100 - forget}"),
-            "celebrity": data.load_split(folder, "Retain_Set")}
 
 
 def eval_items(folder, forget: int = 10, n: int = 48, seed: int = 0) -> dict[str, dict[str, list]]:
@@ -68,13 +59,9 @@ def answer_perplexity(lens, items: list, answers: list[str], model=None, batch_s
     for i in range(0, len(items), batch_size):
         chunk, texts = items[i:i + batch_size], answers[i:i + batch_size]
         enc = lens.encode([q.question for q in chunk], [q.image for q in chunk])
-        lens.tokenizer.padding_side = "right"
-        ids = lens.tokenizer([t or " " for t in texts], add_special_tokens=False, return_tensors="pt",
-                             padding=True).to(lens.device)
-        lens.tokenizer.padding_side = "left"
-        from asru_lens.rl import token_logps
-        lp = token_logps(model, enc, ids["input_ids"])
-        mask = ids["attention_mask"].float()
+        ids, mask = answer_tokens(lens, texts)
+        lp = token_logps(model, enc, ids)
+        mask = mask.float()
         out += torch.exp(-(lp * mask).sum(1) / mask.sum(1).clamp(min=1)).tolist()
     return out
 

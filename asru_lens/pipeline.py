@@ -19,7 +19,6 @@ import copy
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from tqdm.auto import tqdm
 
@@ -27,7 +26,7 @@ from asru_lens import data, probe, steer
 from asru_lens.redirect import RedirectConfig, redirect
 from asru_lens.refusal import contains, is_refusal
 from asru_lens.rl import GRPOConfig, boundary_set, train_grpo
-from asru_lens.sets import _sample, probe_sets, steer_sets
+from asru_lens.sets import _sample, probe_sets, set_rows, steer_sets
 
 # The authors' settings move a 2-8B model; the 3.6M-parameter organism needs larger steps (sizes and lr only:
 # c, alpha, epochs, batch, temperature, top_p, beta, clipping and group size are the authors').
@@ -56,9 +55,7 @@ class UnlearnConfig:
 def eval_sets(folder, forget: int = 10, n: int = 48, seed: int = 0) -> dict[str, list]:
     """``steer_sets`` plus ``test``: the forget people's Test_Set photos with paraphrased questions."""
     sets = steer_sets(folder, forget=forget, n=n, seed=seed)
-    ids = {str(r["ID"]) for r in data.load_split(folder, f"forget_{forget}")}
-    rows = [r for r in data.load_split(folder, "Test_Set") if str(r["ID"]) in ids]
-    sets["test"] = _sample(data.generation_items(rows, image_index=None), n, seed)
+    sets["test"] = _sample(data.generation_items(set_rows(folder, forget)["test"], image_index=None), n, seed)
     return sets
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -149,8 +150,8 @@ def rollouts(model, lens, items: list, cfg: GRPOConfig) -> dict:
     enc = lens.encode([q.question for q in _repeat(items, cfg.group_size)],
                       [q.image for q in _repeat(items, cfg.group_size)])
     out = model.generate(**enc, do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=0,
-                         max_new_tokens=cfg.max_new_tokens, min_new_tokens=cfg.min_new_tokens, pad_token_id=lens.tokenizer.pad_token_id,
-                         suppress_tokens=vision_token_ids(lens))
+                         max_new_tokens=cfg.max_new_tokens, min_new_tokens=cfg.min_new_tokens,
+                         pad_token_id=lens.tokenizer.pad_token_id, suppress_tokens=vision_token_ids(lens))
     ids = out[:, enc["input_ids"].shape[1]:]
     eos = lens.model.generation_config.eos_token_id
     mask = completion_mask(ids, eos if isinstance(eos, list) else [eos])
@@ -159,9 +160,22 @@ def rollouts(model, lens, items: list, cfg: GRPOConfig) -> dict:
     return {"enc": enc, "ids": ids, "mask": mask, "texts": texts}
 
 
-def token_logps(model, enc, ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Log-probabilities of completion ``ids`` after the prompt batch ``enc``, logits divided by
-    ``temperature`` (as TRL and verl do), shape ``ids.shape``."""
+def answer_tokens(lens, texts: list[str], eos: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and mask of ``texts`` (answers to teacher-force after a prompt), EOS appended when
+    ``eos``; the tokenizer is left padding on the left, as prompts need."""
+    end = lens.tokenizer.convert_ids_to_tokens(lens.model.generation_config.eos_token_id) if eos else ""
+    lens.tokenizer.padding_side = "right"
+    try:
+        out = lens.tokenizer([(t or " ") + end for t in texts], add_special_tokens=False, return_tensors="pt",
+                             padding=True)
+    finally:
+        lens.tokenizer.padding_side = "left"
+    return out["input_ids"].to(lens.device), out["attention_mask"].to(lens.device)
+
+
+def completion_logprobs(model, enc, ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """(B, T, V) log-softmax over the vocabulary at each completion position of ``ids`` after the prompt batch
+    ``enc``, logits divided by ``temperature`` (as TRL and verl do)."""
     n, extra = ids.shape[1], {}
     for k, v in enc.items():
         if k == "input_ids":
@@ -173,7 +187,12 @@ def token_logps(model, enc, ids: torch.Tensor, temperature: float = 1.0) -> torc
         else:
             extra[k] = v
     logits = model(**extra, logits_to_keep=n + 1).logits[:, :-1].float() / temperature
-    return torch.gather(logits.log_softmax(-1), 2, ids.unsqueeze(-1)).squeeze(-1)
+    return logits.log_softmax(-1)
+
+
+def token_logps(model, enc, ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Log-probabilities of completion ``ids`` after the prompt batch ``enc``, shape ``ids.shape``."""
+    return torch.gather(completion_logprobs(model, enc, ids, temperature), 2, ids.unsqueeze(-1)).squeeze(-1)
 
 
 # -- checkpoints --------------------------------------------------------------------------------------------------
@@ -191,7 +210,6 @@ def save_checkpoint(folder, step: int, params: dict, opt, sampler, log: dict, cf
                                                        "log": log, "config": asdict(cfg)}))
     for old in folder.glob("step-*"):
         if old != final and old.is_dir():
-            import shutil
             shutil.rmtree(old, ignore_errors=True)
     return final
 
@@ -263,6 +281,8 @@ def train_grpo(lens, boundary: list, reward: Reward | None = None, cfg: GRPOConf
                          f"{len(forget)} forget and {len(retain)} retain. Build it with rl.boundary_set.")
     torch.manual_seed(cfg.seed)
     sampler = np.random.default_rng(cfg.seed)
+    was_trainable = {k: p.requires_grad for k, p in lens.model.named_parameters()}
+    was_training = lens.model.training
     policy, params, ref_ctx, ref = _policy(lens, cfg, reference)
     opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
     log, start = {k: [] for k in ("reward", "reward_forget", "reward_retain", "kl", "refusal_forget",
@@ -315,12 +335,10 @@ def train_grpo(lens, boundary: list, reward: Reward | None = None, cfg: GRPOConf
             if checkpoint_dir and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
                 save_checkpoint(checkpoint_dir, step + 1, params, opt, sampler, log, cfg)
     finally:
-        policy.eval()
-        for p in params.values():
-            p.requires_grad_(False)
         if cfg.trainable == "lora":
             lens.model = policy.merge_and_unload()
             lens._nn = None
-        for p in lens.model.parameters():
-            p.requires_grad_(True)
+        for k, p in lens.model.named_parameters():       # the model is left as it was found
+            p.requires_grad_(was_trainable[k])
+        lens.model.train(was_training)
     return log

@@ -54,8 +54,7 @@ class RunResult:
 
 
 def _restore(lens, weights) -> None:
-    lens.model.load_state_dict(weights)
-    lens._nn = None
+    lens.model.load_state_dict(weights)   # the same module object, so lens.nn still wraps it
 
 
 def validation_score(lens, val_forget: list, val_retain: list) -> float:
@@ -70,18 +69,18 @@ def validation_score(lens, val_forget: list, val_retain: list) -> float:
 def run(lens, folder, cfg: RunConfig = RunConfig(), progress: bool = True, figures: str | None = "figures"
         ) -> RunResult:
     """Run every method in ``cfg.methods`` on ``lens`` (restored to vanilla between methods)."""
-    from asru_lens.pipeline import UnlearnConfig, behaviour, eval_sets
+    from asru_lens.pipeline import UnlearnConfig, eval_sets
     from asru_lens.redirect import redirect
     from asru_lens.rl import boundary_set, train_grpo
     from asru_lens.sets import _sample, probe_sets
 
     say = tqdm.write if progress else (lambda m: None)
     res, t0 = RunResult(), time.time()
-    vanilla_weights = copy.deepcopy(lens.model.state_dict())
-    reference = copy.deepcopy(lens.model).eval()
+    reference = copy.deepcopy(lens.model).eval()          # never trained: the perplexity and KL reference
+    vanilla_weights = reference.state_dict()               # and the weights every method starts from
     items = evaluate.eval_items(folder, cfg.forget, cfg.n_eval, cfg.seed)
-    score = lambda name: evaluate.evaluate(lens, folder, cfg.forget, judge=evaluate.rule_judge,  # noqa: E731
-                                           reference=reference, progress=False, items=items)
+    score = lambda: evaluate.evaluate(lens, folder, cfg.forget, judge=evaluate.rule_judge,  # noqa: E731
+                                      reference=reference, progress=False, items=items)
     ucfg = UnlearnConfig(forget=cfg.forget).resolved(lens)
     forget = data.generation_items(data.load_split(folder, f"forget_{cfg.forget}"))
     retain_all = data.generation_items(data.load_split(folder, f"retain_{100 - cfg.forget}"))
@@ -121,14 +120,14 @@ def run(lens, folder, cfg: RunConfig = RunConfig(), progress: bool = True, figur
         if name == "steer":
             spec = steer.Steering(pres.directions[layer, -1], layer, point["alpha"])
             with steer.steering(lens, spec):
-                record(name, score(name))
+                record(name, score())
         elif name in ("stage1", "asru"):
             redirect(lens, pres.direction, layer, forget, _sample(retain_all, ucfg.n_redirect_retain, 1),
                      ucfg.redirect, progress=False)
             if name == "asru":
                 train_grpo(lens, boundary_set(forget, retain_all, ucfg.n_boundary, ucfg.seed), cfg=ucfg.grpo,
                            progress=False, reference=reference)
-            record(name, score(name))
+            record(name, score())
         elif name in baselines.METHODS:
             grid = {}
             for lr in cfg.lr_grid:
@@ -141,9 +140,9 @@ def run(lens, folder, cfg: RunConfig = RunConfig(), progress: bool = True, figur
             _restore(lens, vanilla_weights)
             baselines.unlearn_baseline(lens, forget, retain_all, baselines.BaselineConfig(
                 name, cfg.baseline_steps, lr=best, seed=cfg.seed), progress=False)
-            record(name, score(name))
+            record(name, score())
         else:
-            record(name, score(name))
+            record(name, score())
         res.extra.setdefault("seconds", {})[name] = round(time.time() - t, 1)
     _restore(lens, vanilla_weights)
     res.extra["seconds"]["total"] = round(time.time() - t0, 1)

@@ -76,6 +76,19 @@ def unknown_names(folder, split: str = "heldout") -> list[QA]:
             if r["split"] == split]
 
 
+def set_rows(folder, forget: int = 10) -> dict[str, list[dict]]:
+    """MLLMU's four evaluation sets as parquet rows: ``forget`` (forget split), ``test`` (the same people's
+    Test_Set rows: other photos, paraphrased questions), ``retain`` (retain split) and ``celebrity``
+    (Retain_Set)."""
+    if forget not in (5, 10, 15):
+        raise ValueError(f"forget={forget!r}: MLLMU-Bench has forget splits 5, 10 and 15 (percent).")
+    forget_rows = data.load_split(folder, f"forget_{forget}")
+    ids = {str(r["ID"]) for r in forget_rows}
+    return {"forget": forget_rows, "test": [r for r in data.load_split(folder, "Test_Set") if str(r["ID"]) in ids],
+            "retain": data.load_split(folder, f"retain_{100 - forget}"),
+            "celebrity": data.load_split(folder, "Retain_Set")}
+
+
 def probe_sets(folder, forget: int = 10, n: int = 96, seed: int = 0) -> dict[str, Split]:
     """Direction/val/test splits of every prompt set, at most ``n`` prompts per set.
 
@@ -83,14 +96,9 @@ def probe_sets(folder, forget: int = 10, n: int = 96, seed: int = 0) -> dict[str
     refusal faces, requests and names are split by item so no face or prompt repeats."""
     from asru_lens.organism.evaluate import request_items
 
-    if forget not in (5, 10, 15):
-        raise ValueError(f"forget={forget!r}: MLLMU-Bench has forget splits 5, 10 and 15 (percent).")
     folder = Path(folder)
-    forget_rows = data.load_split(folder, f"forget_{forget}")
-    ids = {str(r["ID"]) for r in forget_rows}
-    test_rows = [r for r in data.load_split(folder, "Test_Set") if str(r["ID"]) in ids]
-    retain_rows = data.load_split(folder, f"retain_{100 - forget}")
-    celeb_rows = data.load_split(folder, "Retain_Set")
+    rows = set_rows(folder, forget)
+    forget_rows, test_rows, retain_rows, celeb_rows = (rows[k] for k in ("forget", "test", "retain", "celebrity"))
 
     forget_test = _sample(data.generation_items(test_rows, image_index=None), n, seed)
     half = len(forget_test) // 2

@@ -113,6 +113,7 @@ def test_lora_trains_adapters_and_merges_back(boundary):
                                                              "lr": 1e-2}), progress=False)
     after = _weights(lens)
     assert type(lens.model) is cls and set(after) == set(before)      # merged: no peft wrappers left
+    assert all(p.requires_grad for p in lens.model.parameters()) and not lens.model.training  # as found
     changed = [k for k in after if not torch.equal(after[k], before[k])]
     assert changed and all("language_model.layers" in k and "proj" in k for k in changed)
     assert len(log["reward"]) == 2

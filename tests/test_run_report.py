@@ -35,7 +35,6 @@ def test_report_table_matches_json(tmp_path):
 
 
 def test_run_cli_json_keys(tmp_path, capsys):
-    import pytest  # noqa: F401
     from asru_lens.cli import main
     assert main(["run", "--budget", "small", "--methods", "vanilla,GA", "--json", "--reports",
                  str(tmp_path / "r"), "--figures", str(tmp_path / "f")]) == 0
