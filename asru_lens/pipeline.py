@@ -69,6 +69,20 @@ def behaviour(lens, sets: dict, max_new_tokens: int = 24) -> dict:
     return out
 
 
+def redirect_stage(lens, direction, layer: int, forget: list, retain: list, cfg: UnlearnConfig,
+                   progress: bool = True) -> dict:
+    """ASRU stage 1 as ``unlearn`` runs it: redirect on the forget set and a sample of the retain set."""
+    return redirect(lens, direction, layer, forget, _sample(retain, cfg.n_redirect_retain, cfg.seed + 1),
+                    cfg.redirect, progress=progress)
+
+
+def reinforce_stage(lens, forget: list, retain: list, cfg: UnlearnConfig, reference=None,
+                    progress: bool = True, checkpoint_dir=None) -> dict:
+    """ASRU stage 2 as ``unlearn`` runs it: GRPO on an N + N boundary set, KL to ``reference``."""
+    return train_grpo(lens, boundary_set(forget, retain, cfg.n_boundary, cfg.seed), cfg=cfg.grpo,
+                      progress=progress, checkpoint_dir=checkpoint_dir, reference=reference)
+
+
 @dataclass
 class UnlearnResult:
     vanilla: dict
@@ -110,15 +124,13 @@ def unlearn(lens, folder, cfg: UnlearnConfig = UnlearnConfig(), progress: bool =
     retain = data.generation_items(data.load_split(folder, f"retain_{100 - cfg.forget}"))
     vanilla_model = copy.deepcopy(lens.model) if cfg.kl_to_vanilla else None
     t = time.time()
-    rlog = redirect(lens, res.direction, layer, forget, _sample(retain, cfg.n_redirect_retain, cfg.seed + 1),
-                    cfg.redirect, progress=progress)
+    rlog = redirect_stage(lens, res.direction, layer, forget, retain, cfg, progress)
     seconds["stage1"] = round(time.time() - t, 1)
     stage1 = behaviour(lens, sets)
     say(f"stage 1: forget refusal {stage1['forget_refusal']:.2f}, retain exact {stage1['retain_exact']:.2f}")
 
     t = time.time()
-    glog = train_grpo(lens, boundary_set(forget, retain, cfg.n_boundary, cfg.seed), cfg=cfg.grpo,
-                      progress=progress, checkpoint_dir=checkpoint_dir, reference=vanilla_model)
+    glog = reinforce_stage(lens, forget, retain, cfg, vanilla_model, progress, checkpoint_dir)
     seconds["stage2"] = round(time.time() - t, 1)
     stage2 = behaviour(lens, sets)
     say(f"stage 2: forget refusal {stage2['forget_refusal']:.2f}, retain exact {stage2['retain_exact']:.2f}")

@@ -69,9 +69,7 @@ def validation_score(lens, val_forget: list, val_retain: list) -> float:
 def run(lens, folder, cfg: RunConfig = RunConfig(), progress: bool = True, figures: str | None = "figures"
         ) -> RunResult:
     """Run every method in ``cfg.methods`` on ``lens`` (restored to vanilla between methods)."""
-    from asru_lens.pipeline import UnlearnConfig, eval_sets
-    from asru_lens.redirect import redirect
-    from asru_lens.rl import boundary_set, train_grpo
+    from asru_lens.pipeline import UnlearnConfig, eval_sets, redirect_stage, reinforce_stage
     from asru_lens.sets import _sample, probe_sets
 
     say = tqdm.write if progress else (lambda m: None)
@@ -103,7 +101,8 @@ def run(lens, folder, cfg: RunConfig = RunConfig(), progress: bool = True, figur
     layer = pres.selection.layer
     res.extra["probe"] = pres.summary()
     ssets = eval_sets(folder, cfg.forget, 24, cfg.seed)
-    points = steer.sweep(lens, {k: v for k, v in ssets.items() if k != "test"}, pres.directions[:, -1], [layer],
+    directions = pres.directions[:, pres.selection.position]
+    points = steer.sweep(lens, {k: v for k, v in ssets.items() if k != "test"}, directions, [layer],
                          list(cfg.steer_alphas), progress=False)
     ok = [p for p in points if p["forget_refusal"] >= 0.5] or points
     point = max(ok, key=lambda p: p["retain_exact"])     # the gentlest push that still forgets
@@ -118,15 +117,13 @@ def run(lens, folder, cfg: RunConfig = RunConfig(), progress: bool = True, figur
         t = time.time()
         _restore(lens, vanilla_weights)
         if name == "steer":
-            spec = steer.Steering(pres.directions[layer, -1], layer, point["alpha"])
+            spec = steer.Steering(directions[layer], layer, point["alpha"])
             with steer.steering(lens, spec):
                 record(name, score())
         elif name in ("stage1", "asru"):
-            redirect(lens, pres.direction, layer, forget, _sample(retain_all, ucfg.n_redirect_retain, 1),
-                     ucfg.redirect, progress=False)
+            redirect_stage(lens, pres.direction, layer, forget, retain_all, ucfg, progress=False)
             if name == "asru":
-                train_grpo(lens, boundary_set(forget, retain_all, ucfg.n_boundary, ucfg.seed), cfg=ucfg.grpo,
-                           progress=False, reference=reference)
+                reinforce_stage(lens, forget, retain_all, ucfg, reference, progress=False)
             record(name, score())
         elif name in baselines.METHODS:
             grid = {}
