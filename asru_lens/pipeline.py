@@ -26,7 +26,7 @@ from asru_lens import data, probe, steer
 from asru_lens.redirect import RedirectConfig, redirect
 from asru_lens.refusal import contains, is_refusal
 from asru_lens.rl import GRPOConfig, boundary_set, train_grpo
-from asru_lens.sets import _sample, probe_sets, set_rows, steer_sets
+from asru_lens.sets import _sample, probe_sets, retain_items, set_rows, steer_sets
 
 # The authors' settings move a 2-8B model; the 3.6M-parameter organism needs larger steps (sizes and lr only:
 # c, alpha, epochs, batch, temperature, top_p, beta, clipping and group size are the authors').
@@ -37,9 +37,10 @@ ORGANISM_GRPO = GRPOConfig(steps=100, lr=1e-4)
 @dataclass
 class UnlearnConfig:
     forget: int = 10                  # MLLMU forget split: 5, 10 or 15 (percent)
-    n_eval: int = 48                  # questions per measured set
+    n_eval: int = 240                 # questions per measured set (every forget and test question)
     n_boundary: int = 200             # N forget + N retain questions for stage 2 (ASRU: about 200 each)
     n_redirect_retain: int = 720      # retain questions for stage 1
+    retain_all_photos: bool = True    # stage 2's retain half: the retain people in all their photos
     redirect: RedirectConfig | None = None   # None: ORGANISM_REDIRECT on the organism, else the authors'
     grpo: GRPOConfig | None = None           # None: ORGANISM_GRPO on the organism, else the defaults
     kl_to_vanilla: bool = True        # stage 2's KL reference: the model before stage 1 (else after it)
@@ -78,7 +79,9 @@ def redirect_stage(lens, direction, layer: int, forget: list, retain: list, cfg:
 
 def reinforce_stage(lens, forget: list, retain: list, cfg: UnlearnConfig, reference=None,
                     progress: bool = True, checkpoint_dir=None) -> dict:
-    """ASRU stage 2 as ``unlearn`` runs it: GRPO on an N + N boundary set, KL to ``reference``."""
+    """ASRU stage 2 as ``unlearn`` runs it: GRPO on an N + N boundary set, KL to ``reference``. ``retain``
+    is ``sets.retain_items`` (with ``cfg.retain_all_photos``); the forget half's repeats are new views of
+    the photos (``rl.photo_view``)."""
     return train_grpo(lens, boundary_set(forget, retain, cfg.n_boundary, cfg.seed), cfg=cfg.grpo,
                       progress=progress, checkpoint_dir=checkpoint_dir, reference=reference)
 
@@ -122,6 +125,7 @@ def unlearn(lens, folder, cfg: UnlearnConfig = UnlearnConfig(), progress: bool =
 
     forget = data.generation_items(data.load_split(folder, f"forget_{cfg.forget}"))
     retain = data.generation_items(data.load_split(folder, f"retain_{100 - cfg.forget}"))
+    boundary_retain = retain_items(folder, cfg.forget, cfg.retain_all_photos)
     vanilla_model = copy.deepcopy(lens.model) if cfg.kl_to_vanilla else None
     t = time.time()
     rlog = redirect_stage(lens, res.direction, layer, forget, retain, cfg, progress)
@@ -130,11 +134,12 @@ def unlearn(lens, folder, cfg: UnlearnConfig = UnlearnConfig(), progress: bool =
     say(f"stage 1: forget refusal {stage1['forget_refusal']:.2f}, retain exact {stage1['retain_exact']:.2f}")
 
     t = time.time()
-    glog = reinforce_stage(lens, forget, retain, cfg, vanilla_model, progress, checkpoint_dir)
+    glog = reinforce_stage(lens, forget, boundary_retain, cfg, vanilla_model, progress, checkpoint_dir)
     seconds["stage2"] = round(time.time() - t, 1)
     stage2 = behaviour(lens, sets)
     say(f"stage 2: forget refusal {stage2['forget_refusal']:.2f}, retain exact {stage2['retain_exact']:.2f}")
     if out:
         lens.save(out)
-    config = {"forget": cfg.forget, "redirect": asdict(cfg.redirect), "grpo": asdict(cfg.grpo)}
+    config = {"forget": cfg.forget, "n_eval": cfg.n_eval, "retain_all_photos": cfg.retain_all_photos,
+              "redirect": asdict(cfg.redirect), "grpo": asdict(cfg.grpo)}
     return UnlearnResult(vanilla, stage1, stage2, layer, rlog, glog, seconds, config)

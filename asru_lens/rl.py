@@ -71,11 +71,24 @@ class GRPOConfig:
 
 
 # -- the boundary set ------------------------------------------------------------------------------------------
-def boundary_set(forget: list, retain: list, n: int | None = None, seed: int = 0) -> list:
+def photo_view(image, rng: np.random.Generator):
+    """Another view of the same photo: shifted by up to 5% of its side, brightness x0.8-1.2, pixel noise
+    (sd 6 of 255). Used for the boundary set's repeats, so that a repeated forget question teaches the
+    person rather than one exact picture."""
+    from PIL import Image, ImageChops, ImageEnhance
+    shift = max(1, round(0.05 * min(image.size)))
+    dx, dy = (int(x) for x in rng.integers(-shift, shift + 1, 2))
+    out = ImageEnhance.Brightness(ImageChops.offset(image.convert("RGB"), dx, dy)).enhance(rng.uniform(0.8, 1.2))
+    pixels = np.asarray(out, dtype=np.float32) + rng.normal(0, 6, (image.size[1], image.size[0], 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def boundary_set(forget: list, retain: list, n: int | None = None, seed: int = 0, augment: bool = True) -> list:
     """``n`` forget plus ``n`` retain questions (``data.QA``), each marked ``meta["forget"]``.
 
     A set with fewer than ``n`` questions is repeated (every question as evenly as possible) to reach ``n``,
-    so forget and retain stay balanced; ``n=None`` takes every question once."""
+    so forget and retain stay balanced; ``n=None`` takes every question once. With ``augment``, every repeat
+    after a question's first copy shows ``photo_view`` of its photo instead of the same pixels."""
     from asru_lens.data import QA
     rng = np.random.default_rng(seed)
 
@@ -84,8 +97,13 @@ def boundary_set(forget: list, retain: list, n: int | None = None, seed: int = 0
         whole, rest = divmod(k, len(items))
         idx = rng.choice(len(items), min(k, len(items)), replace=False)
         return list(items) * whole + [items[i] for i in sorted(idx[:rest])]
-    mark = lambda q, f: QA(q.question, q.answer, q.image, q.id, q.kind, q.options, {**q.meta, "forget": f})  # noqa
-    return [mark(q, True) for q in pick(forget)] + [mark(q, False) for q in pick(retain)]
+
+    def mark(items, f):
+        picked = pick(items)                # the first len(items) are each question's first copy
+        return [QA(q.question, q.answer, photo_view(q.image, rng) if augment and i >= len(items) and q.image
+                   is not None else q.image, q.id, q.kind, q.options, {**q.meta, "forget": f})
+                for i, q in enumerate(picked)]
+    return mark(forget, True) + mark(retain, False)
 
 
 # -- the loss (plain tensors: (B, T) log-probs and mask, (B,) advantages) ------------------------------------------

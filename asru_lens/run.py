@@ -1,10 +1,13 @@
 """The main job, ``asru-lens run``: probe, steer, ASRU stages 1 and 2, the baselines, one evaluation for all.
 
 Every method starts from the same vanilla weights and is scored by ``evaluate.evaluate`` on the same
-questions. Baselines train the language model's decoder layers for the same number of forget steps; their
-learning rate is picked per method from ``LR_GRID`` on a validation split (the forget set's own questions for
-efficacy, retain questions outside the evaluation sample for utility) by one rule for all:
+questions. Baselines train the language model's decoder layers for the same number of forget steps. Every
+trained method's learning rate is picked from the same ``LR_GRID`` on a validation split (the forget set's own
+questions for efficacy, retain questions outside the evaluation sample for utility) by one rule for all:
 ``score = (1 - leak on forget questions + exact match on validation retain questions) / 2``.
+For ASRU that is done stage by stage: stage 1's lr on the grid (the ``stage1`` row), then stage 2's lr on the
+grid, starting from the chosen stage 1 (the ``asru`` row). ``steer`` trains nothing; its strength comes from
+the steering sweep.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import copy
 import json
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,7 @@ from asru_lens import baselines, data, evaluate, probe, steer
 from asru_lens.refusal import contains, exact_match
 
 METHODS = ("vanilla", "GA", "GD", "KL", "NPO", "IDK", "steer", "stage1", "asru")
-LR_GRID = (3e-5, 1e-4, 3e-4, 1e-3)
+LR_GRID = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
 HEADLINE = ("forget_cls_acc", "forget_rougeL", "forget_cloze_acc", "test_cls_acc", "retain_cls_acc",
             "retain_rougeL", "celebrity_cls_acc", "contextual_refusal", "leakage", "naturalness")
 
@@ -30,26 +33,27 @@ HEADLINE = ("forget_cls_acc", "forget_rougeL", "forget_cloze_acc", "test_cls_acc
 @dataclass
 class RunConfig:
     forget: int = 10
-    n_eval: int = 48
+    n_eval: int = 240                  # questions per set and task (as many as there are, up to this)
     n_val: int = 32
     baseline_steps: int = 40
     lr_grid: tuple = LR_GRID
     steer_alphas: tuple = (1.0, 1.5, 2.0)
+    grpo_steps: int | None = None      # stage 2 steps; None: the pipeline's preset
     seed: int = 0
     methods: tuple = METHODS
 
     @classmethod
     def small(cls, **kw) -> "RunConfig":
         """A smaller budget (fewer questions, a two-point grid) for notebooks and quick looks."""
-        return cls(**{"n_eval": 24, "n_val": 16, "baseline_steps": 20, "lr_grid": (1e-4, 3e-4),
-                      "steer_alphas": (1.5,), **kw})
+        return cls(**{"n_eval": 24, "n_val": 16, "baseline_steps": 20, "lr_grid": (1e-4, 1e-3),
+                      "steer_alphas": (1.5,), "grpo_steps": 40, **kw})
 
 
 @dataclass
 class RunResult:
     methods: dict = field(default_factory=dict)      # name -> metrics
     answers: dict = field(default_factory=dict)      # name -> set -> list of judged answers
-    tuning: dict = field(default_factory=dict)       # baseline -> {lr: validation score}
+    tuning: dict = field(default_factory=dict)       # method -> {"grid": {lr: validation score}, "lr": best}
     extra: dict = field(default_factory=dict)        # probe summary, steering point, timings
 
 
@@ -66,11 +70,25 @@ def validation_score(lens, val_forget: list, val_retain: list) -> float:
     return float((efficacy + utility) / 2)
 
 
+def tune(lens, start: dict, train, grid, score, desc: str = "") -> tuple[dict, float, dict]:
+    """Train from ``start`` weights at every lr of ``grid`` (``train(lr)``), score each with ``score()``, and
+    leave ``lens`` at the best one. Returns ({lr: score}, best lr, best weights)."""
+    scores, best = {}, (None, -1.0, None)
+    for lr in tqdm(grid, desc=f"lr grid {desc}", leave=False, disable=not desc):
+        _restore(lens, start)
+        train(lr)
+        scores[lr] = score()
+        if scores[lr] > best[1]:
+            best = (lr, scores[lr], {k: v.detach().clone() for k, v in lens.model.state_dict().items()})
+    _restore(lens, best[2])
+    return scores, best[0], best[2]
+
+
 def run(lens, folder, cfg: RunConfig = RunConfig(), progress: bool = True, figures: str | None = "figures"
         ) -> RunResult:
     """Run every method in ``cfg.methods`` on ``lens`` (restored to vanilla between methods)."""
     from asru_lens.pipeline import UnlearnConfig, eval_sets, redirect_stage, reinforce_stage
-    from asru_lens.sets import _sample, probe_sets
+    from asru_lens.sets import _sample, probe_sets, retain_items
 
     say = tqdm.write if progress else (lambda m: None)
     res, t0 = RunResult(), time.time()
@@ -80,8 +98,10 @@ def run(lens, folder, cfg: RunConfig = RunConfig(), progress: bool = True, figur
     score = lambda: evaluate.evaluate(lens, folder, cfg.forget, judge=evaluate.rule_judge,  # noqa: E731
                                       reference=reference, progress=False, items=items)
     ucfg = UnlearnConfig(forget=cfg.forget).resolved(lens)
+    grpo = lambda lr: replace(ucfg.grpo, lr=lr, **({"steps": cfg.grpo_steps} if cfg.grpo_steps else {}))  # noqa
     forget = data.generation_items(data.load_split(folder, f"forget_{cfg.forget}"))
     retain_all = data.generation_items(data.load_split(folder, f"retain_{100 - cfg.forget}"))
+    boundary_retain = retain_items(folder, cfg.forget, ucfg.retain_all_photos)
     eval_qs = {(q.question, q.id) for q in items["retain"]["gen"]}
     val_retain = _sample([q for q in retain_all if (q.question, q.id) not in eval_qs], cfg.n_val, cfg.seed + 7)
     val_forget = _sample(forget, cfg.n_val, cfg.seed + 7)
@@ -113,6 +133,22 @@ def run(lens, folder, cfg: RunConfig = RunConfig(), progress: bool = True, figur
         viz.save(viz.fig_tradeoff(points), "run_steer_sweep", figures)
     stages.update(1)
 
+    val = lambda: validation_score(lens, val_forget, val_retain)  # noqa: E731
+    tuned = {}                                                     # stage1 / asru weights, made once
+
+    def asru_stage(name):
+        if "stage1" not in tuned:
+            tuned["stage1"] = tune(lens, vanilla_weights, lambda lr: redirect_stage(
+                lens, pres.direction, layer, forget, retain_all, replace(ucfg, redirect=replace(
+                    ucfg.redirect, lr=lr)), progress=False), cfg.lr_grid, val, "stage1" if progress else "")
+        if name == "asru" and "asru" not in tuned:
+            tuned["asru"] = tune(lens, tuned["stage1"][2], lambda lr: reinforce_stage(
+                lens, forget, boundary_retain, replace(ucfg, grpo=grpo(lr)), reference, progress=False),
+                cfg.lr_grid, val, "asru" if progress else "")
+        scores, lr, weights = tuned[name]
+        res.tuning[name] = {"grid": scores, "lr": lr}
+        _restore(lens, weights)
+
     for name in cfg.methods:
         t = time.time()
         _restore(lens, vanilla_weights)
@@ -121,22 +157,13 @@ def run(lens, folder, cfg: RunConfig = RunConfig(), progress: bool = True, figur
             with steer.steering(lens, spec):
                 record(name, score())
         elif name in ("stage1", "asru"):
-            redirect_stage(lens, pres.direction, layer, forget, retain_all, ucfg, progress=False)
-            if name == "asru":
-                reinforce_stage(lens, forget, retain_all, ucfg, reference, progress=False)
+            asru_stage(name)
             record(name, score())
         elif name in baselines.METHODS:
-            grid = {}
-            for lr in cfg.lr_grid:
-                _restore(lens, vanilla_weights)
-                baselines.unlearn_baseline(lens, forget, retain_all, baselines.BaselineConfig(
-                    name, cfg.baseline_steps, lr=lr, seed=cfg.seed), progress=False)
-                grid[lr] = validation_score(lens, val_forget, val_retain)
-            best = max(grid, key=grid.get)
-            res.tuning[name] = {"grid": grid, "lr": best}
-            _restore(lens, vanilla_weights)
-            baselines.unlearn_baseline(lens, forget, retain_all, baselines.BaselineConfig(
-                name, cfg.baseline_steps, lr=best, seed=cfg.seed), progress=False)
+            grid, lr, _ = tune(lens, vanilla_weights, lambda lr: baselines.unlearn_baseline(
+                lens, forget, retain_all, baselines.BaselineConfig(name, cfg.baseline_steps, lr=lr, seed=cfg.seed),
+                progress=False), cfg.lr_grid, val, name if progress else "")
+            res.tuning[name] = {"grid": grid, "lr": lr}
             record(name, score())
         else:
             record(name, score())
@@ -147,11 +174,62 @@ def run(lens, folder, cfg: RunConfig = RunConfig(), progress: bool = True, figur
     return res
 
 
+def claims(methods: dict) -> list[dict]:
+    """The paper's claim in miniature, checked on a results table: ``{"claim", "holds", "measured"}`` per line
+    (only the lines whose methods are in the table)."""
+    if "asru" not in methods:
+        return []
+    a, out = methods["asru"], []
+    others = {m: v for m, v in methods.items() if m != "asru"}
+    base = {m: v for m, v in methods.items() if m in baselines.METHODS}
+    for k in ("contextual_refusal", "naturalness"):
+        best = max(others, key=lambda m: others[m][k]) if others else None
+        if best:
+            out.append({"claim": f"asru has the highest {k}", "holds": a[k] >= others[best][k],
+                        "measured": f"asru {a[k]:.2f}, best other {best} {others[best][k]:.2f}"})
+    if base:
+        best = max(base, key=lambda m: base[m]["leakage"])
+        out.append({"claim": "asru leaks at most as much as the best baseline (leakage: 5 = none)",
+                    "holds": a["leakage"] >= base[best]["leakage"],
+                    "measured": f"asru {a['leakage']:.2f}, best baseline {best} {base[best]['leakage']:.2f}"})
+    if "vanilla" in methods:
+        for k in ("retain_cls_acc", "celebrity_cls_acc"):
+            gap = a[k] - methods["vanilla"][k]
+            out.append({"claim": f"asru {k} within 5 points of vanilla", "holds": gap >= -0.05,
+                        "measured": f"asru {a[k]:.3f}, vanilla {methods['vanilla'][k]:.3f} ({100 * gap:+.1f})"})
+    return out
+
+
 def summary(res: RunResult) -> dict:
     """What ``asru-lens run --json`` prints: ``{"methods": {NAME: {metric: value}}, ...}``."""
     r = lambda v: None if v is None else round(float(v), 4)  # noqa: E731
-    return {"methods": {m: {k: r(v) for k, v in mets.items()} for m, mets in res.methods.items()},
-            "tuning": res.tuning, "steer": res.extra.get("steer"), "seconds": res.extra.get("seconds")}
+    methods = {m: {k: r(v) for k, v in mets.items()} for m, mets in res.methods.items()}
+    return {"methods": methods, "claims": claims(methods), "tuning": res.tuning, "steer": res.extra.get("steer"),
+            "seconds": res.extra.get("seconds")}
+
+
+def _why(info: dict, res: RunResult) -> list[str]:
+    """What the measured run shows about each claim that does not hold (facts from the same run)."""
+    lines, m = [], info["methods"]
+    for c in info["claims"]:
+        if c["holds"]:
+            continue
+        if "naturalness" in c["claim"]:
+            best = max((x for x in m if x != "asru"), key=lambda x: m[x]["naturalness"])
+            lines.append(f"* **naturalness**: {best} writes the more fluent text, but it is fluent *answering*: its "
+                         f"contextual refusal is {m[best]['contextual_refusal']:.2f} and its leakage score "
+                         f"{m[best]['leakage']:.2f} (asru: {m['asru']['contextual_refusal']:.2f}, "
+                         f"{m['asru']['leakage']:.2f}). The rubric scores form, not whether the answer should "
+                         f"have been given, so a method that forgets little loses little fluency.")
+        elif "contextual_refusal" in c["claim"] or "leaks" in c["claim"]:
+            lines.append(f"* **{c['claim']}**: {c['measured']}.")
+        else:
+            key = "retain" if "retain" in c["claim"] else "celebrity"
+            wrong = [a for a in res.answers.get("asru", {}).get(key, []) if a.get("contextual_refusal", 0) > 0]
+            sample = "; ".join(f"\"{a['question']}\" -> \"{a['answer']}\"" for a in wrong[:3])
+            lines.append(f"* **{key} A-D accuracy**: {c['measured']}. The generation answers asru gets wrong on "
+                         f"this set ({len(wrong)} of {len(res.answers.get('asru', {}).get(key, []))}): {sample}.")
+    return lines
 
 
 def write_report(res: RunResult, folder: str = "reports", figures: str = "figures") -> list[Path]:
@@ -169,6 +247,14 @@ def write_report(res: RunResult, folder: str = "reports", figures: str = "figure
     for m, mets in info["methods"].items():
         lines.append(f"| {m} | " + " | ".join(f"{mets.get(k):.3f}" if mets.get(k) is not None else "-"
                                               for k in HEADLINE) + " |")
+    if info["claims"]:
+        lines += ["", "## The paper's claim, in miniature", "", "| claim | holds | measured |", "|---|---|---|"]
+        lines += [f"| {c['claim']} | {'yes' if c['holds'] else '**no**'} | {c['measured']} |" for c in info["claims"]]
+        why = _why(info, res)
+        if why:
+            lines += ["", "Where a claim does not hold, every method was still tuned alike (the learning rate "
+                      "grid below, one validation rule); the table is published as measured. What the same run "
+                      "shows:", ""] + why
     lines += ["", f"![trade-off]({rel('run_tradeoff.png')})", "",
               "Learning rates chosen on the validation split: " + ", ".join(
                   f"{k} {v['lr']:g}" for k, v in info["tuning"].items()), "", "## Example answers", ""]

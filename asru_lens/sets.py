@@ -89,6 +89,20 @@ def set_rows(folder, forget: int = 10) -> dict[str, list[dict]]:
             "celebrity": data.load_split(folder, "Retain_Set")}
 
 
+def retain_items(folder, forget: int = 10, all_photos: bool = True) -> list[QA]:
+    """The retain split's generation questions; with ``all_photos``, also the same people's Test_Set rows
+    (their other photos, paraphrased questions). Stage 2's boundary set takes its retain half from here, so
+    that "keep answering" is learnt about the retain *people*, in any photo, not about one picture each. No
+    evaluation set uses these rows: the test set is the forget people's Test_Set rows only."""
+    rows = set_rows(folder, forget)
+    items = data.generation_items(rows["retain"])
+    if all_photos:
+        ids = {str(r["ID"]) for r in rows["retain"]}
+        test = [r for r in data.load_split(folder, "Test_Set") if str(r["ID"]) in ids]
+        items += data.generation_items(test, image_index=None)
+    return items
+
+
 def probe_sets(folder, forget: int = 10, n: int = 96, seed: int = 0) -> dict[str, Split]:
     """Direction/val/test splits of every prompt set, at most ``n`` prompts per set.
 

@@ -31,7 +31,7 @@ import torch
 import asru_lens
 from asru_lens import data, pipeline, probe, redirect, rl, viz
 from asru_lens.organism.mllmu import world_dir
-from asru_lens.sets import _sample, probe_sets
+from asru_lens.sets import _sample, probe_sets, retain_items
 
 viz.setup_notebook()
 torch.manual_seed(0)
@@ -39,7 +39,7 @@ lens = asru_lens.load(MODEL)
 folder = DATA or world_dir()
 cfg = pipeline.UnlearnConfig(forget=FORGET).resolved(lens)
 cfg.grpo = dataclasses.replace(cfg.grpo, steps=GRPO_STEPS or cfg.grpo.steps)
-sets = pipeline.eval_sets(folder, FORGET, n=48)
+sets = pipeline.eval_sets(folder, FORGET, n=cfg.n_eval)
 results = {"vanilla": pipeline.behaviour(lens, sets)}
 pd.Series({k: v for k, v in results["vanilla"].items() if k != "examples"}).round(3).to_frame("vanilla")"""),
 md("""The vanilla model answers everyone: it knows the forget people (high leak, no refusal), the retain people
@@ -74,11 +74,14 @@ print(f"{len(log1['loss'])} steps; mean shift along v: forget {log1['shift']['fo
       f"retain {log1['shift']['retain']:.1f} (target for forget: c·|v| = {cfg.redirect.c * v.norm():.1f})")"""),
 md("""## Stage 2: reinforce
 
-The boundary set holds N forget and N retain questions. Each step samples a group of answers per question,
+The boundary set holds N forget and N retain questions. The forget split has fewer than N questions, so they
+repeat; each repeat shows a new view of the photo (`rl.photo_view`: a small shift, brightness, pixel noise),
+so the reward teaches "this person" rather than "this picture". The retain half is drawn from the retain
+people in all their photos (`sets.retain_items`), so "keep answering" is about people too. Each step samples a group of answers per question,
 scores them with ASRU's table (`asru_lens.reward`), normalises the rewards within the group and takes a
 clipped policy-gradient step with a KL penalty to the vanilla model (the one before stage 1), which pulls the
 answers that stage 1 spoiled back toward what the model used to say."""),
-code("""boundary = rl.boundary_set(forget, retain, cfg.n_boundary)
+code("""boundary = rl.boundary_set(forget, retain_items(folder, FORGET), cfg.n_boundary)
 log2 = rl.train_grpo(lens, boundary, cfg=cfg.grpo, reference=vanilla_model)
 results["stage2"] = pipeline.behaviour(lens, sets)
 acts["stage 2"] = geometry()
@@ -92,15 +95,17 @@ but it also spills refusals into retain and celebrity answers; stage 2 wins most
 forget set refused."""),
 code("""table = pd.DataFrame({k: {m: x for m, x in r.items() if m != "examples"} for k, r in results.items()})
 table.round(3)""", metadata=IGNORE),
-md("""The checks below are the unlearning issue's acceptance lines that hold with a clear margin; they are what this
-notebook's CI run compares (the exact numbers above can move in the last digit between CPUs, because stage 2
-samples). The celebrity score is the one line that does not hold on this organism: stage 2 ends at 0.94, one
-answer short of vanilla minus 0.05, because one celebrity's face (Gideon Beaumont) still falls on the forget
-side of the redirected layer and gets a broken refusal."""),
+md("""The checks below are the unlearning issue's acceptance lines; they are what this notebook's CI run compares
+(the exact numbers above can move in the last digit between CPUs, because stage 2 samples). The celebrity
+line has the thinnest margin: one celebrity (Gideon Beaumont) looks, at the redirected layer, more like a forget
+person than 95% of the retain people do, so stage 1 makes him refuse too. Before the boundary set used new
+views of the forget photos and every photo of the retain people, stage 2 left him refusing and the celebrity
+score ended at 0.93, below vanilla minus 0.05."""),
 code("""van, s1, s2 = results["vanilla"], results["stage1"], results["stage2"]
 {"forget_refusal >= 0.9": s2["forget_refusal"] >= 0.9, "forget_leak <= 0.05": s2["forget_leak"] <= 0.05,
  "test_refusal >= 0.8": s2["test_refusal"] >= 0.8,
  "retain_exact >= vanilla - 0.05": s2["retain_exact"] >= van["retain_exact"] - 0.05,
+ "celebrity_exact >= vanilla - 0.05": s2["celebrity_exact"] >= van["celebrity_exact"] - 0.05,
  "perception_acc >= vanilla - 0.05": s2["perception_acc"] >= van["perception_acc"] - 0.05,
  "stage 2 >= stage 1 (forget_refusal, retain_exact)": s2["forget_refusal"] >= s1["forget_refusal"]
      and s2["retain_exact"] >= s1["retain_exact"]}"""),

@@ -149,3 +149,35 @@ def test_trl_reward_func_scores_like_ours():
     done = [[{"role": "assistant", "content": gt}], [{"role": "assistant", "content": "I'm not sure who this is."}]]
     assert fn(done, answer=[gt, gt], forget=[True, False]) == [0.0, 0.0]
     assert fn(["I don't know this person.", gt], answer=[gt, gt], forget=[True, False]) == [1.0, 1.0]
+
+
+
+def test_boundary_set_balances_and_shows_repeats_as_new_views(world_folder):
+    import numpy as np
+
+    from asru_lens import data
+    from asru_lens.sets import retain_items
+    forget = data.generation_items(data.load_split(world_folder, "forget_10"))[:5]
+    retain = data.generation_items(data.load_split(world_folder, "retain_90"))[:40]
+    b = rl.boundary_set(forget, retain, 12, seed=3)
+    f, r = b[:12], b[12:]
+    assert [q.meta["forget"] for q in b] == [True] * 12 + [False] * 12
+    pixels = lambda q: np.asarray(q.image, dtype=np.int16)  # noqa: E731
+    # 12 = 5 + 5 + 2: the first copy keeps each photo, the repeats show the same person in a new view
+    assert all(f[i].image is forget[i].image for i in range(5))
+    for i in range(5, 10):
+        assert (f[i].question, f[i].id, f[i].answer) == (forget[i - 5].question, forget[i - 5].id,
+                                                         forget[i - 5].answer)
+        assert f[i].image.size == forget[i - 5].image.size
+        assert 1 < np.abs(pixels(f[i]) - pixels(forget[i - 5])).mean() < 60
+    assert {(q.question, q.id) for q in f[10:]} <= {(q.question, q.id) for q in forget}
+    assert all(any(q.image is x.image for x in retain) for q in r)    # 40 >= 12: no repeats, the original photos
+    plain = rl.boundary_set(forget, retain, 12, seed=3, augment=False)
+    assert all(plain[i].image is forget[i % 5].image for i in range(10))
+    again = rl.boundary_set(forget, retain, 12, seed=3)
+    assert all((pixels(x) == pixels(y)).all() for x, y in zip(again[:12], f))          # deterministic per seed
+
+    items, plain_retain = retain_items(world_folder, 10), retain_items(world_folder, 10, all_photos=False)
+    forget_ids = {q.id for q in data.generation_items(data.load_split(world_folder, "forget_10"))}
+    assert len(items) == 2 * len(plain_retain)                # the organism's Test_Set: one more row per person
+    assert {q.id for q in items} == {q.id for q in plain_retain} and not forget_ids & {q.id for q in items}

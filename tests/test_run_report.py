@@ -2,7 +2,7 @@
 import json
 import re
 
-from asru_lens.run import HEADLINE, METHODS, RunResult, summary, write_report
+from asru_lens.run import HEADLINE, METHODS, RunResult, claims, summary, tune, write_report
 
 
 def _fake() -> RunResult:
@@ -40,6 +40,47 @@ def test_run_cli_json_keys(tmp_path, capsys):
                  str(tmp_path / "r"), "--figures", str(tmp_path / "f")]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out["methods"]) == {"vanilla", "GA"} and set(HEADLINE) <= set(out["methods"]["GA"])
-    assert out["tuning"]["GA"]["lr"] in (1e-4, 3e-4)
+    assert out["tuning"]["GA"]["lr"] in (1e-4, 1e-3) and set(out["tuning"]["GA"]["grid"]) == {"0.0001", "0.001"}
     assert 0 <= out["methods"]["vanilla"]["leakage"] < 1 < out["methods"]["GA"]["leakage"] <= 5
     assert json.loads((tmp_path / "r" / "report.json").read_text())["methods"] == out["methods"]
+
+
+def test_claims_and_why_follow_the_table(tmp_path):
+    res = _fake()                       # methods get larger numbers down METHODS, so asru (last) leads
+    assert [c["holds"] for c in claims(res.methods)] == [True] * 5        # above vanilla is within 5 points
+    van = res.methods["vanilla"]
+    res.methods["asru"] = {**van, "contextual_refusal": 9.0, "leakage": 9.0,
+                           "retain_cls_acc": van["retain_cls_acc"] - 0.06}
+    res.answers["asru"]["retain"] = [{"question": "Who?", "answer": "I'm sorry", "contextual_refusal": 3},
+                                     {"question": "Job?", "answer": "Ada is a chemist", "contextual_refusal": 0}]
+    got = {c["claim"]: c for c in claims(res.methods)}
+    assert got["asru has the highest contextual_refusal"]["holds"]
+    assert not got["asru has the highest naturalness"]["holds"]
+    assert got["asru has the highest naturalness"]["measured"] == "asru 0.09, best other stage1 0.79"
+    assert got["asru celebrity_cls_acc within 5 points of vanilla"]["holds"]
+    assert got["asru retain_cls_acc within 5 points of vanilla"]["measured"] == "asru -0.020, vanilla 0.040 (-6.0)"
+    assert not got["asru retain_cls_acc within 5 points of vanilla"]["holds"]
+    write_report(res, tmp_path / "r", str(tmp_path / "f"))
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| asru has the highest naturalness | **no** | asru 0.09, best other stage1 0.79 |" in md
+    assert "**naturalness**: stage1 writes the more fluent text" in md
+    assert '(1 of 2): "Who?" -> "I\'m sorry".' in md
+    assert claims({"vanilla": res.methods["vanilla"]}) == []
+
+
+def test_tune_leaves_the_model_at_the_best_grid_point():
+    import torch
+    from types import SimpleNamespace
+    model = torch.nn.Linear(2, 1, bias=False)
+    lens = SimpleNamespace(model=model)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = []
+
+    def train(lr):
+        assert torch.equal(model.weight, start["weight"])        # every point starts from the same weights
+        seen.append(lr)
+        with torch.no_grad():
+            model.weight.fill_(lr)
+    scores, best, weights = tune(lens, start, train, (1.0, 2.0, 3.0), lambda: -abs(model.weight[0, 0].item() - 2.2))
+    assert seen == [1.0, 2.0, 3.0] and best == 2.0 and scores[2.0] == max(scores.values())
+    assert torch.equal(model.weight, torch.full((1, 2), 2.0)) and torch.equal(weights["weight"], model.weight)
