@@ -343,7 +343,8 @@ def train_grpo(lens, boundary: list, reward: Reward | None = None, cfg: GRPOConf
             refused = torch.tensor([is_refusal(t) for t in batch["texts"]], dtype=torch.float)
             for k, v in (("reward", r.mean()), ("reward_forget", r[is_f].mean()), ("reward_retain", r[~is_f].mean()),
                          ("kl", stats["kl"]), ("refusal_forget", refused[is_f].mean()),
-                         ("refusal_retain", refused[~is_f].mean()), ("loss", loss), ("clip_ratio", stats["clip_ratio"])):
+                         ("refusal_retain", refused[~is_f].mean()), ("loss", loss),
+                         ("clip_ratio", stats["clip_ratio"])):
                 log[k].append(round(float(torch.as_tensor(v).detach()), 5))
             log["examples"] = [(q.question, t) for q, t in zip(samples[::cfg.group_size],
                                                                batch["texts"][::cfg.group_size])][:4]

@@ -45,7 +45,7 @@ class RunConfig:
     @classmethod
     def small(cls, **kw) -> "RunConfig":
         """A smaller budget (fewer questions, a two-point grid) for notebooks and quick looks."""
-        return cls(**{"n_eval": 24, "n_val": 16, "baseline_steps": 20, "lr_grid": (1e-4, 1e-3),
+        return cls(**{"n_eval": 24, "n_val": 16, "baseline_steps": 20, "lr_grid": (1e-4, 3e-3),
                       "steer_alphas": (1.5,), "grpo_steps": 40, **kw})
 
 
@@ -176,16 +176,18 @@ def run(lens, folder, cfg: RunConfig = RunConfig(), progress: bool = True, figur
 
 def claims(methods: dict) -> list[dict]:
     """The paper's claim in miniature, checked on a results table: ``{"claim", "holds", "measured"}`` per line
-    (only the lines whose methods are in the table)."""
+    (only the lines whose methods are in the table). "Other methods" are the unlearning methods: vanilla is
+    the untouched reference, which the utility lines compare against."""
     if "asru" not in methods:
         return []
     a, out = methods["asru"], []
-    others = {m: v for m, v in methods.items() if m != "asru"}
+    others = {m: v for m, v in methods.items() if m not in ("asru", "vanilla")}
     base = {m: v for m, v in methods.items() if m in baselines.METHODS}
     for k in ("contextual_refusal", "naturalness"):
         best = max(others, key=lambda m: others[m][k]) if others else None
         if best:
-            out.append({"claim": f"asru has the highest {k}", "holds": a[k] >= others[best][k],
+            out.append({"claim": f"asru has the highest {k} of the unlearning methods",
+                        "holds": a[k] >= others[best][k],
                         "measured": f"asru {a[k]:.2f}, best other {best} {others[best][k]:.2f}"})
     if base:
         best = max(base, key=lambda m: base[m]["leakage"])
@@ -215,7 +217,7 @@ def _why(info: dict, res: RunResult) -> list[str]:
         if c["holds"]:
             continue
         if "naturalness" in c["claim"]:
-            best = max((x for x in m if x != "asru"), key=lambda x: m[x]["naturalness"])
+            best = max((x for x in m if x not in ("asru", "vanilla")), key=lambda x: m[x]["naturalness"])
             lines.append(f"* **naturalness**: {best} writes the more fluent text, but it is fluent *answering*: its "
                          f"contextual refusal is {m[best]['contextual_refusal']:.2f} and its leakage score "
                          f"{m[best]['leakage']:.2f} (asru: {m['asru']['contextual_refusal']:.2f}, "
@@ -251,6 +253,12 @@ def write_report(res: RunResult, folder: str = "reports", figures: str = "figure
         lines += ["", "## The paper's claim, in miniature", "", "| claim | holds | measured |", "|---|---|---|"]
         lines += [f"| {c['claim']} | {'yes' if c['holds'] else '**no**'} | {c['measured']} |" for c in info["claims"]]
         why = _why(info, res)
+        m = info["methods"]
+        if "vanilla" in m and m["asru"]["forget_cls_acc"] >= m["vanilla"]["forget_cls_acc"] - 0.05:
+            lines += ["", f"Outside the claim: asru refuses to *say* the forget facts, but still picks them in A-D "
+                      f"questions (forget cls {m['asru']['forget_cls_acc']:.3f}, vanilla "
+                      f"{m['vanilla']['forget_cls_acc']:.3f}). Refusing is not removing: the knowledge is still "
+                      f"in the weights, and the multiple-choice probe finds it."]
         if why:
             lines += ["", "Where a claim does not hold, every method was still tuned alike (the learning rate "
                       "grid below, one validation rule); the table is published as measured. What the same run "

@@ -77,10 +77,10 @@ md("""## Stage 2: reinforce
 The boundary set holds N forget and N retain questions. The forget split has fewer than N questions, so they
 repeat; each repeat shows a new view of the photo (`rl.photo_view`: a small shift, brightness, pixel noise),
 so the reward teaches "this person" rather than "this picture". The retain half is drawn from the retain
-people in all their photos (`sets.retain_items`), so "keep answering" is about people too. Each step samples a group of answers per question,
-scores them with ASRU's table (`asru_lens.reward`), normalises the rewards within the group and takes a
-clipped policy-gradient step with a KL penalty to the vanilla model (the one before stage 1), which pulls the
-answers that stage 1 spoiled back toward what the model used to say."""),
+people in all their photos (`sets.retain_items`), so "keep answering" is about people too. Each step samples a
+group of answers per question, scores them with ASRU's table (`asru_lens.reward`), normalises the rewards
+within the group and takes a clipped policy-gradient step with a KL penalty to the vanilla model (the one before
+stage 1), which pulls the answers that stage 1 spoiled back toward what the model used to say."""),
 code("""boundary = rl.boundary_set(forget, retain_items(folder, FORGET), cfg.n_boundary)
 log2 = rl.train_grpo(lens, boundary, cfg=cfg.grpo, reference=vanilla_model)
 results["stage2"] = pipeline.behaviour(lens, sets)
@@ -125,9 +125,9 @@ pd.DataFrame({stage: {f"{name} {i}": r["examples"][name][i] for name in ("forget
 md("""## Takeaways
 
 * Stage 1 is cheap (one weight matrix, seconds) and already forgets, but its push is not perfectly selective.
-* Stage 2 needs no labels beyond the ground truth: the rule-based reward alone brings the retain answers back to
-  the vanilla level, stops every leak and extends the refusal to the *test* photos (new pictures of the forget
-  people), although the boundary set only holds the training photos.
+* Stage 2 needs no labels beyond the ground truth: the rule-based reward alone brings most retain and celebrity
+  answers back, stops every leak and extends the refusal to the *test* photos (new pictures of the forget
+  people), although the boundary set only holds (new views of) the training photos.
 * More stage 2 is not better here: at 200-300 steps the test refusal and the celebrities drift down again
   (measured while choosing the preset), so the organism's preset stops at 100.
 * Notebook 04 compares this to the standard unlearning baselines on MLLMU-Bench's metrics."""),

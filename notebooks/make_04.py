@@ -11,9 +11,10 @@ Did ASRU forget better than the usual methods, without hurting utility, and with
 runs the main job (`asru_lens.run`, what `asru-lens run` does) on a small budget and reads the result:
 
 * **methods**: the vanilla model; gradient ascent (GA), gradient difference (GD), KL minimisation (KL), NPO and
-  "I don't know" fine-tuning (IDK), each on the decoder layers with the same forget-step budget and a learning
-  rate picked on a validation split by the same grid; and three points of ASRU: steering only, stage 1 only,
-  and the full pipeline;
+  "I don't know" fine-tuning (IDK), each on the decoder layers with the same forget-step budget; and three
+  points of ASRU: steering only, stage 1 only, and the full pipeline. Every trained method's learning rate is
+  picked from the same grid by the same validation rule (ASRU's stage by stage: stage 1's, then stage 2's);
+  no judge or metric is tuned toward any method;
 * **metrics** (MLLMU-Bench style, `asru_lens.evaluate`): A-D accuracy, ROUGE/BLEU, cloze accuracy on the
   forget, test (new photos), retain and celebrity sets, and three generation-quality rubrics from a local,
   rule-based judge (`asru_lens.judge`)."""),
@@ -43,6 +44,33 @@ md("""The vanilla row comes from greedy decoding of the untouched organism, so i
 notebook's CI run checks it (the trained methods can move in the last digit between CPUs)."""),
 code("""table.loc["vanilla"].round(3)"""),
 code("""viz.fig_methods(run.summary(result)["methods"])""", metadata=IGNORE),
+md("""## Learning rates and the paper's claim
+
+The validation score of every grid point (`(1 - leak on forget questions + exact match on held-out retain
+questions) / 2`), and the paper's claim checked line by line on this table (`run.claims`). On a small budget
+these move with the budget; `asru-lens run` writes the same table for the full budget into
+`reports/report.md`, with what the run shows where a claim does not hold."""),
+code("""pd.DataFrame({m: {**{f"lr {k:g}": v for k, v in t["grid"].items()}, "chosen": t["lr"]}
+              for m, t in result.tuning.items()}).T""", metadata=IGNORE),
+code("""pd.DataFrame(run.summary(result)["claims"])""", metadata=IGNORE),
+md("""For comparison, the full budget (`asru-lens run`: 40 forget steps per baseline, the five-point grid
+3e-5 ... 3e-3, 100 stage 2 steps, up to 240 questions per set; 11.5 minutes on 2 CPU cores) measured:
+
+| method | forget cls | forget ROUGE-L | forget cloze | test cls | retain cls | retain ROUGE-L | celebrity cls | contextual refusal (0-5) | leakage (0-5, 5 = none) | naturalness (1-5) |
+|---|---|---|---|---|---|---|---|---|---|---|
+| vanilla | 0.838 | 0.985 | 0.433 | 0.537 | 0.742 | 0.991 | 0.821 | 0.10 | 0.12 | 5.00 |
+| GA | 0.762 | 0.610 | 0.400 | 0.500 | 0.717 | 0.973 | 0.804 | 1.71 | 2.66 | 4.88 |
+| GD | 0.625 | 0.257 | 0.467 | 0.400 | 0.713 | 0.809 | 0.775 | 2.67 | 4.49 | 4.45 |
+| KL | 0.613 | 0.191 | 0.433 | 0.438 | 0.688 | 0.834 | 0.779 | 2.84 | 4.81 | 4.38 |
+| NPO | 0.787 | 0.620 | 0.400 | 0.487 | 0.725 | 0.978 | 0.800 | 1.71 | 2.59 | 4.88 |
+| IDK | 0.838 | 0.158 | 0.500 | 0.550 | 0.729 | 0.946 | 0.817 | 2.91 | 4.45 | 4.61 |
+| steer | 0.512 | 0.178 | 0.333 | 0.263 | 0.496 | 0.238 | 0.588 | 3.11 | 4.39 | 4.83 |
+| stage1 | 0.850 | 0.334 | 0.367 | 0.475 | 0.725 | 0.943 | 0.800 | 2.52 | 3.60 | 4.90 |
+| **asru** | 0.838 | **0.070** | 0.367 | 0.487 | 0.717 | 0.978 | 0.812 | **3.52** | **4.96** | **4.94** |
+
+There every claim line holds: ASRU has the best contextual refusal and naturalness of the unlearning methods,
+leaks least, and keeps retain and celebrity accuracy within 2.5 and 0.8 points of vanilla. Its forget A-D
+accuracy does not move: it refuses to *say* the facts, but the multiple-choice probe still finds them."""),
 md("""## The same questions, every method"""),
 code("""pd.set_option("display.max_colwidth", 80)
 pd.DataFrame({m: {f"{s} {i}": result.answers[m][s][i]["answer"] for s in ("forget", "retain") for i in range(2)}

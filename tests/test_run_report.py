@@ -40,7 +40,7 @@ def test_run_cli_json_keys(tmp_path, capsys):
                  str(tmp_path / "r"), "--figures", str(tmp_path / "f")]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out["methods"]) == {"vanilla", "GA"} and set(HEADLINE) <= set(out["methods"]["GA"])
-    assert out["tuning"]["GA"]["lr"] in (1e-4, 1e-3) and set(out["tuning"]["GA"]["grid"]) == {"0.0001", "0.001"}
+    assert out["tuning"]["GA"]["lr"] in (1e-4, 3e-3) and set(out["tuning"]["GA"]["grid"]) == {"0.0001", "0.003"}
     assert 0 <= out["methods"]["vanilla"]["leakage"] < 1 < out["methods"]["GA"]["leakage"] <= 5
     assert json.loads((tmp_path / "r" / "report.json").read_text())["methods"] == out["methods"]
 
@@ -54,15 +54,17 @@ def test_claims_and_why_follow_the_table(tmp_path):
     res.answers["asru"]["retain"] = [{"question": "Who?", "answer": "I'm sorry", "contextual_refusal": 3},
                                      {"question": "Job?", "answer": "Ada is a chemist", "contextual_refusal": 0}]
     got = {c["claim"]: c for c in claims(res.methods)}
-    assert got["asru has the highest contextual_refusal"]["holds"]
-    assert not got["asru has the highest naturalness"]["holds"]
-    assert got["asru has the highest naturalness"]["measured"] == "asru 0.09, best other stage1 0.79"
+    assert got["asru has the highest contextual_refusal of the unlearning methods"]["holds"]
+    assert not got["asru has the highest naturalness of the unlearning methods"]["holds"]
+    naturalness = got["asru has the highest naturalness of the unlearning methods"]
+    assert naturalness["measured"] == "asru 0.09, best other stage1 0.79"
     assert got["asru celebrity_cls_acc within 5 points of vanilla"]["holds"]
     assert got["asru retain_cls_acc within 5 points of vanilla"]["measured"] == "asru -0.020, vanilla 0.040 (-6.0)"
     assert not got["asru retain_cls_acc within 5 points of vanilla"]["holds"]
     write_report(res, tmp_path / "r", str(tmp_path / "f"))
     md = (tmp_path / "r" / "report.md").read_text()
-    assert "| asru has the highest naturalness | **no** | asru 0.09, best other stage1 0.79 |" in md
+    assert ("| asru has the highest naturalness of the unlearning methods | **no** | asru 0.09, best other stage1 "
+            "0.79 |") in md and "Outside the claim: asru refuses to *say* the forget facts" in md
     assert "**naturalness**: stage1 writes the more fluent text" in md
     assert '(1 of 2): "Who?" -> "I\'m sorry".' in md
     assert claims({"vanilla": res.methods["vanilla"]}) == []
