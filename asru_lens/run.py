@@ -265,7 +265,12 @@ def write_report(res: RunResult, folder: str = "reports", figures: str = "figure
                       "shows:", ""] + why
     lines += ["", f"![trade-off]({rel('run_tradeoff.png')})", "",
               "Learning rates chosen on the validation split: " + ", ".join(
-                  f"{k} {v['lr']:g}" for k, v in info["tuning"].items()), "", "## Example answers", ""]
+                  f"{k} {v['lr']:g}" for k, v in info["tuning"].items())]
+    edge = [k for k, v in info["tuning"].items() if len(v["grid"]) > 2 and float(v["lr"]) in (
+        min(map(float, v["grid"])), max(map(float, v["grid"])))]
+    if edge:
+        lines += ["", f"At the edge of the grid (a wider grid might do better): {', '.join(edge)}."]
+    lines += ["", "## Example answers", ""]
     for name in ("forget", "retain"):
         lines += [f"### {name}", "", "| method | question | answer |", "|---|---|---|"]
         for i in range(2):

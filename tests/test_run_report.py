@@ -11,7 +11,9 @@ def _fake() -> RunResult:
         res.methods[m] = {k: round(0.1 * i + 0.01 * j, 4) for j, k in enumerate(HEADLINE)}
         res.answers[m] = {s: [{"question": f"q{s}{k}", "answer": f"{m} says | {k}"} for k in range(2)]
                           for s in ("forget", "retain")}
-    res.tuning = {"GA": {"grid": {1e-4: 0.5}, "lr": 1e-4}}
+    res.tuning = {"GA": {"grid": {1e-4: 0.5}, "lr": 1e-4},
+                  "stage1": {"grid": {1e-4: 0.5, 1e-3: 0.6, 3e-3: 0.8}, "lr": 3e-3},
+                  "asru": {"grid": {1e-4: 0.9, 1e-3: 0.6, 3e-3: 0.5}, "lr": 1e-3}}
     return res
 
 
@@ -30,6 +32,7 @@ def test_report_table_matches_json(tmp_path):
     for m in METHODS:
         assert rows[m] == [round(info["methods"][m][k], 3) for k in HEADLINE]
     assert "GA 0.0001" in md and "asru says / 1" in md            # tuning and escaped example answers
+    assert "At the edge of the grid (a wider grid might do better): stage1." in md
     assert any(p.name == "run_tradeoff.html" for p in paths)
     assert re.search(r"!\[trade-off\]\(.*run_tradeoff\.png\)", md)
 
