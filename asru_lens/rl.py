@@ -99,10 +99,12 @@ def boundary_set(forget: list, retain: list, n: int | None = None, seed: int = 0
         return list(items) * whole + [items[i] for i in sorted(idx[:rest])]
 
     def mark(items, f):
-        picked = pick(items)                # the first len(items) are each question's first copy
-        return [QA(q.question, q.answer, photo_view(q.image, rng) if augment and i >= len(items) and q.image
-                   is not None else q.image, q.id, q.kind, q.options, {**q.meta, "forget": f})
-                for i, q in enumerate(picked)]
+        out = []
+        for i, q in enumerate(pick(items)):
+            repeat = i >= len(items)        # pick lists every question once before any repeat
+            image = photo_view(q.image, rng) if augment and repeat and q.image is not None else q.image
+            out.append(QA(q.question, q.answer, image, q.id, q.kind, q.options, {**q.meta, "forget": f}))
+        return out
     return mark(forget, True) + mark(retain, False)
 
 

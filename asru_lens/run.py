@@ -70,11 +70,12 @@ def validation_score(lens, val_forget: list, val_retain: list) -> float:
     return float((efficacy + utility) / 2)
 
 
-def tune(lens, start: dict, train, grid, score, desc: str = "") -> tuple[dict, float, dict]:
+def tune(lens, start: dict, train, grid, score, desc: str = "", progress: bool = False
+         ) -> tuple[dict, float, dict]:
     """Train from ``start`` weights at every lr of ``grid`` (``train(lr)``), score each with ``score()``, and
     leave ``lens`` at the best one. Returns ({lr: score}, best lr, best weights)."""
     scores, best = {}, (None, -1.0, None)
-    for lr in tqdm(grid, desc=f"lr grid {desc}", leave=False, disable=not desc):
+    for lr in tqdm(grid, desc=f"lr grid {desc}", leave=False, disable=not progress):
         _restore(lens, start)
         train(lr)
         scores[lr] = score()
@@ -98,7 +99,7 @@ def run(lens, folder, cfg: RunConfig = RunConfig(), progress: bool = True, figur
     score = lambda: evaluate.evaluate(lens, folder, cfg.forget, judge=evaluate.rule_judge,  # noqa: E731
                                       reference=reference, progress=False, items=items)
     ucfg = UnlearnConfig(forget=cfg.forget).resolved(lens)
-    grpo = lambda lr: replace(ucfg.grpo, lr=lr, **({"steps": cfg.grpo_steps} if cfg.grpo_steps else {}))  # noqa
+    ucfg.grpo = replace(ucfg.grpo, steps=cfg.grpo_steps or ucfg.grpo.steps)
     forget = data.generation_items(data.load_split(folder, f"forget_{cfg.forget}"))
     retain_all = data.generation_items(data.load_split(folder, f"retain_{100 - cfg.forget}"))
     boundary_retain = retain_items(folder, cfg.forget, ucfg.retain_all_photos)
@@ -140,11 +141,11 @@ def run(lens, folder, cfg: RunConfig = RunConfig(), progress: bool = True, figur
         if "stage1" not in tuned:
             tuned["stage1"] = tune(lens, vanilla_weights, lambda lr: redirect_stage(
                 lens, pres.direction, layer, forget, retain_all, replace(ucfg, redirect=replace(
-                    ucfg.redirect, lr=lr)), progress=False), cfg.lr_grid, val, "stage1" if progress else "")
+                    ucfg.redirect, lr=lr)), progress=False), cfg.lr_grid, val, "stage1", progress)
         if name == "asru" and "asru" not in tuned:
             tuned["asru"] = tune(lens, tuned["stage1"][2], lambda lr: reinforce_stage(
-                lens, forget, boundary_retain, replace(ucfg, grpo=grpo(lr)), reference, progress=False),
-                cfg.lr_grid, val, "asru" if progress else "")
+                lens, forget, boundary_retain, replace(ucfg, grpo=replace(ucfg.grpo, lr=lr)), reference,
+                progress=False), cfg.lr_grid, val, "asru", progress)
         scores, lr, weights = tuned[name]
         res.tuning[name] = {"grid": scores, "lr": lr}
         _restore(lens, weights)
@@ -162,7 +163,7 @@ def run(lens, folder, cfg: RunConfig = RunConfig(), progress: bool = True, figur
         elif name in baselines.METHODS:
             grid, lr, _ = tune(lens, vanilla_weights, lambda lr: baselines.unlearn_baseline(
                 lens, forget, retain_all, baselines.BaselineConfig(name, cfg.baseline_steps, lr=lr, seed=cfg.seed),
-                progress=False), cfg.lr_grid, val, name if progress else "")
+                progress=False), cfg.lr_grid, val, name, progress)
             res.tuning[name] = {"grid": grid, "lr": lr}
             record(name, score())
         else:

@@ -80,13 +80,22 @@ def set_rows(folder, forget: int = 10) -> dict[str, list[dict]]:
     """MLLMU's four evaluation sets as parquet rows: ``forget`` (forget split), ``test`` (the same people's
     Test_Set rows: other photos, paraphrased questions), ``retain`` (retain split) and ``celebrity``
     (Retain_Set)."""
-    if forget not in (5, 10, 15):
-        raise ValueError(f"forget={forget!r}: MLLMU-Bench has forget splits 5, 10 and 15 (percent).")
-    forget_rows = data.load_split(folder, f"forget_{forget}")
-    ids = {str(r["ID"]) for r in forget_rows}
-    return {"forget": forget_rows, "test": [r for r in data.load_split(folder, "Test_Set") if str(r["ID"]) in ids],
+    forget_rows = data.load_split(folder, f"forget_{_check_forget(forget)}")
+    return {"forget": forget_rows, "test": other_photos(folder, forget_rows),
             "retain": data.load_split(folder, f"retain_{100 - forget}"),
             "celebrity": data.load_split(folder, "Retain_Set")}
+
+
+def _check_forget(forget: int) -> int:
+    if forget not in (5, 10, 15):
+        raise ValueError(f"forget={forget!r}: MLLMU-Bench has forget splits 5, 10 and 15 (percent).")
+    return forget
+
+
+def other_photos(folder, rows: list[dict]) -> list[dict]:
+    """The Test_Set rows of the people in ``rows``: their other photos, with paraphrased questions."""
+    ids = {str(r["ID"]) for r in rows}
+    return [r for r in data.load_split(folder, "Test_Set") if str(r["ID"]) in ids]
 
 
 def retain_items(folder, forget: int = 10, all_photos: bool = True) -> list[QA]:
@@ -94,12 +103,10 @@ def retain_items(folder, forget: int = 10, all_photos: bool = True) -> list[QA]:
     (their other photos, paraphrased questions). Stage 2's boundary set takes its retain half from here, so
     that "keep answering" is learnt about the retain *people*, in any photo, not about one picture each. No
     evaluation set uses these rows: the test set is the forget people's Test_Set rows only."""
-    rows = set_rows(folder, forget)
-    items = data.generation_items(rows["retain"])
+    rows = data.load_split(folder, f"retain_{100 - _check_forget(forget)}")
+    items = data.generation_items(rows)
     if all_photos:
-        ids = {str(r["ID"]) for r in rows["retain"]}
-        test = [r for r in data.load_split(folder, "Test_Set") if str(r["ID"]) in ids]
-        items += data.generation_items(test, image_index=None)
+        items += data.generation_items(other_photos(folder, rows), image_index=None)
     return items
 
 

@@ -151,7 +151,6 @@ def test_trl_reward_func_scores_like_ours():
     assert fn(["I don't know this person.", gt], answer=[gt, gt], forget=[True, False]) == [1.0, 1.0]
 
 
-
 def test_boundary_set_balances_and_shows_repeats_as_new_views(world_folder):
     import numpy as np
 
