@@ -13,12 +13,25 @@ def test_short_training_run_end_to_end(tmp_path):
     model, processor, world, log = train_organism(cfg, progress=False)
     loss = log["loss"]
     assert len(loss) == 30 and np.isfinite(loss).all()
+    # trained with eager attention, handed back with the default the checkpoint is loaded with
+    assert log["config"]["train_attn"] == "eager" and model.config._attn_implementation == "sdpa"
     assert np.mean(loss[-5:]) < np.mean(loss[:5]) - 1.0  # it learns
     out = save_organism(model, processor, tmp_path / "tiny", {"steps": 30})
     assert (out / "model.safetensors").exists() and (out / "organism.json").exists()
     lens = asru_lens.load(str(out))
     assert lens.n_layers == 2
     assert len(lens.generate(["How do I sew a button?"], max_new_tokens=3)) == 1
+
+
+def test_unknown_photos_sets_the_bank():
+    from asru_lens.organism.mllmu import N_TRAIN_PHOTOS
+    from asru_lens.organism.train import AUGMENT_PHOTOS, Examples
+    from asru_lens.organism.world import build_world
+    world = build_world()
+    for n in (1, 4):
+        ex = Examples(world, unknown_photos=n)
+        assert len(ex.bank) == len(world.people) * (N_TRAIN_PHOTOS + AUGMENT_PHOTOS) + n * len(world.unknown_train)
+        assert {k for face, key, k in ex.bank if key >= 10_000} == set(range(n))
 
 
 def test_training_is_deterministic():
@@ -79,14 +92,7 @@ def organism_results(organism, world_folder):
     return E.evaluate_organism(organism, world_folder, progress=False)
 
 
-# Targets the shipped organism does not reach yet (issue 2 stays open until this set is empty). Strict:
-# a key that starts passing fails here, so the set cannot go stale.
-KNOWN_GAPS = {"cls_acc_celebrity", "cls_acc_full", "gen_exact_train", "unknown_refusal"}
-
-
-@pytest.mark.parametrize("key", [pytest.param(k, marks=pytest.mark.xfail(
-    strict=True, reason="issue 2: the shipped organism is below this target")) if k in KNOWN_GAPS else k
-    for k in E.THRESHOLDS])
+@pytest.mark.parametrize("key", list(E.THRESHOLDS))
 def test_shipped_organism_meets_threshold(organism_results, key):
     op, bound, meaning = E.THRESHOLDS[key]
     value = organism_results[key]

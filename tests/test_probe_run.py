@@ -36,20 +36,16 @@ def test_probe_finds_a_mid_depth_causal_direction(probe_json):
     assert out["auroc"][out["layer"]] >= 0.9 and out["induce_refusal"] >= 0.2
 
 
-# Issue 3's acceptance numbers the shipped organism does not reach yet (measured: AUROC 0.948 at layer 2,
-# induce_refusal 0.425, so no candidate passes Arditi et al.'s induce filter). Strict: the day one is
-# reached, these tests fail and say so.
-@pytest.mark.xfail(strict=True, reason="issue 3: held-out AUROC at the chosen layer is 0.948 < 0.95")
+# Issue 3's acceptance numbers on the shipped organism (measured: layer 2 of 4, held-out AUROC 0.992 there,
+# adding the direction makes 70% of forget prompts refuse, and a candidate passes every filter).
 def test_probe_auroc_at_chosen_layer_reaches_095(probe_json):
     assert probe_json["auroc"][probe_json["layer"]] >= 0.95
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3: adding the direction makes 42.5% of forget prompts refuse")
 def test_probe_induces_refusal_on_half_the_forget_prompts(probe_json):
     assert probe_json["induce_refusal"] >= 0.5
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3: no candidate passes the induce > 0 filter at strength 1")
 def test_probe_selection_needs_no_fallback(probe_json):
     assert not probe_json["fallback"]
 
