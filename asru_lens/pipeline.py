@@ -31,7 +31,7 @@ from asru_lens.sets import _sample, probe_sets, retain_items, set_rows, steer_se
 # The authors' settings move a 2-8B model; the 3.6M-parameter organism needs larger steps (sizes and lr only:
 # c, alpha, epochs, batch, temperature, top_p, beta, clipping and group size are the authors').
 ORGANISM_REDIRECT = RedirectConfig(lr=5e-3)
-ORGANISM_GRPO = GRPOConfig(steps=100, lr=1e-4)
+ORGANISM_GRPO = GRPOConfig(steps=150, lr=2e-4)
 
 
 @dataclass

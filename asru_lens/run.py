@@ -38,7 +38,7 @@ class RunConfig:
     baseline_steps: int = 40
     lr_grid: tuple = LR_GRID
     steer_alphas: tuple = (1.0, 1.5, 2.0)
-    grpo_steps: int | None = None      # stage 2 steps; None: the pipeline's preset
+    grpo_steps: int | None = 100       # stage 2 steps per grid point (keeps 5 points near 12 min); None: preset
     seed: int = 0
     methods: tuple = METHODS
 

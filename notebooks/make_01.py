@@ -105,22 +105,21 @@ code("""[p.name for p in viz.save_probe_figures(result, "../figures")]""", metad
 md("""## What to conclude on the organism
 
 * **Where.** The refusal decision is readable from layer 2 on: at layer 1 the projection separates nothing
-  (AUROC about 0.5), at layer 2, the input of the third of four layers, held-out unseen faces and answered
-  forget questions are separated with an AUROC of about 0.95. Selection picks layer 2 (layer 3 is at or
-  beyond 80% of the depth), at the last prompt token.
-* **Causal, in one direction more than the other.** Ablating the direction everywhere takes the refusal
-  log-odds on unseen faces from about +1.3 to about -4 (the model stops refusing strangers), at a KL cost of
-  about 0.05 on retain prompts. Adding it at strength 1 raises the log-odds on forget prompts from about -7 to
-  about -1.3 and turns roughly four in ten held-out forget questions into refusals, but not a majority, so no
-  candidate passes Arditi et al.'s "induces refusal" filter and the selection says so (`fallback`). Pushing
-  harder works, and breaks the text: notebook 02 shows this trade-off.
+  (AUROC about 0.33, worse than chance), at layer 2, the input of the third of four layers, held-out unseen faces
+  and answered forget questions are separated with an AUROC of about 0.99. Selection picks layer 2 (layer 3 is
+  at or beyond 80% of the depth), at the `assistant` token of the chat template.
+* **Causal, both ways.** Ablating the direction everywhere takes the refusal log-odds on unseen faces from about
+  +1.4 to about -4.9 (the model stops refusing strangers), at a KL cost of about 0.1 on retain prompts. Adding it
+  at strength 1 raises the log-odds on forget prompts from about -8 to about +0.9 and turns seven in ten
+  held-out forget questions into refusals, so the chosen candidate passes all of Arditi et al.'s filters (no
+  `fallback`). Pushing harder breaks the text: notebook 02 shows this trade-off.
 * **Privacy versus harm.** The harmful-request direction, built from text-only requests, also separates the
-  held-out face prompts at layer 2 (AUROC about 0.93), and the two directions grow more alike with depth: in
-  this organism refusing a stranger and refusing a harmful request share part of one direction.
-* **Modality.** Asked by name instead of by photo, the organism hardly ever refuses (it invents facts about
-  names that belong to nobody): of 48 such questions it refused one, so the text-only direction rests on a
-  single prompt and its cosine with the image direction (about 0.4 at layer 2) is anecdotal. A real
-  Qwen3-VL, which does refuse by name, gives this comparison its meaning.
+  held-out face prompts at layer 2 (AUROC about 0.97): in this organism refusing a stranger and refusing a
+  harmful request share much of one direction.
+* **Modality.** Asked by name instead of by photo, the organism seldom refuses (it invents facts about names
+  that belong to nobody): of 48 such questions it refused 8, so the text-only direction rests on few prompts
+  and its cosine with the image direction (about 0.15 at layer 2) is anecdotal. A real Qwen3-VL, which does
+  refuse by name, gives this comparison its meaning.
 * Next: `asru-lens probe --json` prints the same numbers; notebook 02 steers with this direction."""),
 ]
 

@@ -50,7 +50,7 @@ points += steer.sweep(lens, sets, directions, layers=[1, 2, 3], alphas=[0.5, 1, 
  for p in points]"""),
 code("""viz.fig_tradeoff(points)""", metadata=IGNORE),
 code("""[p.name for p in viz.save(viz.fig_tradeoff(points), "steer_sweep", "../figures")]""", metadata=IGNORE),
-md("""**Reading the curves.** At layer 1 nothing happens: the refusal decision is not there yet. At layers 2 and 3
+md("""**Reading the curves.** At layer 1 almost nothing happens: the refusal decision is not there yet. At layers 2 and 3
 the forget refusal climbs with alpha, but the retain answers fall with it, almost one for one: the direction
 separates *known* from *unknown*, not *forget* from *retain*, so pushing every prompt along it makes the model
 refuse everyone. Push harder and the text breaks: answers glue a refusal onto a fact ("broken" counts repeated
@@ -71,9 +71,9 @@ conditional = steer.measure(lens, sets, spec)
 md("""## The lesson
 
 Inference-time steering alone **trades utility for forgetting**: on this organism no strength gives high forget
-refusal and a high retain score at once. Conditional steering narrows the gap (at alpha 1.5 it keeps more of
-the retain set than plain addition does) but leaks more, costs the celebrities and perception, and its
-detector is one more thing to get right at every call. This is
+refusal and a high retain score at once. Conditional steering narrows the gap (at alpha 1.5 it keeps 0.71 of
+the retain set where plain addition keeps none) but leaks more, costs most of the celebrities, breaks a quarter
+of its answers, and its detector is one more thing to get right at every call. This is
 why ASRU goes on to *redirect* (distil the push into one layer's weights, for forget prompts only) and to
 *reinforce* (a GRPO loop that rewards refusing the forget set and answering the retain set): notebook 03."""),
 ]

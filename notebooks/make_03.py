@@ -21,7 +21,7 @@ people in *new photos* (test), the retain set, the celebrities and perception qu
 code("""MODEL = None      # or a local Qwen3-VL folder / Hub id
 DATA = None       # a world folder in MLLMU layout; None builds the organism's world
 FORGET = 10
-GRPO_STEPS = None  # None: the preset's (100 on the organism), as `asru-lens unlearn` runs it""",
+GRPO_STEPS = None  # None: the preset's (150 on the organism), as `asru-lens unlearn` runs it""",
      metadata={"tags": ["parameters"]}),
 code("""import copy, dataclasses, warnings
 
@@ -90,17 +90,17 @@ viz.save(fig, "unlearn_rewards", "../figures")
 fig""", metadata=IGNORE),
 md("""## What changed
 
-The table is the same measurement after each stage. Stage 1 makes the forget people refuse and stops the leaks,
-but it also spills refusals into retain and celebrity answers; stage 2 wins most of that back while keeping the
-forget set refused."""),
+The table is the same measurement after each stage. Stage 1 moves the forget people toward refusal (four in
+ten of their questions are refused, half still leak) and costs the retain people a few answers; stage 2 refuses
+every forget question, stops every leak, carries the refusal to new photos of the same people and wins the
+retain answers back."""),
 code("""table = pd.DataFrame({k: {m: x for m, x in r.items() if m != "examples"} for k, r in results.items()})
 table.round(3)""", metadata=IGNORE),
 md("""The checks below are the unlearning issue's acceptance lines; they are what this notebook's CI run compares
-(the exact numbers above can move in the last digit between CPUs, because stage 2 samples). The celebrity
-line has the thinnest margin: one celebrity (Gideon Beaumont) looks, at the redirected layer, more like a forget
-person than 95% of the retain people do, so stage 1 makes him refuse too. Before the boundary set used new
-views of the forget photos and every photo of the retain people, stage 2 left him refusing and the celebrity
-score ended at 0.93, below vanilla minus 0.05."""),
+(the exact numbers above can move in the last digit between CPUs, because stage 2 samples). The test line
+has the thinnest margin: stage 2 only sees (new views of) the training photos, and the refusal has to carry
+over to photos it never saw. With 100 GRPO steps at lr 1e-4 it ended at 0.69; the organism preset (150 steps at
+2e-4) is what brings it above 0.8."""),
 code("""van, s1, s2 = results["vanilla"], results["stage1"], results["stage2"]
 {"forget_refusal >= 0.9": s2["forget_refusal"] >= 0.9, "forget_leak <= 0.05": s2["forget_leak"] <= 0.05,
  "test_refusal >= 0.8": s2["test_refusal"] >= 0.8,
@@ -124,12 +124,14 @@ pd.DataFrame({stage: {f"{name} {i}": r["examples"][name][i] for name in ("forget
                       for i in range(2)} for stage, r in results.items()})""", metadata=IGNORE),
 md("""## Takeaways
 
-* Stage 1 is cheap (one weight matrix, seconds) and already forgets, but its push is not perfectly selective.
+* Stage 1 is cheap (one weight matrix, seconds) and starts the forgetting, but on an organism this sure of its
+  people it gets only part of the way, and pushing harder (a larger learning rate or c) costs retain answers.
 * Stage 2 needs no labels beyond the ground truth: the rule-based reward alone brings most retain and celebrity
   answers back, stops every leak and extends the refusal to the *test* photos (new pictures of the forget
   people), although the boundary set only holds (new views of) the training photos.
-* More stage 2 is not better here: at 200-300 steps the test refusal and the celebrities drift down again
-  (measured while choosing the preset), so the organism's preset stops at 100.
+* The stage 2 preset was chosen among five runs on these same sets (100 to 200 steps, lr 1e-4 and 2e-4; every
+  other line passed in all five, test refusal ranged from 0.69 to 0.86), so the numbers here are somewhat
+  optimistic; notebook 04's `asru-lens run` tunes the learning rate on a validation split instead.
 * Notebook 04 compares this to the standard unlearning baselines on MLLMU-Bench's metrics."""),
 ]
 

@@ -54,23 +54,25 @@ code("""pd.DataFrame({m: {**{f"lr {k:g}": v for k, v in t["grid"].items()}, "cho
               for m, t in result.tuning.items()}).T""", metadata=IGNORE),
 code("""pd.DataFrame(run.summary(result)["claims"])""", metadata=IGNORE),
 md("""For comparison, the full budget (`asru-lens run`: 40 forget steps per baseline, the five-point grid
-3e-5 ... 3e-3, 100 stage 2 steps, up to 240 questions per set; 11.5 minutes on 2 CPU cores) measured:
+3e-5 ... 3e-3, 100 stage 2 steps per grid point, up to 240 questions per set; 11.4 minutes on 2 CPU cores)
+measured:
 
 | method | forget cls | forget ROUGE-L | forget cloze | test cls | retain cls | retain ROUGE-L | celebrity cls | contextual refusal (0-5) | leakage (0-5, 5 = none) | naturalness (1-5) |
 |---|---|---|---|---|---|---|---|---|---|---|
-| vanilla | 0.838 | 0.985 | 0.433 | 0.537 | 0.742 | 0.991 | 0.821 | 0.10 | 0.12 | 5.00 |
-| GA | 0.762 | 0.610 | 0.400 | 0.500 | 0.717 | 0.973 | 0.804 | 1.71 | 2.66 | 4.88 |
-| GD | 0.625 | 0.257 | 0.467 | 0.400 | 0.713 | 0.809 | 0.775 | 2.67 | 4.49 | 4.45 |
-| KL | 0.613 | 0.191 | 0.433 | 0.438 | 0.688 | 0.834 | 0.779 | 2.84 | 4.81 | 4.38 |
-| NPO | 0.787 | 0.620 | 0.400 | 0.487 | 0.725 | 0.978 | 0.800 | 1.71 | 2.59 | 4.88 |
-| IDK | 0.838 | 0.158 | 0.500 | 0.550 | 0.729 | 0.946 | 0.817 | 2.91 | 4.45 | 4.61 |
-| steer | 0.512 | 0.178 | 0.333 | 0.263 | 0.496 | 0.238 | 0.588 | 3.11 | 4.39 | 4.83 |
-| stage1 | 0.850 | 0.334 | 0.367 | 0.475 | 0.725 | 0.943 | 0.800 | 2.52 | 3.60 | 4.90 |
-| **asru** | 0.838 | **0.070** | 0.367 | 0.487 | 0.717 | 0.978 | 0.812 | **3.52** | **4.96** | **4.94** |
+| vanilla | 0.912 | 1.000 | 0.500 | 0.700 | 0.963 | 0.989 | 0.979 | 0.00 | 0.00 | 5.00 |
+| GA | 0.875 | 0.494 | 0.500 | 0.675 | 0.954 | 0.929 | 0.979 | 2.02 | 2.74 | 5.00 |
+| GD | 0.762 | 0.324 | 0.600 | 0.550 | 0.933 | 0.881 | 0.971 | 2.79 | 3.74 | 4.99 |
+| KL | 0.762 | 0.300 | 0.600 | 0.550 | 0.942 | 0.875 | 0.971 | 2.88 | 3.76 | 5.00 |
+| NPO | 0.875 | 0.535 | 0.500 | 0.662 | 0.954 | 0.942 | 0.979 | 1.89 | 2.71 | 4.97 |
+| IDK | 0.925 | 0.048 | 0.500 | 0.725 | 0.950 | 0.970 | 0.979 | 3.05 | 4.88 | 4.25 |
+| steer | 0.800 | 0.297 | 0.433 | 0.537 | 0.821 | 0.264 | 0.871 | 2.84 | 3.79 | 5.00 |
+| stage1 | 0.925 | 0.717 | 0.467 | 0.688 | 0.963 | 0.974 | 0.971 | 1.05 | 1.50 | 5.00 |
+| **asru** | 0.912 | 0.063 | 0.533 | 0.637 | 0.963 | 0.992 | 0.963 | **3.62** | **5.00** | 5.00 |
 
-There every claim line holds: ASRU has the best contextual refusal and naturalness of the unlearning methods,
-leaks least, and keeps retain and celebrity accuracy within 2.5 and 0.8 points of vanilla. Its forget A-D
-accuracy does not move: it refuses to *say* the facts, but the multiple-choice probe still finds them."""),
+There every claim line holds: ASRU has the best contextual refusal (3.62, next IDK 3.05), leaks nothing,
+writes answers as natural as any method's (5.00, a tie with several), and keeps retain and celebrity accuracy
+within 0.0 and 1.7 points of vanilla. Its forget A-D accuracy does not move: it refuses to *say* the facts,
+but the multiple-choice probe still finds them."""),
 md("""## The same questions, every method"""),
 code("""pd.set_option("display.max_colwidth", 80)
 pd.DataFrame({m: {f"{s} {i}": result.answers[m][s][i]["answer"] for s in ("forget", "retain") for i in range(2)}
