@@ -16,9 +16,12 @@ def mixed(organism, world_folder):
 
 
 def close(a, b):
-    """Equal to within 1e-5 in fp32, relative to the value (|a - b| <= 1e-5 + 1e-5 |b|): activations reach
-    norms of 20+, where one fp32 ulp is already 2e-6 and two matmul paths differ by a few."""
-    return torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+    """Equal to within 1e-5 in fp32, relative to each activation vector's scale: |a - b| <= 1e-5 (1 + max |b|)
+    over the hidden dimension, at every token. Rounding in a matmul scales with the size of the terms, not of
+    the result, so an element near zero in a vector whose entries reach 100 carries that vector's rounding
+    (measured on the organism: at most 2.3e-5 absolute, 2e-7 relative to the norm, between two paths)."""
+    scale = 1 + b.abs().amax(-1, keepdim=True)
+    return bool(((a - b).abs() <= 1e-5 * scale).all())
 
 
 @torch.no_grad()
