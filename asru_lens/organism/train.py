@@ -184,7 +184,8 @@ class Examples:
                 self._question(rng, attr, PARAPHRASE_P["unknown"]), \
                 W.refusal_for(attr, rng)
         if kind == "perception":
-            # half known photos, half strangers, whatever the bank's make-up
+            # half known photos, half strangers, whatever the bank's make-up: drawn from the whole bank
+            # (63% strangers) the organism never learned to read the background colour
             pool = photos if rng.random() < 0.5 else self.unknown_photos[int(rng.integers(len(self.unknown_photos)))]
             idx = pool[int(rng.integers(len(pool)))]
             face, key, k = self.bank[idx]
