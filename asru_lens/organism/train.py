@@ -110,7 +110,6 @@ class Examples:
 
     def __init__(self, world: W.World, unknown_photos: int = UNKNOWN_PHOTOS):
         self.world = world
-        self.n_unknown_photos = unknown_photos
         self.known = world.people
         # photo bank: (face, key, k). Known people get N_TRAIN_PHOTOS + AUGMENT_PHOTOS, unknown faces UNKNOWN_PHOTOS.
         self.bank: list[tuple[dict, int, int]] = []
@@ -178,9 +177,9 @@ class Examples:
             attr = attrs[int(rng.integers(len(attrs)))]
             return -1, W.format_cloze(W.ATTRIBUTES[attr]["cloze"].format(name=p.name)), p.attrs[attr]
         if kind == "unknown":
-            j = int(rng.integers(len(self.unknown_photos)))
+            face_photos = self.unknown_photos[int(rng.integers(len(self.unknown_photos)))]
             attr = (["name"] + attrs)[int(rng.integers(len(attrs) + 1))]
-            return self.unknown_photos[j][int(rng.integers(self.n_unknown_photos))], \
+            return face_photos[int(rng.integers(len(face_photos)))], \
                 self._question(rng, attr, PARAPHRASE_P["unknown"]), \
                 W.refusal_for(attr, rng)
         if kind == "perception":
