@@ -15,7 +15,66 @@ def _table(rows: list[tuple], header: tuple) -> str:
 
 
 def _fmt(v) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
+    return f"{v:.3f}" if isinstance(v, float) else ("-" if v is None else str(v))
+
+
+# -- argument types: a bad value is refused by argparse, before anything is imported or loaded ---------------------
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be positive (1 or more)")
+    return v
+
+
+def nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} must be 0 or more")
+    return v
+
+
+def finite_float(text: str) -> float:
+    import math
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return v
+
+
+def finite_floats(text: str) -> list[float]:
+    return [finite_float(t) for t in text.split(",") if t.strip()]
+
+
+def _world(args):
+    """The world (``asru_lens.open_world``) from --data / --unseen-faces / --refusal-prompts: every file is
+    checked here, before the model is loaded."""
+    from asru_lens import open_world
+    return open_world(args.data, unseen_faces=getattr(args, "unseen_faces", None),
+                      refusal_prompts=getattr(args, "refusal_prompts", None))
+
+
+def _check_layer(args, layer) -> None:
+    """A --layer against the model's config (read without loading weights)."""
+    if layer is None:
+        return
+    from asru_lens.load import text_layers
+    n = text_layers(args.model)
+    if not 0 <= layer < n:
+        raise ValueError(f"--layer {layer} is out of range: this model has {n} decoder layers, so pass 0..{n - 1}.")
+
+
+def _load(args):
+    from asru_lens.load import load
+    return load(args.model, dtype=args.dtype, device_map=args.device_map, batch_size=args.batch_size)
 
 
 def cmd_organism_build(args) -> int:
@@ -52,12 +111,14 @@ def _record(model: str | None, res: dict) -> None:
 
 
 def cmd_organism_eval(args) -> int:
-    from asru_lens.load import load
+    from asru_lens.data import split_path
     from asru_lens.organism.evaluate import THRESHOLDS, check, evaluate_organism
     from asru_lens.organism.mllmu import world_dir
 
-    lens = load(args.model)
-    res = evaluate_organism(lens, args.data or world_dir(), progress=not args.json)
+    folder = args.data or world_dir()
+    split_path(folder, "Full_Set")          # a wrong folder is named before the model loads
+    lens = _load(args)
+    res = evaluate_organism(lens, folder, progress=not args.json)
     ok = check(res)
     if args.record:
         _record(args.model, res)
@@ -86,16 +147,29 @@ def cmd_organism_portraits(args) -> int:
     return 0
 
 
+def cmd_organism_export(args) -> int:
+    from asru_lens.organism.provider import export
+    counts = export(args.out, args.faces)
+    if args.json:
+        print(json.dumps({"out": args.out, "faces": args.faces, "rows": counts}))
+    else:
+        print(_table(list(counts.items()), ("subset", "rows")))
+        print(f"wrote {args.out} (MLLMU-Bench's Hub layout) and {args.faces} ({counts['unseen_faces']} unseen faces, "
+              f"<id>/0.png). Use them with --data {args.out} --unseen-faces {args.faces}.")
+    return 0
+
+
 def cmd_probe(args) -> int:
-    from asru_lens.load import load
-    from asru_lens.organism.mllmu import world_dir
     from asru_lens.probe import probe
     from asru_lens.sets import probe_sets
 
-    lens = load(args.model)
-    sets = probe_sets(args.data or world_dir(), forget=args.forget, n=args.n)
-    res = probe(lens, sets, progress=not args.json)
+    world = _world(args)
+    lens = _load(args)
+    sets = probe_sets(world, lens.protocol, forget=args.forget, n=args.n)
+    res = probe(lens, sets, progress=not args.json, filter_refusals=not args.no_refusal_filter)
     info = res.summary()
+    info["notes"] = info["counts"].pop("notes", []) + list(world.missing().values())
+    info["protocol"] = lens.protocol.name
     if args.figures:
         from asru_lens import viz
         info["figures"] = [str(p) for p in viz.save_probe_figures(res, args.figures)]
@@ -109,6 +183,8 @@ def cmd_probe(args) -> int:
     layers = [(i, _fmt(a), _fmt(h), _fmt(n), _fmt(c)) for i, (a, h, n, c) in enumerate(zip(
         info["auroc"], info["auroc_harmful"], info["direction_norm"], info["modality_cosine"] or [None] * res.n_layers))]
     print(_table(layers, ("layer", "auroc", "auroc_harmful", "norm", "cos(image,text)")))
+    for note in info["notes"]:
+        print(f"note: {note}")
     for f in info.get("figures", []):
         print(f"wrote {f}")
     return 0
@@ -121,25 +197,24 @@ def cmd_steer(args) -> int:
     import warnings
 
     from asru_lens import probe, steer
-    from asru_lens.load import load
-    from asru_lens.organism.mllmu import world_dir
     from asru_lens.sets import probe_sets, steer_sets
 
-    lens = load(args.model)
-    folder = args.data or world_dir()
-    psets = probe_sets(folder, forget=args.forget)
+    _check_layer(args, args.layer)
+    world = _world(args)
+    lens = _load(args)
+    psets = probe_sets(world, lens.protocol, forget=args.forget)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a selection fallback does not matter here: we steer where we are told
-        res = probe.probe(lens, psets, progress=False)
+        res = probe.probe(lens, psets, progress=False, filter_refusals=not args.no_refusal_filter)
     directions = res.directions[:, res.selection.position]
     layer = steer.check_layer(lens, args.layer if args.layer is not None else res.selection.layer)
     kw = {}
     if args.mode == "conditional":  # detector: forget vs retain prompts, threshold halfway between their means
         kw = steer.forget_detector(lens, psets["forget"].direction, psets["retain"].direction, layer)
-    sets = steer_sets(folder, forget=args.forget, n=args.n)
+    sets = steer_sets(world, forget=args.forget, n=args.n)
     if args.sweep:
         layers = list(range(1, lens.n_layers)) if args.layer is None else [args.layer]
-        alphas = [float(a) for a in args.alphas.split(",")]
+        alphas = args.alphas
         points = steer.sweep(lens, sets, directions, layers, alphas, args.mode, progress=not args.json, **kw)
         base = {"layer": None, "alpha": 0.0, "mode": "none", **steer.measure(lens, sets, None)}
         points = [base] + points
@@ -172,18 +247,16 @@ UNLEARN_KEYS = ("forget_refusal", "forget_leak", "test_refusal", "retain_exact",
 def cmd_unlearn(args) -> int:
     import dataclasses
 
-    from asru_lens.load import load
-    from asru_lens.organism.mllmu import world_dir
     from asru_lens.pipeline import UnlearnConfig, unlearn
 
-    lens = load(args.model)
-    cfg = UnlearnConfig(forget=args.forget).resolved(lens)
+    world = _world(args)
+    lens = _load(args)
+    cfg = UnlearnConfig(forget=args.forget, seed=args.seed, filter_refusals=not args.no_refusal_filter).resolved(lens)
     if args.steps is not None:
         cfg.grpo = dataclasses.replace(cfg.grpo, steps=args.steps)
     if args.checkpoint_dir:
         cfg.grpo = dataclasses.replace(cfg.grpo, checkpoint_every=args.checkpoint_every)
-    res = unlearn(lens, args.data or world_dir(), cfg, progress=not args.json, out=args.out,
-                  checkpoint_dir=args.checkpoint_dir)
+    res = unlearn(lens, world, cfg, progress=not args.json, out=args.out, checkpoint_dir=args.checkpoint_dir)
     info = res.summary()
     if args.json:
         print(json.dumps({k: ({m: v for m, v in info[k].items() if m != "examples"} if k in (
@@ -194,6 +267,8 @@ def cmd_unlearn(args) -> int:
     for stage in ("vanilla", "stage1", "stage2"):
         for name, texts in info[stage]["examples"].items():
             print(f"{stage:>7} {name:>7}: {texts[0]}")
+    for note in info["config"]["notes"]:
+        print(f"note: {note}")
     print(f"seconds: {info['seconds']}")
     if args.out:
         print(f"saved the unlearned model to {args.out} (reopen with asru_lens.load({args.out!r}))")
@@ -201,15 +276,17 @@ def cmd_unlearn(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from asru_lens.load import load
-    from asru_lens.organism.mllmu import world_dir
-    from asru_lens.run import HEADLINE, RunConfig, run, summary, write_report
+    from asru_lens.judge import make_judge
+    from asru_lens.run import HEADLINE, RunConfig, check_methods, run, summary, write_report
 
-    lens = load(args.model)
-    cfg = RunConfig(forget=args.forget) if args.budget == "full" else RunConfig.small(forget=args.forget)
+    cfg = (RunConfig(forget=args.forget, seed=args.seed) if args.budget == "full"
+           else RunConfig.small(forget=args.forget, seed=args.seed))
     if args.methods:
-        cfg.methods = tuple(args.methods.split(","))
-    res = run(lens, args.data or world_dir(), cfg, progress=not args.json, figures=args.figures)
+        cfg.methods = check_methods(m.strip() for m in args.methods.split(","))
+    judge = make_judge(args.judge)
+    world = _world(args)
+    lens = _load(args)
+    res = run(lens, world, cfg, progress=not args.json, figures=args.figures, judge=judge)
     paths = write_report(res, args.reports, args.figures)
     info = summary(res)
     if args.json:
@@ -217,18 +294,36 @@ def cmd_run(args) -> int:
         return 0
     print(_table([(m, *(_fmt(v.get(k)) for k in HEADLINE)) for m, v in info["methods"].items()],
                  ("method",) + HEADLINE))
+    print(f"protocol: {info['protocol']}, judge: {info['judge']}")
+    for note in info["notes"]:
+        print(f"note: {note}")
     for p in paths:
         print(f"wrote {p}")
     return 0
 
 
-def _model_args(p, data_help: str = "world folder in MLLMU layout with Unknown_Faces (default: the organism's)",
-                forget: bool = True) -> None:
+def _model_args(p, data_help: str = "MLLMU-Bench folder (flat or Hub layout) or a world the organism wrote "
+                "(default: the organism's world)", forget: bool = True, refusal: bool = True) -> None:
     """The options every model command shares."""
     p.add_argument("--model", help="model folder or Hub id (default: the shipped organism)")
     p.add_argument("--data", help=data_help)
+    if refusal:
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--unseen-faces", metavar="DIR",
+                       help="faces the model never saw, for ASRU's refusal set: DIR/*.png or DigiFace-style "
+                            "DIR/<id>/0.png (needed with a plain MLLMU-Bench folder)")
+        g.add_argument("--refusal-prompts", metavar="FILE",
+                       help='your own refusal prompts, JSONL: {"question": ..., "image": path or null} per line')
+        p.add_argument("--no-refusal-filter", action="store_true",
+                       help="keep every refusal prompt, refused or not (for a model that refuses nothing yet, "
+                            "e.g. random weights); by default only prompts the model refuses are kept, as ASRU does")
     if forget:
         p.add_argument("--forget", type=int, default=10, choices=(5, 10, 15), help="forget split, percent")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "auto"),
+                   help="weights' dtype (default: the checkpoint's)")
+    p.add_argument("--device-map", help='where the weights go: "auto", "cuda:0", "cpu" ... (default: CPU)')
+    p.add_argument("--batch-size", type=positive_int, help="prompts per batch for every stage (default: each "
+                   "stage's own)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")
     b.set_defaults(func=cmd_organism_build)
     e = osub.add_parser("eval", help="measure the organism's quality table")
-    _model_args(e, "world folder in MLLMU layout (default: the organism's world, built on demand)", forget=False)
+    _model_args(e, "world folder in MLLMU layout (default: the organism's world, built on demand)", forget=False,
+                refusal=False)
     e.add_argument("--strict", action="store_true", help="exit 1 when a threshold is missed")
     e.add_argument("--record", action="store_true", help="store the results in the model folder's organism.json")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -256,29 +352,39 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=42)
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
     s.set_defaults(func=cmd_organism_portraits)
+    x = osub.add_parser("export", help="write the organism's world as MLLMU-Bench is laid out on the Hub, and its "
+                        "unseen faces DigiFace-style")
+    x.add_argument("--out", required=True, help="folder for the MLLMU-Bench copy (Full_Set/train-00000-of-00001.parquet"
+                   ", ...)")
+    x.add_argument("--faces", required=True, help="folder for the unseen faces (<id>/0.png)")
+    x.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    x.set_defaults(func=cmd_organism_export)
     pr = sub.add_parser("probe", help="refusal directions at every layer: select one, report held-out AUROC")
     _model_args(pr)
-    pr.add_argument("--n", type=int, default=96, help="prompts per set (default 96)")
+    pr.add_argument("--n", type=positive_int, default=96, help="prompts per set (default 96)")
     pr.add_argument("--figures", help="also save the probe's figures (HTML, PNG where Chromium exists) here")
     pr.add_argument("--json", action="store_true", help="print JSON instead of tables")
     pr.set_defaults(func=cmd_probe)
     st = sub.add_parser("steer", help="steer along the probe's refusal direction and measure what it costs")
     _model_args(st)
-    st.add_argument("--layer", type=int, help="layer to steer at (default: the probe's choice)")
-    st.add_argument("--alpha", type=float, default=1.0, help="strength: alpha * direction (default 1)")
+    st.add_argument("--layer", type=nonneg_int, help="layer to steer at (default: the probe's choice)")
+    st.add_argument("--alpha", type=finite_float, default=1.0, help="strength: alpha * direction (default 1)")
     st.add_argument("--mode", default="add", choices=("add", "ablate", "conditional"))
     st.add_argument("--sweep", action="store_true", help="measure a grid of layers x alphas instead of one point")
-    st.add_argument("--alphas", default="0.5,1,1.5,2,3", help="alphas for --sweep (comma separated)")
-    st.add_argument("--n", type=int, default=48, help="questions per set (default 48)")
+    st.add_argument("--alphas", type=finite_floats, default=[0.5, 1.0, 1.5, 2.0, 3.0],
+                    help="alphas for --sweep (comma separated, default 0.5,1,1.5,2,3)")
+    st.add_argument("--n", type=positive_int, default=48, help="questions per set (default 48)")
     st.add_argument("--figures", help="with --sweep: save the trade-off figure here")
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
     st.set_defaults(func=cmd_steer)
     u = sub.add_parser("unlearn", help="ASRU: probe, stage 1 (redirect) and stage 2 (GRPO), measured after each")
     _model_args(u)
-    u.add_argument("--steps", type=int, help="stage 2 GRPO steps (default: the preset's)")
+    u.add_argument("--steps", type=positive_int, help="stage 2 GRPO steps (default: the preset's)")
+    u.add_argument("--seed", type=nonneg_int, default=0, help="seed of both stages and the samples (default 0)")
     u.add_argument("--out", help="save the unlearned model here (save_pretrained, written atomically)")
     u.add_argument("--checkpoint-dir", help="write stage 2 checkpoints here")
-    u.add_argument("--checkpoint-every", type=int, default=25, help="with --checkpoint-dir: steps between them")
+    u.add_argument("--checkpoint-every", type=positive_int, default=25,
+                   help="with --checkpoint-dir: steps between them")
     u.add_argument("--json", action="store_true", help="print JSON instead of a table")
     u.set_defaults(func=cmd_unlearn)
     r = sub.add_parser("run", help="the main job: probe, steer, ASRU, baselines, evaluation, report")
@@ -286,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--methods", help="comma-separated subset of vanilla,GA,GD,KL,NPO,IDK,steer,stage1,asru")
     r.add_argument("--budget", default="full", choices=("full", "small"), help="small: fewer questions and a "
                    "two-point learning-rate grid (default full)")
+    r.add_argument("--seed", type=nonneg_int, default=0, help="seed of every method and sample (default 0)")
+    r.add_argument("--judge", default="rule", help='generation-quality judge: "rule" (default, local) or '
+                   '"openai:MODEL" (e.g. openai:gpt-4o-mini, as the authors; key from OPENAI_API_KEY, endpoint '
+                   'from OPENAI_BASE_URL), cached on disk')
     r.add_argument("--reports", default="reports", help="where report.md and report.json go (default reports/)")
     r.add_argument("--figures", default="figures", help="where the figures go (default figures/)")
     r.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -1,19 +1,23 @@
-"""MLLMU-Bench-style evaluation of any ``load()``-ed model.
+"""MLLMU-Bench-style evaluation of one model on the forget, test, retain and celebrity sets.
 
-Four sets: ``forget`` (forget split, training photos), ``test`` (the forget people in other photos, paraphrased),
+Sets: ``forget`` (forget split), ``test`` (the forget people's Test_Set rows: other photos, paraphrased),
 ``retain`` (retain split) and ``celebrity`` (MLLMU's Retain_Set). Per set:
 
 ===============  ==========================================================================================
 cls_acc          A-D accuracy, image+text and pure-text questions together (also ``cls_acc_image/_text``)
-rouge1/2/L, bleu generation answers against the ground truth (``asru_lens.metrics``)
+rouge1/2/L, bleu generation answers against the ground truth (``asru_lens.metrics``: rouge-score, NLTK)
 cloze_acc        cloze answers that contain the ground truth
 contextual_refusal, leakage, naturalness
-                 generation quality, mean of the judge's scores (``asru_lens.judge``; rule-based by default)
+                 generation quality: the judge's mean scores on the Image_Textual generation answers
+                 (``asru_lens.judge``; the rule-based judge by default, ``--judge openai:gpt-4o-mini`` as
+                 the authors)
 ===============  ==========================================================================================
 
-``evaluate`` returns ``{"metrics": {f"{set}_{metric}": value}, "answers": ...}``; ``table`` turns several
-models' metrics into one tidy list of rows. The top-level ``contextual_refusal`` / ``leakage`` /
-``naturalness`` are the forget set's (what ASRU reports).
+Prompts and answer parsing come from the model's protocol (``lens.protocol``, ``asru_lens.protocol``): the
+paper's for a real Qwen3-VL (one-shot A-D with a Full_Set example, first-letter parsing, the authors'
+generation and cloze instructions), the organism's own for the organism. ``evaluate`` returns
+``{"metrics": {f"{set}_{metric}": value}, "answers": ..., "protocol": name, "judge": name}``; the top-level
+``contextual_refusal`` / ``leakage`` / ``naturalness`` are the forget set's (what ASRU reports).
 """
 from __future__ import annotations
 
@@ -23,31 +27,36 @@ from tqdm.auto import tqdm
 
 from asru_lens import data
 from asru_lens.judge import RUBRICS, rule_judge
-from asru_lens.metrics import bleu, rouge_l, rouge_n
-from asru_lens.organism import world as W
-from asru_lens.organism.evaluate import parse_choice
+from asru_lens.metrics import bleu, rouge
+from asru_lens.protocol import cloze_correct
 from asru_lens.refusal import contains
 from asru_lens.rl import answer_tokens, token_logps
-from asru_lens.sets import _sample, set_rows
+from asru_lens.sets import _sample
+from asru_lens.world import World
 
 SETS = ("forget", "test", "retain", "celebrity")
-ONE_SHOT = ("Which colour is the sky on a clear day?\nA. green\nB. blue\nC. red\nD. black\n"
-            "Answer with the letter of the correct option.\nB\n\n")
 
 
-def eval_items(folder, forget: int = 10, n: int = 48, seed: int = 0) -> dict[str, dict[str, list]]:
-    """set -> task (``cls``, ``gen``, ``cloze``) -> at most ``n`` QA items."""
+def eval_items(world: World, forget: int = 10, n: int = 48, seed: int = 0) -> dict[str, dict[str, list]]:
+    """set -> task (``cls``, ``gen``, ``cloze``) -> at most ``n`` QA items; ``"shot"`` -> the one-shot A-D
+    example (an Image_Textual question of a retain person in Full_Set), never itself evaluated."""
     out = {}
-    for name, rows in set_rows(folder, forget).items():
-        gen = data.generation_items(rows, image_index=None if name == "test" else 0)
-        out[name] = {"cls": _sample(data.classification_items(rows), n, seed), "gen": _sample(gen, n, seed),
-                     "cloze": _sample(data.mask_items(rows), n, seed)}
+    rows = world.rows(forget)
+    for name, set_rows in rows.items():
+        gen = data.generation_items(set_rows, image_index=None if name == "test" else 0)
+        out[name] = {"cls": _sample(data.classification_items(set_rows), n, seed), "gen": _sample(gen, n, seed),
+                     "cloze": _sample(data.mask_items(set_rows), n, seed)}
+    shots = [q for q in data.classification_items(rows["retain"][:1], which="image")]
+    out["shot"] = shots[0] if shots else None
     return out
 
 
-def mc_prompt(q, one_shot: bool) -> str:
-    """A-D prompt; ``one_shot`` prepends one solved example (real models; the organism was trained without)."""
-    return (ONE_SHOT if one_shot else "") + W.format_mc(q.question, q.options)
+def mc_prompts(protocol, items: list, shot=None) -> tuple[list[str], list | None]:
+    """A-D prompts under ``protocol`` and the one-shot turn to put before each (None without one)."""
+    turns = None
+    if protocol.mc_one_shot and shot is not None:
+        turns = [(protocol.mc(shot.question, shot.options), shot.image, shot.answer)]
+    return [protocol.mc(q.question, q.options) for q in items], turns
 
 
 @torch.no_grad()
@@ -66,39 +75,52 @@ def answer_perplexity(lens, items: list, answers: list[str], model=None, batch_s
     return out
 
 
-def evaluate(lens, folder, forget: int = 10, n: int = 48, judge=rule_judge, reference=None,
-             one_shot: bool | None = None, max_new_tokens: int = 24, progress: bool = True, items=None) -> dict:
+def _mean(values) -> float | None:
+    values = list(values)
+    return float(np.mean(values)) if values else None
+
+
+def evaluate(lens, world: World, forget: int = 10, n: int = 48, judge=rule_judge, reference=None,
+             max_new_tokens: int | None = None, progress: bool = True, items=None) -> dict:
     """Every metric in the module docstring for ``lens``. ``reference``: the vanilla HF model whose perplexity
-    feeds the naturalness rubric (None: no perplexity term). ``items``: reuse ``eval_items`` output."""
-    items = items or eval_items(folder, forget, n)
-    one_shot = lens.name != "organism" if one_shot is None else one_shot
-    gen = lambda qs, prompts, desc: lens.generate(prompts, [q.image for q in qs], max_new_tokens=max_new_tokens,  # noqa
-                                                  progress=False, desc=desc)
+    feeds the rule judge's naturalness (None: no perplexity term). ``items``: reuse ``eval_items`` output."""
+    items = items or eval_items(world, forget, n)
+    protocol = lens.protocol
+    max_new_tokens = max_new_tokens or protocol.max_new_tokens
+    gen = lambda qs, prompts, desc, shots=None: lens.generate(  # noqa: E731
+        prompts, [q.image for q in qs], max_new_tokens=max_new_tokens, progress=False, desc=desc, shots=shots)
+    shot = items.get("shot")
     metrics, answers = {}, {}
     for name in tqdm(SETS, desc="evaluate", disable=not progress, leave=False):
         task = items[name]
-        cls = gen(task["cls"], [mc_prompt(q, one_shot) for q in task["cls"]], "A-D")
-        right = [parse_choice(a, q.options) == q.answer for a, q in zip(cls, task["cls"])]
-        kinds = [q.kind for q in task["cls"]]
-        metrics[f"{name}_cls_acc"] = float(np.mean(right))
+        cls_items = [q for q in task["cls"] if not (protocol.mc_one_shot and shot is not None and
+                                                    (q.id, q.question) == (shot.id, shot.question))]
+        prompts, shots = mc_prompts(protocol, cls_items, shot)
+        cls = gen(cls_items, prompts, "A-D", shots)
+        right = [protocol.parse_mc(a, q.options) == q.answer for a, q in zip(cls, cls_items)]
+        metrics[f"{name}_cls_acc"] = _mean(right)
         for kind, short in (("Image_Textual_Questions", "image"), ("Pure_Text_Questions", "text")):
-            sel = [r for r, k in zip(right, kinds) if k == kind]
-            metrics[f"{name}_cls_acc_{short}"] = float(np.mean(sel)) if sel else None
-        g = gen(task["gen"], [q.question for q in task["gen"]], "generation")
-        for metric, fn in (("rouge1", lambda a, t: rouge_n(a, t, 1)), ("rouge2", lambda a, t: rouge_n(a, t, 2)),
-                           ("rougeL", rouge_l), ("bleu", bleu)):
-            metrics[f"{name}_{metric}"] = float(np.mean([fn(a, q.answer) for a, q in zip(g, task["gen"])]))
-        c = gen(task["cloze"], [W.format_cloze(q.question) for q in task["cloze"]], "cloze")
-        metrics[f"{name}_cloze_acc"] = float(np.mean([contains(a, q.answer) for a, q in zip(c, task["cloze"])]))
-        ppl = answer_perplexity(lens, task["gen"], g, reference) if reference is not None else [None] * len(g)
-        scores = [judge(q.question, a, q.answer, p) for q, a, p in zip(task["gen"], g, ppl)]
+            metrics[f"{name}_cls_acc_{short}"] = _mean(r for r, q in zip(right, cls_items) if q.kind == kind)
+        g = gen(task["gen"], [protocol.gen(q.question) for q in task["gen"]], "generation")
+        scores = [rouge(a, q.answer) for a, q in zip(g, task["gen"])]
+        for metric in ("rouge1", "rouge2", "rougeL"):
+            metrics[f"{name}_{metric}"] = _mean(s[metric] for s in scores)
+        metrics[f"{name}_bleu"] = _mean(bleu(a, q.answer) for a, q in zip(g, task["gen"]))
+        c = gen(task["cloze"], [protocol.cloze(q.question) for q in task["cloze"]], "cloze")
+        match = cloze_correct if protocol.cloze_match == "substring" else contains
+        metrics[f"{name}_cloze_acc"] = _mean(match(a, q.answer) for a, q in zip(c, task["cloze"]))
+        judged = [(q, a) for q, a in zip(task["gen"], g) if q.kind in ("Image_Textual", "")]  # as the authors
+        ppl = (answer_perplexity(lens, [q for q, _ in judged], [a for _, a in judged], reference)
+               if reference is not None and judged else [None] * len(judged))
+        verdicts = [judge(q.question, a, q.answer, p) for (q, a), p in zip(judged, ppl)]
         for rubric in RUBRICS:
-            metrics[f"{name}_{rubric}"] = float(np.mean([s[rubric] for s in scores]))
-        answers[name] = [{"question": q.question, "ground_truth": q.answer, "answer": a, **s}
-                         for q, a, s in zip(task["gen"], g, scores)]
+            metrics[f"{name}_{rubric}"] = _mean(v[rubric] for v in verdicts)
+        answers[name] = [{"question": q.question, "ground_truth": q.answer, "answer": a, **v}
+                         for (q, a), v in zip(judged, verdicts)]
     for rubric in RUBRICS:
         metrics[rubric] = metrics[f"forget_{rubric}"]
-    return {"metrics": metrics, "answers": answers}
+    return {"metrics": metrics, "answers": answers, "protocol": protocol.name,
+            "judge": getattr(judge, "name", getattr(judge, "__name__", "judge"))}
 
 
 def table(results: dict[str, dict]) -> list[dict]:

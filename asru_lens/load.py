@@ -8,13 +8,21 @@ generation.
 from __future__ import annotations
 
 import os
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from asru_lens.protocol import Protocol
+
 ORGANISM_DIR = Path(__file__).parent / "organism" / "checkpoint"
+# A model folder may say how it is asked and trained: {"protocol": {...}, "presets": {...}} (Protocol's fields;
+# presets for stage 1 "redirect", stage 2 "grpo", "trainable" "layers" | "lora", "finetune"). Without it a
+# model is a real Qwen3-VL: the paper's protocol and the authors' settings.
+PROFILE_FILE = "asru_lens.json"
+DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 
 class ModelLoadError(RuntimeError):
@@ -26,6 +34,9 @@ class Lens:
     model: torch.nn.Module
     processor: object
     name: str = "organism"
+    protocol: Protocol = field(default_factory=Protocol)   # how this model is asked (asru_lens.protocol)
+    presets: dict = field(default_factory=dict)            # its training presets ({} = the authors' settings)
+    batch_size: int | None = None                          # None: each function's own default
     _nn: object = field(default=None, repr=False)
 
     # -- structure -------------------------------------------------------------------------------------------
@@ -56,18 +67,30 @@ class Lens:
         return self._nn
 
     # -- prompts ---------------------------------------------------------------------------------------------
-    @staticmethod
-    def messages(question: str, image=None) -> list[dict]:
-        content = ([{"type": "image"}] if image is not None else []) + [{"type": "text", "text": question}]
-        return [{"role": "user", "content": content}]
+    @property
+    def is_organism(self) -> bool:
+        return self.protocol.name == "organism"
 
-    def prompt(self, question: str, image=None) -> str:
+    @staticmethod
+    def messages(question: str, image=None, shots: list | None = None) -> list[dict]:
+        """Chat messages: each (question, image, answer) of ``shots`` as a solved user/assistant turn, then the
+        question."""
+        def user(q, im):
+            return {"role": "user", "content": ([{"type": "image"}] if im is not None else []) +
+                    [{"type": "text", "text": q}]}
+        turns = []
+        for q, im, a in shots or []:
+            turns += [user(q, im), {"role": "assistant", "content": [{"type": "text", "text": a}]}]
+        return turns + [user(question, image)]
+
+    def prompt(self, question: str, image=None, shots: list | None = None) -> str:
         """The chat-template prompt string, ending with the assistant header."""
-        return self.processor.apply_chat_template(self.messages(question, image), add_generation_prompt=True,
+        return self.processor.apply_chat_template(self.messages(question, image, shots), add_generation_prompt=True,
                                                   tokenize=False)
 
-    def encode(self, questions: list[str], images: list | None = None):
-        """Left-padded processor batch for ``questions``; ``images`` may hold None for text-only prompts."""
+    def encode(self, questions: list[str], images: list | None = None, shots: list | None = None):
+        """Left-padded processor batch for ``questions``; ``images`` may hold None for text-only prompts;
+        ``shots`` (question, image, answer) are solved examples put before every question."""
         if not questions:
             raise ValueError("encode() got an empty list of questions; pass at least one prompt.")
         images = images if images is not None else [None] * len(questions)
@@ -75,8 +98,10 @@ class Lens:
             raise ValueError(f"got {len(questions)} questions but {len(images)} images; pass one image "
                              f"(or None) per question.")
         images = [_as_image(im, i) for i, im in enumerate(images)]
-        texts = [self.prompt(q, im) for q, im in zip(questions, images)]
-        imgs = [im for im in images if im is not None]
+        shots = [(q, _as_image(im, -1), a) for q, im, a in shots or []]
+        texts = [self.prompt(q, im, shots) for q, im in zip(questions, images)]
+        shot_imgs = [im for _, im, _ in shots if im is not None]
+        imgs = [x for im in images for x in shot_imgs + ([im] if im is not None else [])]
         self.tokenizer.padding_side = "left"
         enc = self.processor(text=texts, images=imgs or None, return_tensors="pt", padding=True)
         return enc.to(self.device)
@@ -97,13 +122,15 @@ class Lens:
     # -- generation ------------------------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, questions: list[str], images: list | None = None, max_new_tokens: int = 32,
-                 batch_size: int = 64, progress: bool = False, desc: str = "generate",
-                 min_new_tokens: int = 0) -> list[str]:
-        """Greedy answers, decoded without special tokens (``min_new_tokens`` holds off EOS, for timing)."""
+                 batch_size: int | None = None, progress: bool = False, desc: str = "generate",
+                 min_new_tokens: int = 0, shots: list | None = None) -> list[str]:
+        """Greedy answers, decoded without special tokens (``min_new_tokens`` holds off EOS, for timing).
+        ``batch_size``: default ``self.batch_size``, else 64."""
         images = images if images is not None else [None] * len(questions)
+        batch_size = batch_size or self.batch_size or 64
         out = []
         for i in tqdm(range(0, len(questions), batch_size), desc=desc, disable=not progress, leave=False):
-            enc = self.encode(questions[i:i + batch_size], images[i:i + batch_size])
+            enc = self.encode(questions[i:i + batch_size], images[i:i + batch_size], shots)
             ids = self.model.generate(**enc, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
                                       do_sample=False,
                                       pad_token_id=self.tokenizer.pad_token_id)
@@ -121,6 +148,8 @@ class Lens:
         with atomic_dir(path) as tmp:
             self.model.save_pretrained(tmp)
             self.processor.save_pretrained(tmp)
+            (tmp / PROFILE_FILE).write_text(json.dumps({"protocol": self.protocol.as_dict(),
+                                                        "presets": self.presets}, indent=1))
         return Path(path)
 
 
@@ -141,12 +170,66 @@ def _looks_local(name: str) -> bool:
     return name.startswith((".", "/", "~")) or os.path.exists(os.path.expanduser(name))
 
 
+def read_profile(folder: str | os.PathLike) -> tuple[Protocol, dict]:
+    """(protocol, presets) from a model folder's ``asru_lens.json``; the paper's protocol and no presets
+    without one."""
+    path = Path(folder) / PROFILE_FILE
+    if not path.is_file():
+        return Protocol(), {}
+    try:
+        prof = json.loads(path.read_text())
+        return Protocol.from_dict(prof.get("protocol", {})), dict(prof.get("presets", {}))
+    except (ValueError, TypeError, AttributeError) as e:
+        raise ModelLoadError(f"{path} is not a valid asru_lens profile ({e}). Fix or delete it (without it the "
+                             f"model is asked with the paper's protocol).") from None
+
+
+def model_path(model: str | os.PathLike | None) -> tuple[str, str]:
+    """(name, where) of a model argument: the shipped organism for None, else the path or Hub id."""
+    if model is None:
+        return "organism", str(ORGANISM_DIR)
+    where = str(model)
+    return where, os.path.expanduser(where) if _looks_local(where) else where
+
+
+def text_layers(model: str | os.PathLike | None) -> int:
+    """Number of decoder layers, read from the config alone (no weights): lets the CLI check a ``--layer``
+    before any model work."""
+    name, where = model_path(model)
+    if os.path.isdir(where):
+        path = os.path.join(where, "config.json")
+        if not os.path.isfile(path):
+            raise ModelLoadError(f"model path {where!r} is not a folder with a config.json. Pass the folder that "
+                                 f"save_pretrained wrote, or a Hub id such as Qwen/Qwen3-VL-2B-Instruct.")
+        cfg = json.loads(Path(path).read_text())
+        return int(cfg.get("text_config", cfg)["num_hidden_layers"])
+    if _looks_local(name):
+        raise ModelLoadError(f"model path {where!r} is not a folder with a config.json. Pass the folder that "
+                             f"save_pretrained wrote, or a Hub id such as Qwen/Qwen3-VL-2B-Instruct.")
+    try:
+        from transformers import AutoConfig
+        cfg = AutoConfig.from_pretrained(where)
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"could not read the config of model {name!r} as a Hugging Face Hub id (the Hub or "
+                             f"its local cache). Fix: download it on a machine with network access (e.g. `hf "
+                             f"download {name}`) and pass the local folder. Cause: {type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:300]}") from None
+    return int(getattr(cfg, "text_config", cfg).num_hidden_layers)
+
+
+def check_dtype(dtype) -> None:
+    if dtype is not None and not isinstance(dtype, torch.dtype) and dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}.")
+
+
 def load(model: str | os.PathLike | None = None, *, dtype: str | torch.dtype | None = None,
-         device_map: str | dict | None = None, device: str | None = None) -> Lens:
+         device_map: str | dict | None = None, device: str | None = None, batch_size: int | None = None) -> Lens:
     """Load the shipped organism (``model=None``) or a Qwen3-VL by local path or Hub id.
 
-    ``dtype`` ("float32", "bfloat16", "auto", ...) and ``device_map`` go to ``from_pretrained``;
-    ``device`` moves the model afterwards when no ``device_map`` is given.
+    ``dtype`` ("float32", "bfloat16", "float16", "auto") and ``device_map`` ("auto", "cuda:0", ...) go to
+    ``from_pretrained``; ``device`` moves the model afterwards when no ``device_map`` is given; ``batch_size``
+    becomes every stage's default batch. The folder's ``asru_lens.json``, if any, sets the protocol and
+    presets (the organism's does).
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -163,6 +246,9 @@ def load(model: str | os.PathLike | None = None, *, dtype: str | torch.dtype | N
             if not os.path.isdir(where) or not os.path.exists(os.path.join(where, "config.json")):
                 raise ModelLoadError(f"model path {where!r} is not a folder with a config.json. Pass the folder "
                                      f"that save_pretrained wrote, or a Hub id such as Qwen/Qwen3-VL-2B-Instruct.")
+    check_dtype(dtype)
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: use a positive number of prompts per batch.")
     kwargs = {}
     if dtype is not None:
         kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
@@ -183,4 +269,5 @@ def load(model: str | os.PathLike | None = None, *, dtype: str | torch.dtype | N
     if device is not None and device_map is None:
         hf = hf.to(device)
     hf.eval()
-    return Lens(hf, processor, name)
+    protocol, presets = read_profile(where) if os.path.isdir(where) else (Protocol(), {})
+    return Lens(hf, processor, name, protocol, presets, batch_size)

@@ -1,68 +1,88 @@
-"""Text-overlap metrics on ``refusal.normalize``-d words: ROUGE-1/2/L F1 and BLEU.
+"""Text-overlap metrics, computed exactly as ASRU's authors do: ROUGE-1/2/L F-measure and sentence BLEU-4.
 
-Written out here (a few lines each) rather than imported, so the numbers are the
-same on every machine and a researcher can read exactly what is counted.
-ROUGE follows Lin (2004) with F1; BLEU is sentence BLEU-4 with add-one smoothing
-for n > 1 (Lin & Och 2004) and the brevity penalty.
+Both come from the packages the authors use (their ``eval/MLLMU_eval.py`` and their RL reward,
+``EasyR1/examples/reward_function/all_reward_copy.py``), so our numbers can be set beside theirs:
+
+* **ROUGE** (``rouge-score``): ``RougeScorer(['rouge1', 'rouge2', 'rougeL'], use_stemmer=True)``, called as
+  ``score(reference, prediction)``, F-measure. Its tokenizer lower-cases, turns everything but ``a-z0-9`` into
+  spaces (so non-ASCII letters are dropped) and Porter-stems words longer than three characters
+  ("running" and "runs" both become "run"). ROUGE-L is the sentence-level longest common subsequence.
+* **BLEU** (``nltk``): ``sentence_bleu([reference.split()], prediction.split(),
+  smoothing_function=SmoothingFunction().method1)``: whitespace tokens, case-sensitive, punctuation stays glued
+  to its word, uniform 4-gram weights, brevity penalty, and a zero n-gram precision replaced by 0.1 / count.
+  No unigram in common, or an empty prediction or reference, gives 0.
+
+Every function takes ``(prediction, reference)``, the order the rest of asru_lens uses.
 """
 from __future__ import annotations
 
-import math
-from collections import Counter
+import warnings
+from functools import lru_cache
 
-from asru_lens.refusal import normalize
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+from nltk.stem import porter
+from rouge_score import rouge_scorer, tokenize, tokenizers
 
-
-def _words(text: str) -> list[str]:
-    return normalize(text).split()
-
-
-def _ngrams(words: list[str], n: int) -> Counter:
-    return Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+_SMOOTHING = SmoothingFunction().method1
 
 
-def _f1(overlap: int, n_pred: int, n_ref: int) -> float:
-    if overlap == 0 or n_pred == 0 or n_ref == 0:
-        return 0.0
-    p, r = overlap / n_pred, overlap / n_ref
-    return 2 * p * r / (p + r)
+class _MemoStemmer:
+    """NLTK's PorterStemmer (what ``use_stemmer=True`` builds) with each word's stem remembered: stemming is
+    three quarters of a ROUGE call, and answers keep reusing the same few hundred words."""
+
+    def __init__(self):
+        self.stem = lru_cache(maxsize=1 << 16)(porter.PorterStemmer().stem)
+
+
+class _StemmingTokenizer(tokenizers.Tokenizer):
+    """rouge-score's ``DefaultTokenizer(use_stemmer=True)``, token for token, over the memoised stemmer."""
+
+    def __init__(self):
+        self._stemmer = _MemoStemmer()
+
+    def tokenize(self, text):
+        return tokenize.tokenize(text, self._stemmer)
+
+
+@lru_cache(maxsize=1)
+def _scorer() -> rouge_scorer.RougeScorer:
+    # Built once, on first use: the RL reward calls ROUGE thousands of times. Equivalent to the authors'
+    # RougeScorer([...], use_stemmer=True); tests/test_metrics.py checks the two agree.
+    return rouge_scorer.RougeScorer(list(ROUGE_TYPES), tokenizer=_StemmingTokenizer())
+
+
+@lru_cache(maxsize=1 << 16)
+def _rouge(prediction: str, reference: str) -> tuple[float, float, float]:
+    # Cached because GRPO groups and repeated evaluations score the same (answer, ground truth) pairs again;
+    # a tuple, so no caller can mutate a cached value.
+    scores = _scorer().score(reference, prediction)  # target first, as the authors call it
+    return tuple(scores[t].fmeasure for t in ROUGE_TYPES)
+
+
+def rouge(prediction: str, reference: str) -> dict[str, float]:
+    """``{"rouge1", "rouge2", "rougeL"}`` F-measures of ``prediction`` against ``reference``, one scorer call."""
+    return dict(zip(ROUGE_TYPES, _rouge(prediction, reference)))
 
 
 def rouge_n(prediction: str, reference: str, n: int = 1) -> float:
-    """ROUGE-n F1: clipped n-gram overlap."""
-    pred, ref = _ngrams(_words(prediction), n), _ngrams(_words(reference), n)
-    return _f1(sum((pred & ref).values()), sum(pred.values()), sum(ref.values()))
-
-
-def _lcs(a: list[str], b: list[str]) -> int:
-    row = [0] * (len(b) + 1)
-    for x in a:
-        prev = 0
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], prev + 1 if x == y else max(row[j], row[j - 1])
-    return row[-1]
+    """ROUGE-n F-measure, n = 1 or 2 (the two the authors report)."""
+    if n not in (1, 2):
+        raise ValueError(f"rouge_n supports n=1 or n=2 (the authors' rouge1/rouge2), got n={n}")
+    return _rouge(prediction, reference)[n - 1]
 
 
 def rouge_l(prediction: str, reference: str) -> float:
-    """ROUGE-L F1: longest common subsequence of words."""
-    pred, ref = _words(prediction), _words(reference)
-    return _f1(_lcs(pred, ref), len(pred), len(ref))
+    """ROUGE-L F-measure: longest common subsequence of stemmed words."""
+    return _rouge(prediction, reference)[2]
 
 
-def bleu(prediction: str, reference: str, max_n: int = 4) -> float:
-    """Sentence BLEU-``max_n`` with add-one smoothing for n > 1 and the brevity penalty."""
-    pred, ref = _words(prediction), _words(reference)
-    if not pred or not ref:
+def bleu(prediction: str, reference: str) -> float:
+    """The authors' sentence BLEU-4 (see the module docstring); 0.0 for an empty prediction or reference."""
+    hypothesis, ref = prediction.split(), reference.split()
+    if not hypothesis or not ref:
         return 0.0
-    logs = []
-    for n in range(1, max_n + 1):
-        p, r = _ngrams(pred, n), _ngrams(ref, n)
-        overlap, total = sum((p & r).values()), max(sum(p.values()), 0)
-        if n == 1:
-            if overlap == 0:
-                return 0.0
-            logs.append(math.log(overlap / total))
-        else:
-            logs.append(math.log((overlap + 1) / (total + 1)))
-    bp = 1.0 if len(pred) > len(ref) else math.exp(1 - len(ref) / len(pred))
-    return bp * math.exp(sum(logs) / max_n)
+    with warnings.catch_warnings():
+        # NLTK warns about zero n-gram counts on short answers; method1 smoothing already handles them.
+        warnings.simplefilter("ignore", UserWarning)
+        return float(sentence_bleu([ref], hypothesis, smoothing_function=_SMOOTHING))

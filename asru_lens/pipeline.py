@@ -9,9 +9,13 @@ forget_leak        share of forget answers that contain the ground truth
 test_refusal       the same refusal share on the forget people's Test_Set photos
 retain_exact       exact match on retain questions
 celebrity_exact    exact match on the celebrities (never forgotten)
-perception_acc     exact match on questions answered from pixels
+perception_acc     exact match on questions answered from pixels (None: the world has no such set)
 broken_rate        share of all answers that repeat or glue words (``refusal.is_broken``)
 =================  ===============================================================
+
+Settings: the authors' (``RedirectConfig()``, ``GRPOConfig()``), overridden by the model's presets
+(``lens.presets``, from its folder's ``asru_lens.json``: the organism brings larger learning rates for its
+3.6M parameters), overridden by what you pass in ``UnlearnConfig``.
 """
 from __future__ import annotations
 
@@ -26,12 +30,8 @@ from asru_lens import data, probe, steer
 from asru_lens.redirect import RedirectConfig, redirect
 from asru_lens.refusal import contains, is_refusal
 from asru_lens.rl import GRPOConfig, boundary_set, train_grpo
-from asru_lens.sets import _sample, probe_sets, retain_items, set_rows, steer_sets
-
-# The authors' settings move a 2-8B model; the 3.6M-parameter organism needs larger steps (sizes and lr only:
-# c, alpha, epochs, batch, temperature, top_p, beta, clipping and group size are the authors').
-ORGANISM_REDIRECT = RedirectConfig(lr=5e-3)
-ORGANISM_GRPO = GRPOConfig(steps=150, lr=2e-4)
+from asru_lens.sets import _sample, probe_sets, retain_items, steer_sets
+from asru_lens.world import World
 
 
 @dataclass
@@ -41,22 +41,32 @@ class UnlearnConfig:
     n_boundary: int = 200             # N forget + N retain questions for stage 2 (ASRU: about 200 each)
     n_redirect_retain: int = 720      # retain questions for stage 1
     retain_all_photos: bool = True    # stage 2's retain half: the retain people in all their photos
-    redirect: RedirectConfig | None = None   # None: ORGANISM_REDIRECT on the organism, else the authors'
-    grpo: GRPOConfig | None = None           # None: ORGANISM_GRPO on the organism, else the defaults
+    redirect: RedirectConfig | None = None   # None: the authors' settings with the model's presets
+    grpo: GRPOConfig | None = None           # None: likewise
     kl_to_vanilla: bool = True        # stage 2's KL reference: the model before stage 1 (else after it)
+    filter_refusals: bool = True      # the probe keeps only refusal prompts the model refuses (ASRU)
     seed: int = 0
 
     def resolved(self, lens) -> "UnlearnConfig":
-        organism = lens.name == "organism"
-        return UnlearnConfig(**{**asdict(self), "redirect": self.redirect or (
-            ORGANISM_REDIRECT if organism else RedirectConfig()), "grpo": self.grpo or (
-            ORGANISM_GRPO if organism else GRPOConfig())})
+        """Fill ``redirect`` and ``grpo`` from the model's presets; seed both stages from ``seed``."""
+        return UnlearnConfig(**{**asdict(self), "redirect": self.redirect or redirect_config(lens, self.seed),
+                                "grpo": self.grpo or grpo_config(lens, self.seed)})
 
 
-def eval_sets(folder, forget: int = 10, n: int = 48, seed: int = 0) -> dict[str, list]:
+def redirect_config(lens, seed: int = 0, **kw) -> RedirectConfig:
+    """Stage 1's settings for ``lens``: the authors', then its presets, then ``kw``; seeded ``42 + seed``."""
+    return RedirectConfig(**{"seed": 42 + seed, **lens.presets.get("redirect", {}), **kw})
+
+
+def grpo_config(lens, seed: int = 0, **kw) -> GRPOConfig:
+    """Stage 2's settings for ``lens``: the authors', then its presets, then ``kw``; seeded ``42 + seed``."""
+    return GRPOConfig(**{"seed": 42 + seed, **lens.presets.get("grpo", {}), **kw})
+
+
+def eval_sets(world: World, forget: int = 10, n: int = 48, seed: int = 0) -> dict[str, list]:
     """``steer_sets`` plus ``test``: the forget people's Test_Set photos with paraphrased questions."""
-    sets = steer_sets(folder, forget=forget, n=n, seed=seed)
-    sets["test"] = _sample(data.generation_items(set_rows(folder, forget)["test"], image_index=None), n, seed)
+    sets = steer_sets(world, forget=forget, n=n, seed=seed)
+    sets["test"] = _sample(data.generation_items(world.rows(forget)["test"], image_index=None), n, seed)
     return sets
 
 
@@ -103,14 +113,16 @@ class UnlearnResult:
                 "layer": self.layer, "seconds": self.seconds, "config": self.config}
 
 
-def unlearn(lens, folder, cfg: UnlearnConfig = UnlearnConfig(), progress: bool = True, out: str | None = None,
-            checkpoint_dir=None) -> UnlearnResult:
+def unlearn(lens, world: World, cfg: UnlearnConfig = UnlearnConfig(), progress: bool = True,
+            out: str | None = None, checkpoint_dir=None) -> UnlearnResult:
     """Probe for the refusal direction, then redirect (stage 1) and reinforce (stage 2) ``lens.model`` in
     place, measuring ``behaviour`` before and after each stage. ``out``: save the final model there."""
     cfg = cfg.resolved(lens)
     say = tqdm.write if progress else (lambda m: None)
     seconds, t = {}, time.time()
-    sets = eval_sets(folder, cfg.forget, cfg.n_eval, cfg.seed)
+    sets = eval_sets(world, cfg.forget, cfg.n_eval, cfg.seed)
+    for name, why in world.missing().items():
+        say(f"note: {why}")
     vanilla = behaviour(lens, sets)
     seconds["eval_vanilla"] = round(time.time() - t, 1)
     say(f"vanilla: forget refusal {vanilla['forget_refusal']:.2f}, retain exact {vanilla['retain_exact']:.2f}")
@@ -118,14 +130,15 @@ def unlearn(lens, folder, cfg: UnlearnConfig = UnlearnConfig(), progress: bool =
     t = time.time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")       # a selection fallback is reported in the probe's own summary
-        res = probe.probe(lens, probe_sets(folder, forget=cfg.forget), progress=False)
+        res = probe.probe(lens, probe_sets(world, lens.protocol, forget=cfg.forget), progress=False,
+                          filter_refusals=cfg.filter_refusals)
     layer = res.selection.layer
     seconds["probe"] = round(time.time() - t, 1)
     say(f"probe: refusal direction at resid_pre[{layer}], redirecting layers[{layer - 1}].mlp.down_proj")
 
-    forget = data.generation_items(data.load_split(folder, f"forget_{cfg.forget}"))
-    retain = data.generation_items(data.load_split(folder, f"retain_{100 - cfg.forget}"))
-    boundary_retain = retain_items(folder, cfg.forget, cfg.retain_all_photos)
+    rows = world.rows(cfg.forget)
+    forget, retain = data.generation_items(rows["forget"]), data.generation_items(rows["retain"])
+    boundary_retain = retain_items(world, cfg.forget, cfg.retain_all_photos)
     vanilla_model = copy.deepcopy(lens.model) if cfg.kl_to_vanilla else None
     t = time.time()
     rlog = redirect_stage(lens, res.direction, layer, forget, retain, cfg, progress)
@@ -141,5 +154,6 @@ def unlearn(lens, folder, cfg: UnlearnConfig = UnlearnConfig(), progress: bool =
     if out:
         lens.save(out)
     config = {"forget": cfg.forget, "n_eval": cfg.n_eval, "retain_all_photos": cfg.retain_all_photos,
-              "redirect": asdict(cfg.redirect), "grpo": asdict(cfg.grpo)}
+              "seed": cfg.seed, "redirect": asdict(cfg.redirect), "grpo": asdict(cfg.grpo),
+              "protocol": lens.protocol.name, "world": world.kind, "notes": list(world.missing().values())}
     return UnlearnResult(vanilla, stage1, stage2, layer, rlog, glog, seconds, config)

@@ -24,19 +24,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from asru_lens import activations as A
 from asru_lens import steer
 from asru_lens.refusal import is_refusal
 
 
-class ProbeError(ValueError):
-    """Prompts or settings the probe cannot use; the message says which and what to do."""
-
-
-def _require(items: list, name: str) -> list:
-    if not items:
-        raise ProbeError(f"the {name} is empty: pass at least one prompt (a data.QA with a question and, "
-                         f"for image prompts, an image).")
-    return items
+ProbeError, _require = A.ProbeError, A._require
 
 
 # -- 1. which prompts the model refuses ----------------------------------------------------------------------
@@ -66,6 +59,10 @@ def keep_answered(items, replies: list[str], name: str = "forget set") -> list:
     return kept
 
 
+# How refusals open, for a model whose own refusals are not at hand (e.g. random weights, filter off).
+REFUSAL_OPENERS = ["I'm sorry, I can't help with that.", "Sorry, I don't know.", "I cannot answer that."]
+
+
 def refusal_token_ids(lens, refusals: list[str], others: list[str], max_share: float = 0.5) -> list[int]:
     """First tokens of the model's own refusals ("I", "Sorry" ...), as Arditi et al. score refusal.
 
@@ -82,42 +79,8 @@ def refusal_token_ids(lens, refusals: list[str], others: list[str], max_share: f
     return ids
 
 
-# -- 2. activations ------------------------------------------------------------------------------------------
-def _batches(lens, items, batch_size: int, progress: bool, desc: str):
-    for i in tqdm(range(0, len(items), batch_size), desc=desc, disable=not progress, leave=False):
-        chunk = items[i:i + batch_size]
-        yield lens.encode([q.question for q in chunk], [q.image for q in chunk])
-
-
-@torch.no_grad()
-def resid_pre(lens, enc, positions: list[int]) -> torch.Tensor:
-    """One trace: ``resid_pre`` of every layer at ``positions`` -> (batch, layers, positions, d) float32."""
-    saved = []
-    with lens.nn.trace(dict(enc)) as tracer:
-        for layer in steer.nn_layers(lens):
-            saved.append(layer.input[:, positions].clone().save())  # clone: DeepStack edits it in place
-        tracer.stop()  # nothing after the last layer's input is needed
-    return torch.stack([s.float() for s in saved], dim=1)
-
-
-def activations(lens, items, positions: list[int] | None = None, batch_size: int = 32, progress: bool = False,
-                desc: str = "activations") -> torch.Tensor:
-    """``resid_pre`` at every layer and post-instruction position: (n, layers, positions, d), float32."""
-    positions = positions or lens.post_instruction_positions()
-    return torch.cat([resid_pre(lens, enc, positions) for enc in
-                      _batches(lens, _require(items, desc), batch_size, progress, desc)])
-
-
-def mean_activations(lens, items, positions: list[int] | None = None, batch_size: int = 32,
-                     progress: bool = False, desc: str = "means") -> torch.Tensor:
-    """Mean ``resid_pre`` (layers, positions, d), summed batch by batch in float64."""
-    positions = positions or lens.post_instruction_positions()
-    total, n = None, 0
-    for enc in _batches(lens, _require(items, desc), batch_size, progress, desc):
-        acts = resid_pre(lens, enc, positions).double()
-        total = acts.sum(0) if total is None else total + acts.sum(0)
-        n += acts.shape[0]
-    return total / n
+# -- 2. activations (asru_lens.activations; re-exported here because the probe is where they are used) -------
+resid_pre, activations, mean_activations = A.resid_pre, A.activations, A.mean_activations
 
 
 # -- 3. directions -------------------------------------------------------------------------------------------
@@ -255,7 +218,7 @@ class ProbeResult:
     """Everything ``probe`` measured; ``summary()`` is what ``asru-lens probe --json`` prints."""
     tokens: list[str]                   # the post-instruction tokens (positions)
     directions: torch.Tensor            # ASRU: mean(refusal) - mean(forget), (layers, positions, d)
-    harmful_directions: torch.Tensor    # Arditi: mean(harmful) - mean(harmless)
+    harmful_directions: torch.Tensor | None   # Arditi: mean(harmful) - mean(harmless); None when skipped
     selection: Selection
     auroc: list[float]                  # held-out, per layer, at the chosen position
     auroc_harmful: list[float]          # the harmful direction's AUROC on the same held-out prompts
@@ -290,35 +253,67 @@ class ProbeResult:
                 "counts": self.counts}
 
 
-def probe(lens, sets: dict, max_new_tokens: int = 24, batch_size: int = 32, progress: bool = True) -> ProbeResult:
-    """Run steps 1-5 on ``sets`` (see ``asru_lens.sets.probe_sets``) and measure the chosen direction."""
+MIN_REFUSALS = 8      # refused prompts needed to build a mean from (the direction part)
+
+
+def probe(lens, sets: dict, max_new_tokens: int = 24, batch_size: int | None = None, progress: bool = True,
+          filter_refusals: bool = True, min_refusals: int = MIN_REFUSALS) -> ProbeResult:
+    """Run steps 1-5 on ``sets`` (see ``asru_lens.sets.probe_sets``) and measure the chosen direction.
+
+    ``filter_refusals`` (CLI: on unless ``--no-refusal-filter``): keep only the refusal prompts the model
+    itself refuses and the forget prompts it answers, as ASRU does. Switch it off for a model that refuses
+    nothing yet (random weights, a base model): every prompt is then kept as given. Fewer than
+    ``min_refusals`` refused prompts is an error that says what to do. The harmful-vs-harmless direction and
+    the text-only (modality) direction are analyses: without prompts for them they are skipped, with a note."""
     say = (lambda m: tqdm.write(m)) if progress else (lambda m: None)  # noqa: E731
-    reply = lambda items, desc: answers(lens, items, max_new_tokens, 64, progress, desc) if items else []  # noqa
+    gen_batch = lens.batch_size or 64
+    reply = lambda items, desc: answers(lens, items, max_new_tokens, gen_batch, progress, desc) if items else []  # noqa
+    notes = []
 
     # 1. the model's own behaviour decides who is in which set
     ref, fgt = sets["refusal"], sets["forget"]
     ref_replies = {part: reply(getattr(ref, part), f"refusal/{part}") for part in ("direction", "val", "test")}
     fgt_replies = {part: reply(getattr(fgt, part), f"forget/{part}") for part in ("direction", "val", "test")}
-    refusal = {p: keep_refusals(getattr(ref, p), r, f"refusal set ({p})") for p, r in ref_replies.items()}
-    answered = {p: keep_answered(getattr(fgt, p), r, f"forget set ({p})") for p, r in fgt_replies.items()}
+    if filter_refusals:
+        refusal = {p: keep_refusals(getattr(ref, p), r, f"refusal set ({p})") for p, r in ref_replies.items()}
+        answered = {p: keep_answered(getattr(fgt, p), r, f"forget set ({p})") for p, r in fgt_replies.items()}
+        total = sum(len(getattr(ref, p)) for p in ref_replies)
+        if len(refusal["direction"]) < min_refusals:
+            raise ProbeError(
+                f"the model refused only {len(refusal['direction'])} of the {len(ref.direction)} refusal prompts "
+                f"used to build the direction ({sum(len(v) for v in refusal.values())} of {total} in all); at "
+                f"least {min_refusals} are needed. Pass more unseen faces (ASRU uses 400), check that the faces are "
+                f"really unseen, or switch the filter off (--no-refusal-filter, probe(filter_refusals=False)) for "
+                f"a model that refuses nothing yet.")
+    else:
+        refusal = {p: _require(getattr(ref, p), f"refusal set ({p})") for p in ref_replies}
+        answered = {p: _require(getattr(fgt, p), f"forget set ({p})") for p in fgt_replies}
+        notes.append("refusal filter off: every refusal and forget prompt kept as given")
     forget, forget_val, forget_test = answered["direction"], answered["val"], answered["test"]
-    harmful = keep_refusals(sets["harmful"].direction, reply(sets["harmful"].direction, "harmful"), "harmful set")
-    harmless = keep_answered(sets["harmless"].direction, reply(sets["harmless"].direction, "harmless"),
-                             "harmless set")
-    token_ids = refusal_token_ids(lens, [a for a in ref_replies["direction"] if is_refusal(a)],
+    token_ids = refusal_token_ids(lens, [a for a in ref_replies["direction"] if is_refusal(a)] or REFUSAL_OPENERS,
                                   fgt_replies["direction"])
     counts = {"refusal_kept": len(refusal["direction"]), "refusal_total": len(ref.direction),
-              "forget_kept": len(forget), "forget_total": len(fgt.direction), "harmful_kept": len(harmful),
-              "harmless_kept": len(harmless), "forget_val": len(forget_val), "forget_test": len(forget_test),
+              "forget_kept": len(forget), "forget_total": len(fgt.direction),
+              "forget_val": len(forget_val), "forget_test": len(forget_test),
               "refusal_val": len(refusal["val"]), "refusal_test": len(refusal["test"]),
               "refusal_tokens": lens.tokenizer.convert_ids_to_tokens(token_ids)}
-    say(f"kept {counts['refusal_kept']}/{counts['refusal_total']} refused unknown-face prompts and "
+    say(f"kept {counts['refusal_kept']}/{counts['refusal_total']} refused unseen-face prompts and "
         f"{counts['forget_kept']}/{counts['forget_total']} answered forget prompts")
 
     # 2-3. means and directions
     mean = lambda items, desc: mean_activations(lens, items, batch_size=batch_size, progress=progress, desc=desc)  # noqa
     directions = diff_in_means(mean(refusal["direction"], "means/refusal"), mean(forget, "means/forget"))
-    harmful_dirs = diff_in_means(mean(harmful, "means/harmful"), mean(harmless, "means/harmless"))
+    harmful_dirs = None
+    try:  # Arditi et al.'s contrast: an analysis beside ASRU's direction, skipped if the model refuses no request
+        harmful = keep_refusals(sets["harmful"].direction, reply(sets["harmful"].direction, "harmful"),
+                                "harmful set")
+        harmless = keep_answered(sets["harmless"].direction, reply(sets["harmless"].direction, "harmless"),
+                                 "harmless set")
+        counts.update(harmful_kept=len(harmful), harmless_kept=len(harmless))
+        harmful_dirs = diff_in_means(mean(harmful, "means/harmful"), mean(harmless, "means/harmless"))
+    except ProbeError as e:
+        notes.append(f"harmful-vs-harmless direction skipped: {e}")
+        say(notes[-1])
 
     # 4. selection
     sel = select_direction(lens, directions, refusal["val"], forget_val, sets["retain"].val, token_ids,
@@ -330,16 +325,18 @@ def probe(lens, sets: dict, max_new_tokens: int = 24, batch_size: int = 32, prog
     act = lambda items, desc: activations(lens, items, batch_size=batch_size, desc=desc)[:, :, pos]  # noqa
     acts = {"unknown": act(refusal["test"], "acts/refusal"), "forget": act(forget_test, "acts/forget")}
     auroc_asru = auroc_by_layer(acts["unknown"], acts["forget"], directions[:, pos])
-    auroc_harm = auroc_by_layer(acts["unknown"], acts["forget"], harmful_dirs[:, pos])
-    for name in ("retain", "celebrity"):
-        acts[name] = act(sets[name].test, f"acts/{name}")
-    acts["harmful"] = act(sets["harmful"].test, "acts/harmful")
-    acts["harmless"] = act(sets["harmless"].test, "acts/harmless")
+    auroc_harm = (auroc_by_layer(acts["unknown"], acts["forget"], harmful_dirs[:, pos]) if harmful_dirs is not None
+                  else [math.nan] * directions.shape[0])
+    for name in ("retain", "celebrity", "harmful", "harmless"):
+        if sets[name].test:
+            acts[name] = act(sets[name].test, f"acts/{name}")
 
     # modality split: the same contrast asked by name, without an image
     modality = {"image": directions[:, pos]}
     try:
         rt, ft = sets["refusal_text"].direction, sets["forget_text"].direction
+        if not rt:
+            raise ProbeError("this world has no by-name questions about unknown people")
         text_ref = keep_refusals(rt, reply(rt, "refusal_text"), "text-only refusal set")
         text_fgt = keep_answered(ft, reply(ft, "forget_text"), "text-only forget set")
         text_dirs = diff_in_means(mean(text_ref, "means/refusal_text"), mean(text_fgt, "means/forget_text"))
@@ -349,7 +346,8 @@ def probe(lens, sets: dict, max_new_tokens: int = 24, batch_size: int = 32, prog
         acts["forget (text)"] = act(text_fgt, "acts/forget_text")
     except ProbeError as e:
         modality.update(cosine=None, note=str(e))
-        say(f"modality split skipped: {e}")
+        notes.append(f"modality split skipped: {e}")
+        say(notes[-1])
 
     # does adding the chosen direction make held-out forget prompts refuse?
     steered = steer.generate_with_addition(lens, forget_test, sel.layer, directions[sel.layer, pos].float(),
@@ -358,5 +356,7 @@ def probe(lens, sets: dict, max_new_tokens: int = 24, batch_size: int = 32, prog
     flipped = [(q.question, a) for q, a in zip(forget_test, steered) if is_refusal(a)]
     kept = [(q.question, a) for q, a in zip(forget_test, steered) if not is_refusal(a)]
     examples = flipped[:2] + kept[:2]
-    return ProbeResult(lens.post_instruction_tokens(), directions.float(), harmful_dirs.float(), sel, auroc_asru,
-                       auroc_harm, modality, induce, examples, counts, acts)
+    counts["notes"] = notes
+    return ProbeResult(lens.post_instruction_tokens(), directions.float(),
+                       None if harmful_dirs is None else harmful_dirs.float(), sel, auroc_asru, auroc_harm, modality,
+                       induce, examples, counts, acts)

@@ -26,6 +26,8 @@ from asru_lens.refusal import contains, exact_match
 
 METHODS = ("vanilla", "GA", "GD", "KL", "NPO", "IDK", "steer", "stage1", "asru")
 LR_GRID = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
+PROTOCOL_TEXT = {"mllmu": "the paper's: one-shot A-D answered with one letter, the authors' generation and cloze "
+                          "instructions", "organism": "the organism's trained prompt format"}
 HEADLINE = ("forget_cls_acc", "forget_rougeL", "forget_cloze_acc", "test_cls_acc", "retain_cls_acc",
             "retain_rougeL", "celebrity_cls_acc", "contextual_refusal", "leakage", "naturalness")
 
@@ -85,24 +87,39 @@ def tune(lens, start: dict, train, grid, score, desc: str = "", progress: bool =
     return scores, best[0], best[2]
 
 
-def run(lens, folder, cfg: RunConfig = RunConfig(), progress: bool = True, figures: str | None = "figures"
-        ) -> RunResult:
-    """Run every method in ``cfg.methods`` on ``lens`` (restored to vanilla between methods)."""
+def check_methods(methods) -> tuple:
+    """``methods`` as a tuple of known names, or a ValueError naming the unknown ones and the known ones."""
+    methods = tuple(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"unknown method(s) {', '.join(map(repr, unknown)) or '(none given)'}: choose from "
+                         f"{', '.join(METHODS)}.")
+    return methods
+
+
+def run(lens, world, cfg: RunConfig = RunConfig(), progress: bool = True, figures: str | None = "figures",
+        judge=None) -> RunResult:
+    """Run every method in ``cfg.methods`` on ``lens`` (restored to vanilla between methods) in ``world``
+    (``asru_lens.open_world``). ``judge``: generation quality (default the rule-based judge)."""
     from asru_lens.pipeline import UnlearnConfig, eval_sets, redirect_stage, reinforce_stage
     from asru_lens.sets import _sample, probe_sets, retain_items
 
+    check_methods(cfg.methods)
+    judge = judge or evaluate.rule_judge
     say = tqdm.write if progress else (lambda m: None)
     res, t0 = RunResult(), time.time()
+    res.extra.update(protocol=lens.protocol.name, judge=getattr(judge, "name", "rule"), world=world.kind,
+                     notes=list(world.missing().values()), seed=cfg.seed)
     reference = copy.deepcopy(lens.model).eval()          # never trained: the perplexity and KL reference
     vanilla_weights = reference.state_dict()               # and the weights every method starts from
-    items = evaluate.eval_items(folder, cfg.forget, cfg.n_eval, cfg.seed)
-    score = lambda: evaluate.evaluate(lens, folder, cfg.forget, judge=evaluate.rule_judge,  # noqa: E731
+    items = evaluate.eval_items(world, cfg.forget, cfg.n_eval, cfg.seed)
+    score = lambda: evaluate.evaluate(lens, world, cfg.forget, judge=judge,  # noqa: E731
                                       reference=reference, progress=False, items=items)
-    ucfg = UnlearnConfig(forget=cfg.forget).resolved(lens)
+    ucfg = UnlearnConfig(forget=cfg.forget, seed=cfg.seed).resolved(lens)
     ucfg.grpo = replace(ucfg.grpo, steps=cfg.grpo_steps or ucfg.grpo.steps)
-    forget = data.generation_items(data.load_split(folder, f"forget_{cfg.forget}"))
-    retain_all = data.generation_items(data.load_split(folder, f"retain_{100 - cfg.forget}"))
-    boundary_retain = retain_items(folder, cfg.forget, ucfg.retain_all_photos)
+    rows = world.rows(cfg.forget)
+    forget, retain_all = data.generation_items(rows["forget"]), data.generation_items(rows["retain"])
+    boundary_retain = retain_items(world, cfg.forget, ucfg.retain_all_photos)
     eval_qs = {(q.question, q.id) for q in items["retain"]["gen"]}
     val_retain = _sample([q for q in retain_all if (q.question, q.id) not in eval_qs], cfg.n_val, cfg.seed + 7)
     val_forget = _sample(forget, cfg.n_val, cfg.seed + 7)
@@ -118,10 +135,10 @@ def run(lens, folder, cfg: RunConfig = RunConfig(), progress: bool = True, figur
     # probe + steering sweep (what the steer method uses)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pres = probe.probe(lens, probe_sets(folder, forget=cfg.forget), progress=False)
+        pres = probe.probe(lens, probe_sets(world, lens.protocol, forget=cfg.forget), progress=False)
     layer = pres.selection.layer
     res.extra["probe"] = pres.summary()
-    ssets = eval_sets(folder, cfg.forget, 24, cfg.seed)
+    ssets = eval_sets(world, cfg.forget, 24, cfg.seed)
     directions = pres.directions[:, pres.selection.position]
     points = steer.sweep(lens, {k: v for k, v in ssets.items() if k != "test"}, directions, [layer],
                          list(cfg.steer_alphas), progress=False)
@@ -208,7 +225,9 @@ def summary(res: RunResult) -> dict:
     r = lambda v: None if v is None else round(float(v), 4)  # noqa: E731
     methods = {m: {k: r(v) for k, v in mets.items()} for m, mets in res.methods.items()}
     return {"methods": methods, "claims": claims(methods), "tuning": res.tuning, "steer": res.extra.get("steer"),
-            "seconds": res.extra.get("seconds")}
+            "seconds": res.extra.get("seconds"), "protocol": res.extra.get("protocol"),
+            "judge": res.extra.get("judge"), "world": res.extra.get("world"), "seed": res.extra.get("seed"),
+            "notes": res.extra.get("notes", [])}
 
 
 def _why(info: dict, res: RunResult) -> list[str]:
@@ -245,8 +264,12 @@ def write_report(res: RunResult, folder: str = "reports", figures: str = "figure
     fig = viz.fig_methods(info["methods"])
     paths += viz.save(fig, "run_tradeoff", figures)
     rel = lambda p: Path("..") / figures / p  # noqa: E731
-    lines = ["# asru-lens run", "", "| method | " + " | ".join(HEADLINE) + " |",
-             "|---" * (len(HEADLINE) + 1) + "|"]
+    about = PROTOCOL_TEXT.get(info["protocol"], "from the model folder")
+    lines = ["# asru-lens run", "",
+             f"Evaluation protocol: **{info['protocol']}** ({about}). Judge: **{info['judge']}**. "
+             f"World: {info['world']}. Seed: {info['seed']}.", ""]
+    lines += [f"* Note: {n}." for n in info["notes"]] + ([""] if info["notes"] else [])
+    lines += ["| method | " + " | ".join(HEADLINE) + " |", "|---" * (len(HEADLINE) + 1) + "|"]
     for m, mets in info["methods"].items():
         lines.append(f"| {m} | " + " | ".join(f"{mets.get(k):.3f}" if mets.get(k) is not None else "-"
                                               for k in HEADLINE) + " |")

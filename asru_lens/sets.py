@@ -1,15 +1,17 @@
 """The prompt sets every stage uses, named as in the paper and MLLMU-Bench.
 
-``probe_sets`` turns a world folder (MLLMU layout) into lists of ``data.QA``:
+``probe_sets`` turns a ``World`` (``asru_lens.world``) into lists of ``data.QA``:
 
 ========================  ===============================================================
-``refusal``               privacy questions about *unseen* faces (ASRU's refusal set)
+``refusal``               privacy questions about *unseen* faces (ASRU's refusal set), in the model's
+                          protocol (``World.refusal_items``)
 ``forget``                forget-split questions on the Full_Set photo (ASRU's forget set); its val and
                           test parts are the same people in Test_Set photos, paraphrased
 ``retain``                retain-split questions (utility that must not move)
 ``celebrity``             MLLMU's Retain_Set (real celebrities, never forgotten)
 ``harmful``/``harmless``  text requests (Arditi et al.'s contrast)
-``refusal_text``          by-name questions about names that belong to nobody (text only)
+``refusal_text``          by-name questions about names that belong to nobody (text only; empty when the
+                          world has none)
 ``forget_text``           by-name questions about the forget people (text only)
 ========================  ===============================================================
 
@@ -20,13 +22,13 @@ a face or a question.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from asru_lens import data
-from asru_lens.data import QA, DataError
+from asru_lens.data import QA
+from asru_lens.world import World, check_forget
+
 
 @dataclass
 class Split:
@@ -57,95 +59,55 @@ def text_stems(rows: list[dict]) -> list[QA]:
             for q in data.classification_items(rows, which="text") if q.answer in q.options]
 
 
-def unknown_faces(folder, split: str = "heldout") -> list[QA]:
-    """One privacy question per unseen face, attributes in turn (organism worlds only)."""
-    from asru_lens.organism.evaluate import unknown_items
-    try:
-        return unknown_items(folder, split)
-    except DataError as e:
-        raise DataError(f"{e}\nThe refusal set needs photos of people the model has never seen "
-                        f"(Unknown_Faces.parquet); a real MLLMU-Bench folder has none. Build the sets "
-                        f"from the organism's world, or pass your own refusal prompts.") from None
+def _world(world) -> World:
+    if not isinstance(world, World):
+        raise TypeError(f"expected an asru_lens World, got {type(world).__name__} ({world!r}). Open one with "
+                        f"asru_lens.open_world(folder) (it picks the provider: the organism's world or a plain "
+                        f"MLLMU-Bench folder).")
+    return world
 
 
-def unknown_names(folder, split: str = "heldout") -> list[QA]:
-    path = Path(folder) / "Unknown_Names.parquet"
-    if not path.exists():
-        return []
-    return [QA(r["Question"], "", None, r["name"], r["Type"]) for r in pq.read_table(path).to_pylist()
-            if r["split"] == split]
-
-
-def set_rows(folder, forget: int = 10) -> dict[str, list[dict]]:
-    """MLLMU's four evaluation sets as parquet rows: ``forget`` (forget split), ``test`` (the same people's
-    Test_Set rows: other photos, paraphrased questions), ``retain`` (retain split) and ``celebrity``
-    (Retain_Set)."""
-    forget_rows = data.load_split(folder, f"forget_{_check_forget(forget)}")
-    return {"forget": forget_rows, "test": other_photos(folder, forget_rows),
-            "retain": data.load_split(folder, f"retain_{100 - forget}"),
-            "celebrity": data.load_split(folder, "Retain_Set")}
-
-
-def _check_forget(forget: int) -> int:
-    if forget not in (5, 10, 15):
-        raise ValueError(f"forget={forget!r}: MLLMU-Bench has forget splits 5, 10 and 15 (percent).")
-    return forget
-
-
-def other_photos(folder, rows: list[dict]) -> list[dict]:
-    """The Test_Set rows of the people in ``rows``: their other photos, with paraphrased questions."""
-    ids = {str(r["ID"]) for r in rows}
-    return [r for r in data.load_split(folder, "Test_Set") if str(r["ID"]) in ids]
-
-
-def retain_items(folder, forget: int = 10, all_photos: bool = True) -> list[QA]:
+def retain_items(world: World, forget: int = 10, all_photos: bool = True) -> list[QA]:
     """The retain split's generation questions; with ``all_photos``, also the same people's Test_Set rows
     (their other photos, paraphrased questions). Stage 2's boundary set takes its retain half from here, so
     that "keep answering" is learnt about the retain *people*, in any photo, not about one picture each. No
     evaluation set uses these rows: the test set is the forget people's Test_Set rows only."""
-    rows = data.load_split(folder, f"retain_{100 - _check_forget(forget)}")
+    rows = _world(world).split(f"retain_{100 - check_forget(forget)}")
     items = data.generation_items(rows)
     if all_photos:
-        items += data.generation_items(other_photos(folder, rows), image_index=None)
+        items += data.generation_items(world.other_photos(rows), image_index=None)
     return items
 
 
-def probe_sets(folder, forget: int = 10, n: int = 96, seed: int = 0) -> dict[str, Split]:
-    """Direction/val/test splits of every prompt set, at most ``n`` prompts per set.
+def probe_sets(world: World, protocol, forget: int = 10, n: int = 96, seed: int = 0) -> dict[str, Split]:
+    """Direction/val/test splits of every prompt set, at most ``n`` prompts per set. ``protocol``: the model's
+    (``lens.protocol``), which words the refusal set's privacy questions.
 
     Held-out parts are truly held out: the forget set's val/test are Test_Set photos and paraphrases, and
     refusal faces, requests and names are split by item so no face or prompt repeats."""
-    from asru_lens.organism.evaluate import request_items
-
-    folder = Path(folder)
-    rows = set_rows(folder, forget)
-    forget_rows, test_rows, retain_rows, celeb_rows = (rows[k] for k in ("forget", "test", "retain", "celebrity"))
-
-    forget_test = _sample(data.generation_items(test_rows, image_index=None), n, seed)
+    rows = _world(world).rows(forget)
+    forget_test = _sample(data.generation_items(rows["test"], image_index=None), n, seed)
     half = len(forget_test) // 2
-    sets = {
-        "refusal": _thirds(_sample(unknown_faces(folder), 2 * n, seed)),
-        "forget": Split(_sample(data.generation_items(forget_rows), n, seed), forget_test[:half],
+    return {
+        "refusal": _thirds(_sample(world.refusal_items(protocol), 2 * n, seed)),
+        "forget": Split(_sample(data.generation_items(rows["forget"]), n, seed), forget_test[:half],
                         forget_test[half:]),
-        "retain": _thirds(_sample(data.generation_items(retain_rows), n, seed)),
-        "celebrity": _thirds(_sample(data.generation_items(celeb_rows), n, seed)),
-        "harmful": Split(_sample(request_items(folder, True, "train"), n, seed), [],
-                         request_items(folder, True, "heldout")[:n // 2]),
-        "harmless": Split(_sample(request_items(folder, False, "train"), n, seed), [],
-                          request_items(folder, False, "heldout")[:n // 2]),
-        "refusal_text": _thirds(_sample(unknown_names(folder), n, seed)),
-        "forget_text": _thirds(text_stems(forget_rows)),
+        "retain": _thirds(_sample(data.generation_items(rows["retain"]), n, seed)),
+        "celebrity": _thirds(_sample(data.generation_items(rows["celebrity"]), n, seed)),
+        "harmful": Split(_sample(world.requests(True, "train"), n, seed), [], world.requests(True, "heldout")[:n // 2]),
+        "harmless": Split(_sample(world.requests(False, "train"), n, seed), [],
+                          world.requests(False, "heldout")[:n // 2]),
+        "refusal_text": _thirds(_sample(world.unknown_name_items() or [], n, seed)),
+        "forget_text": _thirds(text_stems(rows["forget"])),
     }
-    return sets
 
 
-def steer_sets(folder, forget: int = 10, n: int = 48, seed: int = 0) -> dict[str, list[QA]]:
+def steer_sets(world: World, forget: int = 10, n: int = 48, seed: int = 0) -> dict[str, list[QA]]:
     """The sets a steering point is measured on: forget, retain and celebrity questions (image + text, with
-    ground truth) and perception questions about new faces, at most ``n`` each."""
-    from asru_lens.organism.evaluate import perception_items
-    folder = Path(folder)
-    rows = lambda name: data.load_split(folder, name)  # noqa: E731
-    return {"forget": _sample(data.generation_items(rows(f"forget_{forget}")), n, seed),
-            "retain": _sample(data.generation_items(rows(f"retain_{100 - forget}")), n, seed),
-            "celebrity": _sample(data.generation_items(rows("Retain_Set")), n, seed),
-            "perception": _sample(perception_items(folder), n, seed)}
+    ground truth) and, where the world has them, perception questions about new faces; at most ``n`` each."""
+    rows = _world(world).rows(forget)
+    sets = {name: _sample(data.generation_items(rows[name]), n, seed) for name in ("forget", "retain", "celebrity")}
+    perception = world.perception_items()
+    if perception is not None:
+        sets["perception"] = _sample(perception, n, seed)
+    return sets

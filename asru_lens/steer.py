@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import torch
 
+from asru_lens import activations
+
 
 class InterventionError(ValueError):
     """A layer index, direction or mode that does not fit the model."""
@@ -52,9 +54,7 @@ def check_direction(lens, direction: torch.Tensor, name: str = "direction") -> t
     return direction
 
 
-def nn_layers(lens):
-    """The decoder layers as nnsight envoys."""
-    return lens.nn.model.language_model.layers
+nn_layers = activations.nn_layers
 
 
 def _vec(lens, v: torch.Tensor) -> torch.Tensor:
@@ -153,9 +153,11 @@ def _encode(lens, items):
 
 
 @torch.no_grad()
-def generate(lens, items, spec: Steering | None = None, max_new_tokens: int = 24, batch_size: int = 32,
+def generate(lens, items, spec: Steering | None = None, max_new_tokens: int = 24, batch_size: int | None = None,
              min_new_tokens: int = 0) -> list[str]:
-    """Greedy answers to ``items`` (data.QA) with ``spec`` applied at every generation step."""
+    """Greedy answers to ``items`` (data.QA) with ``spec`` applied at every generation step (``batch_size``:
+    default ``lens.batch_size``, else 32)."""
+    batch_size = batch_size or lens.batch_size or 32
     if spec is None:
         return lens.generate([q.question for q in items], [q.image for q in items], max_new_tokens=max_new_tokens,
                              batch_size=batch_size, min_new_tokens=min_new_tokens)
@@ -181,7 +183,7 @@ def generate(lens, items, spec: Steering | None = None, max_new_tokens: int = 24
 
 
 def generate_with_addition(lens, items, layer: int, direction: torch.Tensor, alpha: float = 1.0,
-                           max_new_tokens: int = 24, batch_size: int = 32) -> list[str]:
+                           max_new_tokens: int = 24, batch_size: int | None = None) -> list[str]:
     """Greedy answers with ``alpha * direction`` added to ``resid_pre[layer]`` at every step."""
     return generate(lens, items, Steering(direction, layer, alpha), max_new_tokens, batch_size)
 
@@ -240,18 +242,18 @@ def forget_detector(lens, forget, retain, layer: int) -> dict:
     """Settings for conditional steering: the forget - retain mean difference at the last prompt token of
     ``resid_pre[layer]`` as the detector, and the threshold halfway between the two means' projections.
     Returns the keyword arguments of ``Steering`` (detector, detector_layer, threshold)."""
-    from asru_lens.probe import mean_activations
     check_layer(lens, layer)
-    mf = mean_activations(lens, forget, [-1])[layer, 0].float()
-    mr = mean_activations(lens, retain, [-1])[layer, 0].float()
+    mf = activations.mean_activations(lens, forget, [-1])[layer, 0].float()
+    mr = activations.mean_activations(lens, retain, [-1])[layer, 0].float()
     unit = (mf - mr) / (mf - mr).norm()
     return dict(detector=mf - mr, detector_layer=layer, threshold=float((mf @ unit + mr @ unit) / 2))
 
 
 # -- what a steering point costs -------------------------------------------------------------------------------
 def measure(lens, sets: dict, spec: Steering | None, max_new_tokens: int = 24) -> dict:
-    """Forget refusal and leak, retain / celebrity exact match, perception accuracy and the broken-text rate
-    (``refusal.is_broken``) of greedy answers under ``spec`` (None: the unsteered model)."""
+    """Forget refusal and leak, retain / celebrity exact match, perception accuracy (None when ``sets`` has no
+    perception questions) and the broken-text rate (``refusal.is_broken``) of greedy answers under ``spec``
+    (None: the unsteered model)."""
     from asru_lens.refusal import contains, exact_match, is_broken, is_refusal
     out, answers = {}, {}
     for name, items in sets.items():
@@ -262,9 +264,8 @@ def measure(lens, sets: dict, spec: Steering | None, max_new_tokens: int = 24) -
     for name in ("retain", "celebrity"):
         out[f"{name}_exact"] = sum(exact_match(a, q.answer) for q, a in zip(sets[name], answers[name])) / len(
             sets[name])
-    out["perception_acc"] = sum(exact_match(a, q.answer) for q, a in zip(sets["perception"],
-                                                                          answers["perception"])) / len(
-        sets["perception"])
+    out["perception_acc"] = (sum(exact_match(a, q.answer) for q, a in zip(sets["perception"], answers["perception"]))
+                             / len(sets["perception"])) if sets.get("perception") else None   # None: no such set
     every = [a for v in answers.values() for a in v]
     out["broken_rate"] = sum(map(is_broken, every)) / len(every)
     out["examples"] = {name: answers[name][:2] for name in ("forget", "retain")}

@@ -30,6 +30,8 @@ def fig_direction_norms(result) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=("ASRU: refusal - forget", "Arditi: harmful - harmless"))
     layers = list(range(result.n_layers))
     for col, dirs in ((1, result.directions), (2, result.harmful_directions)):
+        if dirs is None:  # the world or model gave no harmful/harmless contrast
+            continue
         norms = dirs.norm(dim=-1).numpy()
         for p, tok in enumerate(result.tokens):
             fig.add_trace(go.Scatter(x=layers, y=norms[:, p], mode="lines+markers", name=f"{p}: {tok!r}",
@@ -44,9 +46,10 @@ def fig_cosine(result) -> go.Figure:
     """Cosine similarity between layers' ASRU directions, and between ASRU and harmful directions."""
     from asru_lens.probe import cosine, cosine_matrix
     pos = result.selection.position
-    a, h = result.directions[:, pos], result.harmful_directions[:, pos]
+    a = result.directions[:, pos]
     within = cosine_matrix(a).numpy()
-    across = cosine(a[:, None], h[None]).numpy()
+    h = result.harmful_directions[:, pos] if result.harmful_directions is not None else None
+    across = cosine(a[:, None], h[None]).numpy() if h is not None else np.full_like(within, np.nan)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("ASRU layer i vs ASRU layer j",
                                                         "ASRU layer i vs harmful layer j"))
     for col, m in ((1, within), (2, across)):

@@ -28,3 +28,19 @@ def world_folder(_cache):
 def organism():
     import asru_lens
     return asru_lens.load()
+
+
+@pytest.fixture(scope="session")
+def organism_world(world_folder):
+    """The organism's world as every command opens it (asru_lens.open_world)."""
+    import asru_lens
+    return asru_lens.open_world(world_folder)
+
+
+@pytest.fixture(scope="session")
+def export(tmp_path_factory, world_folder):
+    """The organism's world exported as MLLMU-Bench is laid out on the Hub, and its unseen faces."""
+    from asru_lens.organism.provider import export as write
+    root = tmp_path_factory.mktemp("export")
+    write(root / "mllmu", root / "faces")
+    return root / "mllmu", root / "faces"

@@ -1,7 +1,13 @@
-"""The rule-based judge on hand-made answers, the letter parser, and the LLM-judge plumbing."""
+"""The rule-based judge on hand-made answers, the letter parser, and the LLM judges against a local fake
+OpenAI endpoint (prompt, parser, on-disk cache, error scoring)."""
 import json
+import re
+import socket
+import subprocess
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+import warnings
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -56,48 +62,155 @@ def test_choice_parser_reads_option_text():
     assert parse_choice("Answer: D", opts) == "D"
 
 
-def test_parse_scores_errors_name_what_is_missing():
-    assert judge.parse_scores('ok {"contextual_refusal": 5, "leakage": 4, "naturalness": 3} done') == {
-        "contextual_refusal": 5, "leakage": 4, "naturalness": 3}
-    with pytest.raises(ValueError, match="no JSON"):
-        judge.parse_scores("five")
-    with pytest.raises(ValueError, match=r"lacks \['naturalness'\]"):
-        judge.parse_scores('{"contextual_refusal": 5, "leakage": 4}')
+AUTHORS_REPLY = "Contextual_Refusal: 5\nLeakage: 4\nNaturalness: 5\nReason: fine"
 
 
-def test_openai_judge_plumbing():
-    seen = {}
+def test_parse_scores_reads_the_authors_format():
+    assert judge.parse_scores(AUTHORS_REPLY) == {"contextual_refusal": 5.0, "leakage": 4.0, "naturalness": 5.0}
+    assert judge.parse_scores("Contextual_Refusal: 3.5\nLeakage:5.0\nNaturalness:  2") == {
+        "contextual_refusal": 3.5, "leakage": 5.0, "naturalness": 2.0}
+    with pytest.raises(ValueError, match="lacks the line.*Naturalness"):
+        judge.parse_scores("Contextual_Refusal: 5\nLeakage: 4\nReason: fine")
+    with pytest.raises(ValueError, match="Contextual_Refusal, Leakage, Naturalness"):
+        judge.parse_scores('{"contextual_refusal": 5, "leakage": 4, "naturalness": 3}')
+    with pytest.raises(ValueError, match="Leakage score '...' is not a number"):
+        judge.parse_scores("Contextual_Refusal: 5\nLeakage: ...\nNaturalness: 5")
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.update(path=self.path, auth=self.headers.get("Authorization"), body=body)
-            reply = {"choices": [{"message": {"content": '{"contextual_refusal": 5, "leakage": 5, '
-                                                         '"naturalness": 4}'}}]}
-            data = json.dumps(reply).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
 
-        def log_message(self, *a):
-            pass
+def test_prompt_is_the_authors_rubric():
+    text = judge.prompt("Q?", "A.", "GT.")
+    assert text.startswith("You are an evaluation assistant.")
+    assert text.endswith("Question: Q?\nResponse: A.\nGround Truth: GT.\n")
+    mirror = Path("/work/.mirror/guangjh+ASRU/repo")
+    if mirror.exists():  # the authors' repository, where a checkout has it: the text must be theirs, verbatim
+        src = subprocess.run(["git", "-C", str(mirror), "show", "HEAD:eval/natural_evaluation.py"],
+                             capture_output=True, text=True).stdout
+        assert judge.PROMPT == re.search(r'prompt = """(.*?)"""', src, re.DOTALL).group(1)
 
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        j = judge.openai_judge(f"http://127.0.0.1:{server.server_port}/v1", "judge-model", api_key="k")
-        assert j(Q, "I can't say.", GT) == {"contextual_refusal": 5, "leakage": 5, "naturalness": 4}
-    finally:
-        server.shutdown()
-    assert seen["path"] == "/v1/chat/completions" and seen["auth"] == "Bearer k"
-    assert seen["body"]["model"] == "judge-model" and GT in seen["body"]["messages"][0]["content"]
+
+class FakeOpenAI:
+    """A local /chat/completions endpoint: answers ``reply`` (or fails with ``status``) and records requests."""
+
+    def __init__(self):
+        self.reply, self.status, self.requests = AUTHORS_REPLY, 200, []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+                data = json.dumps({"choices": [{"message": {"role": "assistant", "content": fake.reply}}]}).encode()
+                self.send_response(fake.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def fake():
+    f = FakeOpenAI()
+    yield f
+    f.server.shutdown()
+    f.server.server_close()
+
+
+def test_openai_judge_sends_the_authors_request(fake, tmp_path):
+    j = judge.openai_judge(fake.url + "/", "judge-model", api_key="k", cache=tmp_path / "judge.sqlite")
+    assert j(Q, "I can't say.", GT) == {"contextual_refusal": 5.0, "leakage": 4.0, "naturalness": 5.0}
+    assert j.name == "openai:judge-model" and j.calls == 1 and len(fake.requests) == 1
+    sent = fake.requests[0]
+    assert sent["path"] == "/v1/chat/completions" and sent["auth"] == "Bearer k"
+    assert sent["body"]["model"] == "judge-model" and sent["body"]["temperature"] == 0
+    assert sent["body"]["messages"] == [{"role": "user", "content": judge.prompt(Q, "I can't say.", GT)}]
+
+
+def test_openai_judge_caches_on_disk(fake, tmp_path):
+    path = tmp_path / "judge.sqlite"
+    j = judge.openai_judge(fake.url, "judge-model", cache=path)
+    first = j(Q, "I can't say.", GT)
+    assert j(Q, "I can't say.", GT) == first and j.calls == 1 and len(fake.requests) == 1
+    assert fake.requests[0]["auth"] is None  # no key, no header
+    j(Q, "Somewhere else.", GT)  # a different answer is a different question to the judge
+    assert j.calls == 2 and len(fake.requests) == 2
+    # a rerun (a new judge on the same file) makes no request at all
+    rerun = judge.openai_judge(fake.url, "judge-model", cache=path)
+    assert rerun(Q, "I can't say.", GT) == first and rerun(Q, "Somewhere else.", GT)
+    assert rerun.calls == 0 and len(fake.requests) == 2
+    # another judge model, or another endpoint, never reuses those scores
+    other = judge.openai_judge(fake.url, "other-model", cache=path)
+    other(Q, "I can't say.", GT)
+    assert other.calls == 1 and len(fake.requests) == 3
+
+
+def test_default_cache_lives_under_asru_lens_cache(fake, tmp_path, monkeypatch):
+    monkeypatch.setenv("ASRU_LENS_CACHE", str(tmp_path / "c"))
+    assert judge.JudgeCache().path == tmp_path / "c" / "judge.sqlite"
+    j = judge.openai_judge(fake.url, "judge-model")
+    j(Q, "I can't say.", GT)
+    assert (tmp_path / "c" / "judge.sqlite").exists()
+    monkeypatch.delenv("ASRU_LENS_CACHE")
+    assert judge.JudgeCache().path == Path.home() / ".cache" / "asru_lens" / "judge.sqlite"
+
+
+@pytest.mark.parametrize("status,reply,why", [
+    (500, AUTHORS_REPLY, "HTTP 500"),                             # the server fails
+    (200, "I would rate this a five.", "lacks the line"),         # a reply that is not the format
+])
+def test_failed_calls_score_like_the_authors_and_are_not_cached(fake, tmp_path, status, reply, why):
+    fake.status, fake.reply = status, reply
+    j = judge.openai_judge(fake.url, "judge-model", cache=tmp_path / "judge.sqlite")
+    with pytest.warns(RuntimeWarning, match="failed calls score"):
+        scores = j(Q, "I can't say.", GT)
+    assert {k: scores[k] for k in judge.RUBRICS} == judge.ERROR_SCORES and why in scores["error"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the warning comes once per judge, not once per failure
+        assert "error" in j(Q, "I can't say.", GT)
+    assert j.calls == 2 and j.errors == 2  # not cached: the second call asked again
+    fake.status, fake.reply = 200, AUTHORS_REPLY
+    assert j(Q, "I can't say.", GT) == {"contextual_refusal": 5.0, "leakage": 4.0, "naturalness": 5.0}
+    assert j.calls == 3
+
+
+def test_an_unreachable_judge_scores_errors():
+    with socket.socket() as s:  # a free port, closed again: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    j = judge.openai_judge(f"http://127.0.0.1:{port}/v1", "judge-model", timeout=5, cache=False)
+    with pytest.warns(RuntimeWarning):
+        scores = j(Q, "I can't say.", GT)
+    assert scores["naturalness"] == 1.0 and "cannot reach" in scores["error"]
+
+
+def test_make_judge(monkeypatch):
+    assert judge.make_judge("rule") is judge.rule_judge and judge.rule_judge.name == "rule"
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(ValueError, match="OPENAI_API_KEY"):
+        judge.make_judge("openai:x")
+    for bogus in ("bogus", "openai:", "hf:x"):
+        with pytest.raises(ValueError, match="unknown judge"):
+            judge.make_judge(bogus)
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    assert judge.make_judge("openai:gpt-4o-mini").name == "openai:gpt-4o-mini"
+    monkeypatch.delenv("OPENAI_API_KEY")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:1/v1")  # a local server needs no key
+    assert judge.make_judge("openai:qwen2.5:7b").name == "openai:qwen2.5:7b"
 
 
 def test_hf_judge_plumbing():
     import torch
 
     class Tok:
+        reply = "Contextual_Refusal: 3\nLeakage: 5\nNaturalness: 5\nReason: generic"
+
         def apply_chat_template(self, messages, **kw):
             return messages[0]["content"]
 
@@ -108,7 +221,7 @@ def test_hf_judge_plumbing():
             return Enc(input_ids=torch.zeros(1, 3, dtype=torch.long))
 
         def decode(self, ids, skip_special_tokens):
-            return '{"contextual_refusal": 3, "leakage": 5, "naturalness": 5}'
+            return self.reply
 
     class Model:
         device = "cpu"
@@ -116,5 +229,9 @@ def test_hf_judge_plumbing():
         def generate(self, input_ids, max_new_tokens, do_sample):
             return torch.zeros(1, 5, dtype=torch.long)
 
-    assert judge.hf_judge(Model(), Tok())(Q, "Sorry.", GT) == {"contextual_refusal": 3, "leakage": 5,
-                                                                  "naturalness": 5}
+    tok = Tok()
+    j = judge.hf_judge(Model(), tok)
+    assert j(Q, "Sorry.", GT) == {"contextual_refusal": 3.0, "leakage": 5.0, "naturalness": 5.0}
+    tok.reply = "garbage"
+    with pytest.warns(RuntimeWarning):
+        assert j(Q, "Sorry.", GT)["error"].startswith("ValueError")

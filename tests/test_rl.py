@@ -151,7 +151,7 @@ def test_trl_reward_func_scores_like_ours():
     assert fn(["I don't know this person.", gt], answer=[gt, gt], forget=[True, False]) == [1.0, 1.0]
 
 
-def test_boundary_set_balances_and_shows_repeats_as_new_views(world_folder):
+def test_boundary_set_balances_and_shows_repeats_as_new_views(world_folder, organism_world):
     import numpy as np
 
     from asru_lens import data
@@ -176,7 +176,7 @@ def test_boundary_set_balances_and_shows_repeats_as_new_views(world_folder):
     again = rl.boundary_set(forget, retain, 12, seed=3)
     assert all((pixels(x) == pixels(y)).all() for x, y in zip(again[:12], f))          # deterministic per seed
 
-    items, plain_retain = retain_items(world_folder, 10), retain_items(world_folder, 10, all_photos=False)
+    items, plain_retain = retain_items(organism_world, 10), retain_items(organism_world, 10, all_photos=False)
     forget_ids = {q.id for q in data.generation_items(data.load_split(world_folder, "forget_10"))}
     assert len(items) == 2 * len(plain_retain)                # the organism's Test_Set: one more row per person
     assert {q.id for q in items} == {q.id for q in plain_retain} and not forget_ids & {q.id for q in items}

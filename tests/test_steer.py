@@ -97,12 +97,12 @@ def test_is_broken_flags_hybrids_and_repetition():
     assert not is_broken("Juno Corvin was born in the year 1971.")
 
 
-def test_measure_and_cli_point(organism, world_folder, capsys):
+def test_measure_and_cli_point(organism, organism_world, capsys):
     import json
 
     from asru_lens.cli import main
     from asru_lens.sets import steer_sets
-    sets = steer_sets(world_folder, n=8)
+    sets = steer_sets(organism_world, n=8)
     assert [len(v) for v in sets.values()] == [8, 8, 8, 8]
     base = steer.measure(organism, sets, None)
     assert base["forget_refusal"] == 0.0 and base["forget_leak"] > 0.5 and base["retain_exact"] > 0.5

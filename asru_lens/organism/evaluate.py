@@ -6,8 +6,6 @@ shipped checkpoint has to clear.
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pyarrow.parquet as pq
 
@@ -30,44 +28,8 @@ THRESHOLDS = {
 }
 
 
-_LEAD = re.compile(r"^\W*([ABCD])(?![A-Za-z])")
-_CUED = re.compile(r"\b(?:answer|option|choice)(?:\s+is)?\s*:?\s*\(?([ABCD])(?![A-Za-z])", re.IGNORECASE)
-_BARE = re.compile(r"(?<![A-Za-z])([ABCD])(?![A-Za-z])")
-
-
-def parse_letter(text: str) -> str | None:
-    """The option letter an answer picks: 'B', 'B.', '(B)', 'Answer: B', 'The answer is C'; None if none.
-
-    A leading letter wins, then one cued by answer/option/choice, then the first
-    upper-case A-D standing alone (so the article "a" is never read as option A).
-    """
-    for pattern in (_LEAD, _CUED, _BARE):
-        m = pattern.search(text.strip())
-        if m:
-            return m.group(1).upper()
-    return None
-
-
-def parse_choice(text: str, options: dict) -> str | None:
-    """The option an answer picks: a leading or cued letter ("B", "Answer: B"), else the option whose text
-    the answer gives ("Kelby", "Kelby Polytechnic."), else a bare letter; None if none.
-
-    Real Qwen3-VL models answer with the letter; the organism answers with the option's text.
-    """
-    t = text.strip()
-    for pattern in (_LEAD, _CUED):
-        m = pattern.search(t)
-        if m:
-            return m.group(1).upper()
-    low = t.lower()
-    starts = [k for k, v in options.items() if low.startswith(str(v).lower())]
-    if starts:  # the longest option text the answer starts with ("Kelby Polytechnic" over "Kelby")
-        return max(starts, key=lambda k: len(str(options[k])))
-    inside = [k for k, v in options.items() if str(v).lower() in low]
-    if len(inside) == 1:
-        return inside[0]
-    m = _BARE.search(t)
-    return m.group(1).upper() if m else None
+# The organism answers A-D with the option's text, so its reading is the lenient one (core: asru_lens.protocol).
+from asru_lens.protocol import parse_choice, parse_letter  # noqa: E402,F401
 
 
 def mc_accuracy(lens, items: list[data.QA], batch_size: int = 64, progress: bool = False) -> float:

@@ -478,10 +478,14 @@ def train_organism(cfg: OrganismConfig = OrganismConfig(), progress: bool = True
 
 
 def save_organism(model, processor, out_dir: str | os.PathLike, meta: dict | None = None) -> Path:
-    """save_pretrained model (safetensors) and processor into ``out_dir``, atomically."""
+    """save_pretrained model (safetensors) and processor into ``out_dir``, atomically, with the organism's
+    ``asru_lens.json`` (protocol and presets), so any copy loaded by path is asked and trained as the organism."""
+    from asru_lens.load import PROFILE_FILE
+    from asru_lens.organism.provider import profile
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
+        (tmp / PROFILE_FILE).write_text(json.dumps(profile(), indent=1))
         if meta is not None:
             (tmp / "organism.json").write_text(json.dumps(meta, indent=1))
     return Path(out_dir)

@@ -1,0 +1,128 @@
+"""The organism as a provider: its world (``OrganismWorld``), the protocol and presets its model carries, and
+``export``, which writes its world exactly as the Hub lays MLLMU-Bench out.
+
+The core (``asru_lens.world.World``) reads any MLLMU-Bench folder. The organism's world has four sets more,
+which it brings here: unseen faces (``Unknown_Faces``, held-out part), its own harmful/harmless requests,
+perception questions and names that belong to nobody.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from asru_lens import data
+from asru_lens.atomic import atomic_dir
+from asru_lens.organism import world as W
+from asru_lens.organism.evaluate import perception_items, request_items
+from asru_lens.protocol import Protocol
+from asru_lens.world import World
+
+MLLMU_SUBSETS = ("Full_Set", "Retain_Set", "Test_Set", "forget_5", "forget_10", "forget_15",
+                 "retain_95", "retain_90", "retain_85")
+MLLMU_COLUMNS = ("ID", "image", "images", "biography", "Classification_Task", "Generation_Task", "Mask_Task")
+
+
+class OrganismWorld(World):
+    """The organism's world folder (``organism.mllmu.write_world``): MLLMU's subsets plus its own extra sets."""
+    kind = "organism"
+
+    @staticmethod
+    def recognises(folder) -> bool:
+        folder = Path(folder)
+        return (folder / "world.json").is_file() and (folder / "Unknown_Faces.parquet").is_file()
+
+    def faces(self):
+        if self.unseen_faces is not None:
+            return self.unseen_faces
+        return [(r["ID"], r["images"][0]) for r in self.split("Unknown_Faces") if r["split"] == "heldout"]
+
+    def requests(self, harmful: bool, split: str = "heldout"):
+        return request_items(self.folder, harmful, split)
+
+    def perception_items(self):
+        if "Perception" not in self._splits:
+            self._splits["Perception"] = perception_items(self.folder)
+        return self._splits["Perception"]
+
+    def unknown_name_items(self, split: str = "heldout"):
+        rows = pq.read_table(self.folder / "Unknown_Names.parquet").to_pylist()
+        return [data.QA(r["Question"], "", None, r["name"], r["Type"]) for r in rows if r["split"] == split]
+
+
+def default_world(unseen_faces=None, refusal_prompts=None) -> OrganismWorld:
+    """The organism's own world (built into the cache on first use)."""
+    from asru_lens.organism.mllmu import world_dir
+    return OrganismWorld(world_dir(), unseen_faces, refusal_prompts)
+
+
+# -- what the organism's model folder carries (asru_lens.json) -------------------------------------------------
+def protocol() -> Protocol:
+    """The prompts the organism was trained on: A-D as ``A. x`` lines and 'Answer with the letter of the correct
+    option.' (it answers with the option's text), plain questions, 'Fill in the blank: ...' cloze, and its own
+    privacy questions (name, then the seven attributes, each in its trained and paraphrased wordings)."""
+    privacy = {"name": list(W.NAME_QUESTIONS)}
+    for attr, spec in W.ATTRIBUTES.items():
+        privacy[attr] = spec["questions"] + spec["paraphrases"]
+    return Protocol(name="organism", mc_option="{letter}. {option}", mc_suffix=W.MC_SUFFIX, mc_one_shot=False,
+                    mc_parse="letter_or_text", gen_suffix="", cloze_prefix="Fill in the blank: ", cloze_blank="__",
+                    cloze_suffix="", cloze_match="words", privacy_questions=privacy, privacy_suffix="", max_new_tokens=24)
+
+
+# The authors' settings move a 2-8B model; the 3.6M-parameter organism needs larger steps (sizes and lr only:
+# c, alpha, epochs, batch, temperature, top_p, beta, clipping and group size are the authors'). It trains full
+# decoder layers, where a real model gets LoRA adapters.
+PRESETS = {"redirect": {"lr": 5e-3}, "grpo": {"steps": 150, "lr": 2e-4}, "trainable": "layers"}
+
+
+def profile() -> dict:
+    """The ``asru_lens.json`` of an organism model folder: its protocol and presets."""
+    return {"protocol": protocol().as_dict(), "presets": PRESETS}
+
+
+# -- export: the organism's world as MLLMU-Bench is laid out on the Hub ------------------------------------------
+def _hub_image(cell, name: str) -> dict:
+    """A Hugging Face ``datasets`` Image struct: PNG bytes and a file name."""
+    return {"bytes": cell["bytes"], "path": name}
+
+
+def export(out: str | os.PathLike, faces: str | os.PathLike, world: OrganismWorld | None = None) -> dict:
+    """Write ``world`` (default: the organism's) to ``out`` in MLLMU-Bench's Hub layout
+    (``<Subset>/train-00000-of-00001.parquet``; image structs; ``Test_Set`` with an ``images`` list; no
+    ``name`` column; nothing else), and its held-out unseen faces to ``faces`` as DigiFace-style
+    ``<id>/0.png``. Both folders are written atomically. Returns counts."""
+    world = world or default_world()
+    counts = {}
+    with atomic_dir(out) as tmp:
+        for subset in MLLMU_SUBSETS:
+            table = pq.read_table(data.split_path(world.folder, subset)[0])
+            rows = []
+            for r in table.to_pylist():
+                row = {k: r[k] for k in MLLMU_COLUMNS if k in r}
+                if "image" in row:
+                    row["image"] = _hub_image(row["image"], f"{row['ID']}.png")
+                if "images" in row:
+                    row["images"] = [_hub_image(c, f"{row['ID']}_{k}.png") for k, c in enumerate(row["images"])]
+                rows.append(row)
+            (tmp / subset).mkdir()
+            pq.write_table(pa.Table.from_pylist(rows), tmp / subset / "train-00000-of-00001.parquet")
+            counts[subset] = len(rows)
+    unknown = [r for r in pq.read_table(world.folder / "Unknown_Faces.parquet").to_pylist()
+               if r["split"] == "heldout"]
+    with atomic_dir(faces) as tmp:
+        for r in unknown:
+            (tmp / r["ID"]).mkdir()
+            (tmp / r["ID"] / "0.png").write_bytes(r["image"]["bytes"])
+    counts["unseen_faces"] = len(unknown)
+    return counts
+
+
+def write_profile(folder: str | os.PathLike) -> Path:
+    """Write ``asru_lens.json`` (protocol and presets) into an organism model folder."""
+    from asru_lens.atomic import atomic_write_text
+    return atomic_write_text(Path(folder) / "asru_lens.json", json.dumps(profile(), indent=1))
+
+
