@@ -13,6 +13,7 @@ IDK    refusal fine-tuning: ``NLL("I don't know"-style answers | forget) + NLL(r
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from asru_lens.adapters import add_lora, check_trainable, gradient_checkpointing, merge
 from asru_lens.rl import answer_tokens, completion_logprobs  # the same prompt + answer pass as stage 2
 
 METHODS = ("GA", "GD", "KL", "NPO", "IDK")
@@ -36,6 +38,16 @@ class BaselineConfig:
     lr: float = 1e-4
     npo_beta: float = 0.1
     seed: int = 0
+    trainable: str = "layers"          # the decoder layers in full (the organism); "lora" for a real model
+    lora_r: int = 16
+    gradient_checkpointing: bool = False
+
+
+def baseline_config(lens, method: str, **kw) -> BaselineConfig:
+    """A baseline's settings for ``lens``: a real model (no presets) trains LoRA adapters with gradient
+    checkpointing; a model whose presets say "layers" (the organism) trains its decoder layers."""
+    lora = lens.presets.get("trainable", "lora") == "lora"
+    return BaselineConfig(method, **{"trainable": "lora" if lora else "layers", "gradient_checkpointing": lora, **kw})
 
 
 # -- losses (plain tensors) -------------------------------------------------------------------------------------
@@ -90,14 +102,23 @@ def unlearn_baseline(lens, forget: list, retain: list, cfg: BaselineConfig = Bas
         raise ValueError(f"method {cfg.method!r} is not one of {', '.join(METHODS)}.")
     if not forget or not retain:
         raise ValueError(f"baselines need forget and retain questions; got {len(forget)} and {len(retain)}.")
-    model = lens.model
-    ref = copy.deepcopy(model).eval().requires_grad_(False) if cfg.method in ("KL", "NPO") else None
-    params = list(model.model.language_model.layers.parameters())
-    frozen = [p for p in model.parameters() if p.requires_grad]
+    check_trainable(cfg.trainable)
+    frozen = [p for p in lens.model.parameters() if p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
+    if cfg.trainable == "lora":      # the reference is the same model with its adapters switched off: no copy
+        model = add_lora(lens.model, cfg.lora_r, cfg.lora_r, 0.0)
+        params = [p for p in model.parameters() if p.requires_grad]
+        ref, ref_ctx = model, model.disable_adapter
+    else:
+        model = lens.model
+        ref = copy.deepcopy(model).eval().requires_grad_(False) if cfg.method in ("KL", "NPO") else None
+        ref_ctx = contextlib.nullcontext
+        params = list(model.model.language_model.layers.parameters())
+        for p in params:
+            p.requires_grad_(True)
+    if cfg.gradient_checkpointing:
+        gradient_checkpointing(model)
     opt = torch.optim.AdamW(params, lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
     log = []
@@ -117,7 +138,7 @@ def unlearn_baseline(lens, forget: list, retain: list, cfg: BaselineConfig = Bas
                 if cfg.method == "GA":
                     loss = ga_loss(lp_f, m_f)
                 elif cfg.method == "NPO":
-                    with torch.no_grad():
+                    with torch.no_grad(), ref_ctx():
                         ref_lp, _, _ = _lp(ref, fb)
                     loss = npo_loss(lp_f, m_f, ref_lp, cfg.npo_beta)
                 else:
@@ -126,7 +147,7 @@ def unlearn_baseline(lens, forget: list, retain: list, cfg: BaselineConfig = Bas
                     if cfg.method == "GD":
                         loss = gd_loss(lp_f, m_f, lp_r, m_r)
                     else:
-                        with torch.no_grad():
+                        with torch.no_grad(), ref_ctx():
                             _, _, ref_logp_r = _lp(ref, rb)
                         loss = kl_loss(lp_f, m_f, logp_r, ref_logp_r, m_r)
             opt.zero_grad(set_to_none=True)
@@ -135,7 +156,11 @@ def unlearn_baseline(lens, forget: list, retain: list, cfg: BaselineConfig = Bas
             opt.step()
             log.append(round(loss.item(), 5))
     finally:
-        model.eval()
+        if cfg.gradient_checkpointing:
+            gradient_checkpointing(model, False)
+        if cfg.trainable == "lora":
+            merge(lens, model)
+        lens.model.eval()
         for p in frozen:
             p.requires_grad_(True)
     return {"loss": log}

@@ -302,6 +302,109 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_finetune(args) -> int:
+    from asru_lens.finetune import finetune, finetune_config, finetune_items
+
+    overrides = {k: v for k, v in (("split", args.split), ("epochs", args.epochs), ("lr", args.lr),
+                                   ("grad_accum", args.grad_accum), ("max_steps", args.max_steps),
+                                   ("lora_r", args.lora_r), ("checkpoint_every", args.checkpoint_every),
+                                   ("seed", args.seed)) if v is not None}
+    if args.batch_size:
+        overrides["batch_size"] = args.batch_size
+    if args.full:
+        overrides["trainable"] = "layers"
+    if args.gradient_checkpointing is not None:
+        overrides["gradient_checkpointing"] = args.gradient_checkpointing
+    if args.answer_only:
+        overrides["answer_only"] = True
+    if args.resume and not args.checkpoint_dir:
+        raise ValueError("--resume needs --checkpoint-dir (the folder the interrupted run wrote its checkpoints to).")
+    from asru_lens.finetune import FinetuneConfig
+    FinetuneConfig(**overrides).check()           # bad settings are named before any data or model work
+    world = _world(args)
+    items = finetune_items(world.split(overrides.get("split", "Full_Set")))
+    lens = _load(args)
+    cfg = finetune_config(lens, **overrides)
+    log = finetune(lens, items, cfg, progress=not args.json, checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+    lens.save(args.out)
+    info = {"out": args.out, "split": cfg.split, "examples": len(items), "steps": log["steps"],
+            "loss_first": log["loss"][0] if log["loss"] else None, "loss_last": log["loss"][-1] if log["loss"] else None,
+            "tokens_per_s": log["tokens_per_s"], "seconds": log["seconds"], "trainable": cfg.trainable,
+            "lr": cfg.lr, "epochs": cfg.epochs, "batch_size": cfg.batch_size}
+    print(json.dumps(info) if args.json else _table([(k, _fmt(v)) for k, v in info.items()], ("key", "value")))
+    if not args.json:
+        print(f"saved the fine-tuned model to {args.out} (reopen with asru_lens.load({args.out!r}))")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from asru_lens import evaluate
+    from asru_lens.judge import make_judge
+    from asru_lens.run import HEADLINE
+
+    judge = make_judge(args.judge)
+    world = _world(args)
+    lens = _load(args)
+    res = evaluate.evaluate(lens, world, args.forget, n=args.n, judge=judge, progress=not args.json)
+    info = {"metrics": {k: None if v is None else round(v, 4) for k, v in res["metrics"].items()},
+            "protocol": res["protocol"], "judge": res["judge"], "notes": list(world.missing().values())}
+    if args.json:
+        print(json.dumps(info))
+    else:
+        print(_table([(k, _fmt(info["metrics"].get(k))) for k in HEADLINE], ("metric", "value")))
+        print(f"protocol: {info['protocol']}, judge: {info['judge']}")
+    return 0
+
+
+def cmd_residue(args) -> int:
+    from asru_lens.load import load
+    from asru_lens.residue import ResidueConfig, held_out_leak, residue
+
+    cfg = ResidueConfig(forget=args.forget, seed=args.seed, control=not args.no_control,
+                        **({"steps": tuple(args.steps)} if args.steps else {}),
+                        **({"splits": tuple(args.splits.split(","))} if args.splits else {}))
+    bad = [s for s in cfg.splits if s not in ("attribute", "person")]
+    if bad or sorted(cfg.steps) != list(cfg.steps):
+        raise ValueError(f"--splits takes attribute and/or person (got {bad}); --steps must be increasing.")
+    world = _world(args)
+    kw = dict(dtype=args.dtype, device_map=args.device_map, batch_size=args.batch_size)
+    vanilla = load(args.vanilla, **kw)
+    out = {"models": {}, "protocol": vanilla.protocol.name, "notes": list(world.missing().values())}
+    out["models"]["vanilla"] = residue(vanilla, world, cfg, None, progress=not args.json)
+    if args.model is not None:
+        leak_vanilla = {by: r["leak_unlearned"] for by, r in out["models"]["vanilla"]["relearn"].items()}
+        del vanilla
+        out["models"][args.model] = residue(load(args.model, **kw), world, cfg, leak_vanilla,
+                                            progress=not args.json)
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    for name, r in out["models"].items():
+        print(f"== {name}")
+        rows = []
+        for by, rel in r["relearn"].items():
+            for k, lk, rec in zip(rel["steps"], rel["leak"], rel["recovery"]):
+                rows.append((by, k, _fmt(rel["leak_unlearned"]), _fmt(lk), _fmt(rec),
+                             _fmt(rel.get("control", {}).get("leak", [None] * 9)[rel["steps"].index(k)])))
+        print(_table(rows, ("split", "steps", "leak before", "leak after", "recovery", "control leak")))
+        pa = r["probe_acc"]
+        print(f"probe accuracy per layer ({pa.get('readout')}): {pa['per_layer']} (chance {pa['chance']})")
+        print(f"logit-lens rank of the first answer token per layer: {r['logit_lens_rank']}")
+        print(f"forget A-D accuracy: {_fmt(r.get('forget_cls_acc'))}, cloze: {_fmt(r.get('forget_cloze_acc'))}")
+    return 0
+
+
+def cmd_gallery(args) -> int:
+    from asru_lens import gallery
+    try:
+        pages = gallery.build(args.out, args.notebooks, args.report)
+    except OSError as e:                 # FileExistsError (a folder it did not write), FileNotFoundError
+        print(f"asru-lens: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(pages)} pages; open {pages[0]}")
+    return 0
+
+
 def _model_args(p, data_help: str = "MLLMU-Bench folder (flat or Hub layout) or a world the organism wrote "
                 "(default: the organism's world)", forget: bool = True, refusal: bool = True) -> None:
     """The options every model command shares."""
@@ -387,6 +490,53 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --checkpoint-dir: steps between them")
     u.add_argument("--json", action="store_true", help="print JSON instead of a table")
     u.set_defaults(func=cmd_unlearn)
+    f = sub.add_parser("finetune", help="the vanilla step: fine-tune on MLLMU's Full_Set (or re-teach a split) with "
+                       "the authors' LoRA recipe, merge, save")
+    _model_args(f, forget=False, refusal=False)
+    f.add_argument("--out", required=True, help="folder for the merged model (Lens.save; asru_lens.load reopens it)")
+    f.add_argument("--split", help="MLLMU subset to learn (default Full_Set; e.g. forget_10 to re-teach)")
+    f.add_argument("--epochs", type=positive_int, help="default 5 (the authors')")
+    f.add_argument("--lr", type=finite_float, help="default 5e-4 (the authors'; MLLMU-Bench's own recipe: 2e-5)")
+    f.add_argument("--grad-accum", type=positive_int, help="batches per optimiser step (default 1)")
+    f.add_argument("--max-steps", type=positive_int, help="stop after this many optimiser steps")
+    f.add_argument("--lora-r", type=positive_int, help="LoRA rank (default 16)")
+    f.add_argument("--full", action="store_true", help="train the decoder layers in full instead of LoRA adapters")
+    f.add_argument("--answer-only", action="store_true", help="loss on the answers only (default: the whole chat "
+                   "sequence, as the authors)")
+    g = f.add_mutually_exclusive_group()
+    g.add_argument("--gradient-checkpointing", dest="gradient_checkpointing", action="store_true", default=None,
+                   help="recompute activations in backward (less memory)")
+    g.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false")
+    f.add_argument("--checkpoint-dir", help="write resumable checkpoints here")
+    f.add_argument("--checkpoint-every", type=positive_int, help="with --checkpoint-dir: optimiser steps between them")
+    f.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --checkpoint-dir")
+    f.add_argument("--seed", type=nonneg_int, help="default 42")
+    f.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    f.set_defaults(func=cmd_finetune)
+    ev = sub.add_parser("evaluate", help="MLLMU-Bench-style evaluation of one model (A-D, generation, cloze, judge)")
+    _model_args(ev, refusal=False)
+    ev.add_argument("--n", type=positive_int, default=240, help="questions per set and task (default 240)")
+    ev.add_argument("--judge", default="rule", help='"rule" (default) or "openai:MODEL" (see `run --help`)')
+    ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ev.set_defaults(func=cmd_evaluate)
+    rs = sub.add_parser("residue", help="forgotten or hidden? relearning attack, linear probes, logit lens and A-D "
+                        "on the forget people, for vanilla and an unlearned model")
+    _model_args(rs, refusal=False)
+    rs.add_argument("--vanilla", help="the model before unlearning (default: the shipped organism)")
+    rs.add_argument("--steps", type=lambda t: [positive_int(x) for x in t.split(",")],
+                    help="relearning steps to read the leak at (default 10,30,100)")
+    rs.add_argument("--splits", help="attribute,person (default both)")
+    rs.add_argument("--no-control", action="store_true", help="skip the control attack on invented facts")
+    rs.add_argument("--seed", type=nonneg_int, default=0)
+    rs.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    rs.set_defaults(func=cmd_residue)
+    gl = sub.add_parser("gallery", help="every notebook and reports/report.md as static HTML pages: figures "
+                        "inlined, readable offline with no kernel")
+    gl.add_argument("--out", default="site", help="folder to write, replaced whole (default site/)")
+    gl.add_argument("--notebooks", default="notebooks", help="folder of .ipynb files (default notebooks/)")
+    gl.add_argument("--report", default="reports/report.md", help="run report to include when it exists "
+                    "(default reports/report.md)")
+    gl.set_defaults(func=cmd_gallery)
     r = sub.add_parser("run", help="the main job: probe, steer, ASRU, baselines, evaluation, report")
     _model_args(r)
     r.add_argument("--methods", help="comma-separated subset of vanilla,GA,GD,KL,NPO,IDK,steer,stage1,asru")

@@ -81,9 +81,10 @@ def _mean(values) -> float | None:
 
 
 def evaluate(lens, world: World, forget: int = 10, n: int = 48, judge=rule_judge, reference=None,
-             max_new_tokens: int | None = None, progress: bool = True, items=None) -> dict:
+             max_new_tokens: int | None = None, progress: bool = True, items=None, sets: tuple = SETS) -> dict:
     """Every metric in the module docstring for ``lens``. ``reference``: the vanilla HF model whose perplexity
-    feeds the rule judge's naturalness (None: no perplexity term). ``items``: reuse ``eval_items`` output."""
+    feeds the rule judge's naturalness (None: no perplexity term). ``items``: reuse ``eval_items`` output;
+    ``sets``: which of the four sets to measure."""
     items = items or eval_items(world, forget, n)
     protocol = lens.protocol
     max_new_tokens = max_new_tokens or protocol.max_new_tokens
@@ -91,7 +92,7 @@ def evaluate(lens, world: World, forget: int = 10, n: int = 48, judge=rule_judge
         prompts, [q.image for q in qs], max_new_tokens=max_new_tokens, progress=False, desc=desc, shots=shots)
     shot = items.get("shot")
     metrics, answers = {}, {}
-    for name in tqdm(SETS, desc="evaluate", disable=not progress, leave=False):
+    for name in tqdm(sets, desc="evaluate", disable=not progress, leave=False):
         task = items[name]
         cls_items = [q for q in task["cls"] if not (protocol.mc_one_shot and shot is not None and
                                                     (q.id, q.question) == (shot.id, shot.question))]
@@ -118,7 +119,7 @@ def evaluate(lens, world: World, forget: int = 10, n: int = 48, judge=rule_judge
         answers[name] = [{"question": q.question, "ground_truth": q.answer, "answer": a, **v}
                          for (q, a), v in zip(judged, verdicts)]
     for rubric in RUBRICS:
-        metrics[rubric] = metrics[f"forget_{rubric}"]
+        metrics[rubric] = metrics.get(f"forget_{rubric}")
     return {"metrics": metrics, "answers": answers, "protocol": protocol.name,
             "judge": getattr(judge, "name", getattr(judge, "__name__", "judge"))}
 

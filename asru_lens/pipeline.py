@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from tqdm.auto import tqdm
 
 from asru_lens import data, probe, steer
-from asru_lens.redirect import RedirectConfig, redirect
+from asru_lens.redirect import RedirectConfig, redirect, redirected_module
 from asru_lens.refusal import contains, is_refusal
 from asru_lens.rl import GRPOConfig, boundary_set, train_grpo
 from asru_lens.sets import _sample, probe_sets, retain_items, steer_sets
@@ -59,8 +59,14 @@ def redirect_config(lens, seed: int = 0, **kw) -> RedirectConfig:
 
 
 def grpo_config(lens, seed: int = 0, **kw) -> GRPOConfig:
-    """Stage 2's settings for ``lens``: the authors', then its presets, then ``kw``; seeded ``42 + seed``."""
-    return GRPOConfig(**{"seed": 42 + seed, **lens.presets.get("grpo", {}), **kw})
+    """Stage 2's settings for ``lens``: the authors', then its presets, then ``kw``; seeded ``42 + seed``. A real
+    model (no presets) trains LoRA adapters (r=16) with gradient checkpointing; a model whose presets say
+    ``"trainable": "layers"`` (the organism) trains its decoder layers in full."""
+    lora = lens.presets.get("trainable", "lora") == "lora"
+    base = {"seed": 42 + seed, "trainable": "lora" if lora else "language_model", "gradient_checkpointing": lora}
+    if lora:
+        base.update(lora_r=16, lora_alpha=16)
+    return GRPOConfig(**{**base, **lens.presets.get("grpo", {}), **kw})
 
 
 def eval_sets(world: World, forget: int = 10, n: int = 48, seed: int = 0) -> dict[str, list]:
@@ -88,12 +94,13 @@ def redirect_stage(lens, direction, layer: int, forget: list, retain: list, cfg:
 
 
 def reinforce_stage(lens, forget: list, retain: list, cfg: UnlearnConfig, reference=None,
-                    progress: bool = True, checkpoint_dir=None) -> dict:
+                    progress: bool = True, checkpoint_dir=None, reference_patch=None) -> dict:
     """ASRU stage 2 as ``unlearn`` runs it: GRPO on an N + N boundary set, KL to ``reference``. ``retain``
     is ``sets.retain_items`` (with ``cfg.retain_all_photos``); the forget half's repeats are new views of
     the photos (``rl.photo_view``)."""
     return train_grpo(lens, boundary_set(forget, retain, cfg.n_boundary, cfg.seed), cfg=cfg.grpo,
-                      progress=progress, checkpoint_dir=checkpoint_dir, reference=reference)
+                      progress=progress, checkpoint_dir=checkpoint_dir, reference=reference,
+                      reference_patch=reference_patch)
 
 
 @dataclass
@@ -139,7 +146,12 @@ def unlearn(lens, world: World, cfg: UnlearnConfig = UnlearnConfig(), progress: 
     rows = world.rows(cfg.forget)
     forget, retain = data.generation_items(rows["forget"]), data.generation_items(rows["retain"])
     boundary_retain = retain_items(world, cfg.forget, cfg.retain_all_photos)
-    vanilla_model = copy.deepcopy(lens.model) if cfg.kl_to_vanilla else None
+    # the KL reference is the model before stage 1: a copy when stage 2 trains layers; with LoRA adapters, the
+    # same model with its adapters off and stage 1's one down_proj swapped back (no second copy of a 2-8B model)
+    lora = cfg.grpo.trainable == "lora"
+    vanilla_model = copy.deepcopy(lens.model) if cfg.kl_to_vanilla and not lora else None
+    down = redirected_module(lens, layer)
+    patch = [(down, down.weight.detach().clone())] if cfg.kl_to_vanilla and lora else None
     t = time.time()
     rlog = redirect_stage(lens, res.direction, layer, forget, retain, cfg, progress)
     seconds["stage1"] = round(time.time() - t, 1)
@@ -147,7 +159,7 @@ def unlearn(lens, world: World, cfg: UnlearnConfig = UnlearnConfig(), progress: 
     say(f"stage 1: forget refusal {stage1['forget_refusal']:.2f}, retain exact {stage1['retain_exact']:.2f}")
 
     t = time.time()
-    glog = reinforce_stage(lens, forget, boundary_retain, cfg, vanilla_model, progress, checkpoint_dir)
+    glog = reinforce_stage(lens, forget, boundary_retain, cfg, vanilla_model, progress, checkpoint_dir, patch)
     seconds["stage2"] = round(time.time() - t, 1)
     stage2 = behaviour(lens, sets)
     say(f"stage 2: forget refusal {stage2['forget_refusal']:.2f}, retain exact {stage2['retain_exact']:.2f}")

@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
-import shutil
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from asru_lens.adapters import add_lora, gradient_checkpointing, layer_params, merge
 from asru_lens.refusal import is_refusal
 from asru_lens.reward import Reward
 
@@ -52,8 +50,11 @@ class GRPOConfig:
     lr: float = 1e-6
     weight_decay: float = 1e-2
     max_grad_norm: float = 1.0
-    trainable: str = "language_model"  # or "lora"
+    trainable: str = "language_model"  # the decoder layers in full; or "lora" (adapters, asru_lens.adapters)
     lora_r: int = 8
+    lora_alpha: int | None = None      # None: 2 * lora_r
+    lora_dropout: float = 0.0
+    gradient_checkpointing: bool = False   # recompute activations in backward (a real model on one GPU)
     checkpoint_every: int = 0          # 0: no checkpoints
     seed: int = 42
 
@@ -169,9 +170,14 @@ def rollouts(model, lens, items: list, cfg: GRPOConfig) -> dict:
     """``group_size`` sampled answers per item; groups are consecutive rows."""
     enc = lens.encode([q.question for q in _repeat(items, cfg.group_size)],
                       [q.image for q in _repeat(items, cfg.group_size)])
-    out = model.generate(**enc, do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=0,
-                         max_new_tokens=cfg.max_new_tokens, min_new_tokens=cfg.min_new_tokens,
-                         pad_token_id=lens.tokenizer.pad_token_id, suppress_tokens=vision_token_ids(lens))
+    was_training = model.training
+    model.eval()          # sampling keeps its KV cache (which gradient checkpointing would switch off in train mode)
+    try:
+        out = model.generate(**enc, do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=0,
+                             max_new_tokens=cfg.max_new_tokens, min_new_tokens=cfg.min_new_tokens,
+                             pad_token_id=lens.tokenizer.pad_token_id, suppress_tokens=vision_token_ids(lens))
+    finally:
+        model.train(was_training)
     ids = out[:, enc["input_ids"].shape[1]:]
     eos = lens.model.generation_config.eos_token_id
     mask = completion_mask(ids, eos if isinstance(eos, list) else [eos])
@@ -215,68 +221,47 @@ def token_logps(model, enc, ids: torch.Tensor, temperature: float = 1.0) -> torc
     return torch.gather(completion_logprobs(model, enc, ids, temperature), 2, ids.unsqueeze(-1)).squeeze(-1)
 
 
-# -- checkpoints --------------------------------------------------------------------------------------------------
-def save_checkpoint(folder, step: int, params: dict, opt, sampler, log: dict, cfg: GRPOConfig) -> Path:
-    """Write ``folder/step-{step}`` atomically and drop older step folders."""
-    from safetensors.torch import save_file
-
-    from asru_lens.atomic import atomic_dir
-    folder = Path(folder)
-    final = folder / f"step-{step:06d}"
-    with atomic_dir(final) as tmp:
-        save_file({k: p.detach().contiguous() for k, p in params.items()}, str(tmp / "trainable.safetensors"))
-        torch.save({"optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state()}, tmp / "state.pt")
-        (tmp / "progress.json").write_text(json.dumps({"step": step, "sampler": sampler.bit_generator.state,
-                                                       "log": log, "config": asdict(cfg)}))
-    for old in folder.glob("step-*"):
-        if old != final and old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def latest_checkpoint(folder) -> Path | None:
-    steps = sorted(Path(folder).glob("step-*/progress.json")) if folder and Path(folder).is_dir() else []
-    return steps[-1].parent if steps else None
-
-
-def load_checkpoint(path: Path, params: dict, opt, sampler) -> tuple[int, dict]:
-    from safetensors.torch import load_file
-    weights = load_file(str(path / "trainable.safetensors"))
-    missing = set(params) - set(weights)
-    if missing:
-        raise ValueError(f"checkpoint {path} lacks {len(missing)} trainable tensors (e.g. {sorted(missing)[0]}); "
-                         f"it was written with other trainable parameters. Resume with the same config, or "
-                         f"start over without resume.")
-    with torch.no_grad():
-        for k, p in params.items():
-            p.copy_(weights[k])
-    state = torch.load(path / "state.pt", weights_only=True)
-    opt.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["torch_rng"])
-    progress = json.loads((path / "progress.json").read_text())
-    sampler.bit_generator.state = progress["sampler"]
-    return progress["step"], progress["log"]
+# -- checkpoints (asru_lens.checkpoint) ------------------------------------------------------------------------------
+from asru_lens.checkpoint import latest as latest_checkpoint  # noqa: E402
+from asru_lens.checkpoint import load as load_checkpoint  # noqa: E402
+from asru_lens.checkpoint import save as save_checkpoint  # noqa: E402
 
 
 # -- the loop -------------------------------------------------------------------------------------------------------
-def _policy(lens, cfg: GRPOConfig, reference=None):
+@contextlib.contextmanager
+def swapped(patch: list):
+    """Inside the block, each (module, weight) of ``patch`` has that weight (then its own again)."""
+    own = [m.weight.data for m, _ in patch]
+    try:
+        for m, w in patch:
+            m.weight.data = w
+        yield
+    finally:
+        for (m, _), w in zip(patch, own):
+            m.weight.data = w
+
+
+def _policy(lens, cfg: GRPOConfig, reference=None, reference_patch=None):
     """(policy model, {name: trainable param}, reference context, reference model): the reference is
     ``reference`` when given, else a frozen copy of the starting model, or for LoRA the same model with its
-    adapters disabled."""
+    adapters disabled (and ``reference_patch``'s weights swapped in: e.g. stage 1's down_proj as it was before
+    stage 1, so the KL is to the vanilla model without a second copy of it)."""
     model = lens.model
     if cfg.trainable == "lora":
-        from peft import LoraConfig, get_peft_model
-        policy = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, lora_dropout=0.0,
-                                                  target_modules=r".*language_model\.layers\.\d+\.(self_attn|mlp)"
-                                                                 r"\.\w+_proj"))
+        policy = add_lora(model, cfg.lora_r, cfg.lora_alpha or 2 * cfg.lora_r, cfg.lora_dropout)
         params = {k: p for k, p in policy.named_parameters() if p.requires_grad}
         if reference is not None:
             return policy, params, contextlib.nullcontext, reference.eval().requires_grad_(False)
-        return policy, params, lambda: policy.disable_adapter(), policy
+
+        @contextlib.contextmanager
+        def ref_ctx():
+            with policy.disable_adapter(), swapped(reference_patch or []):
+                yield
+        return policy, params, ref_ctx, policy
     ref = (reference if reference is not None else copy.deepcopy(model)).eval().requires_grad_(False)
     for p in model.parameters():
         p.requires_grad_(False)
-    params = {f"model.language_model.layers.{k}": p for k, p in model.model.language_model.layers.named_parameters()}
+    params = layer_params(model)
     for p in params.values():
         p.requires_grad_(True)
     return model, params, contextlib.nullcontext, ref
@@ -284,14 +269,15 @@ def _policy(lens, cfg: GRPOConfig, reference=None):
 
 def train_grpo(lens, boundary: list, reward: Reward | None = None, cfg: GRPOConfig = GRPOConfig(),
                progress: bool = True, checkpoint_dir=None, resume: bool = False, stop_after: int | None = None,
-               reference=None) -> dict:
+               reference=None, reference_patch: list | None = None) -> dict:
     """Run ``cfg.steps`` GRPO steps on ``boundary`` (see ``boundary_set``); the model in ``lens`` is updated
     in place (LoRA adapters are merged back at the end). Returns the per-step log.
 
     ``resume=True`` continues from the latest checkpoint in ``checkpoint_dir``; ``lens`` must hold the same
     starting model as the first run (it is also the KL reference). ``stop_after`` ends the run early after
     that many steps (as an interruption would). ``reference``: the frozen model of the KL term (e.g. the
-    vanilla model before stage 1); default: a copy of the starting model."""
+    vanilla model before stage 1); default: a copy of the starting model, or with LoRA the model with its
+    adapters off and ``reference_patch`` ((module, weight) pairs) swapped in."""
     cfg.check()
     reward = reward or Reward()
     forget = [q for q in boundary if q.meta.get("forget")]
@@ -303,7 +289,9 @@ def train_grpo(lens, boundary: list, reward: Reward | None = None, cfg: GRPOConf
     sampler = np.random.default_rng(cfg.seed)
     was_trainable = {k: p.requires_grad for k, p in lens.model.named_parameters()}
     was_training = lens.model.training
-    policy, params, ref_ctx, ref = _policy(lens, cfg, reference)
+    policy, params, ref_ctx, ref = _policy(lens, cfg, reference, reference_patch)
+    if cfg.gradient_checkpointing:
+        gradient_checkpointing(policy)
     opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
     log, start = {k: [] for k in ("reward", "reward_forget", "reward_retain", "kl", "refusal_forget",
                                   "refusal_retain", "loss", "clip_ratio")}, 0
@@ -325,7 +313,7 @@ def train_grpo(lens, boundary: list, reward: Reward | None = None, cfg: GRPOConf
             batch = rollouts(policy, lens, items, cfg)
             samples = _repeat(items, cfg.group_size)
             r = torch.tensor([reward(t, q) for t, q in zip(batch["texts"], samples)])
-            adv = group_advantages(r, cfg.group_size)
+            adv = group_advantages(r, cfg.group_size).to(lens.device)   # rewards are scored on the CPU
             with torch.no_grad():
                 old = token_logps(policy, batch["enc"], batch["ids"], cfg.temperature) \
                     if cfg.num_iterations > 1 else None
@@ -356,9 +344,11 @@ def train_grpo(lens, boundary: list, reward: Reward | None = None, cfg: GRPOConf
             if checkpoint_dir and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
                 save_checkpoint(checkpoint_dir, step + 1, params, opt, sampler, log, cfg)
     finally:
+        if cfg.gradient_checkpointing:
+            gradient_checkpointing(policy, False)
         if cfg.trainable == "lora":
-            lens.model = policy.merge_and_unload()
-            lens._nn = None
+            log["trained"] = sorted(params)                 # adapter tensors only: the base weights never move
+            merge(lens, policy)
         for k, p in lens.model.named_parameters():       # the model is left as it was found
             p.requires_grad_(was_trainable[k])
         lens.model.train(was_training)

@@ -22,6 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from asru_lens import baselines, data, evaluate, probe, steer
+from asru_lens import residue as residue_mod
 from asru_lens.refusal import contains, exact_match
 
 METHODS = ("vanilla", "GA", "GD", "KL", "NPO", "IDK", "steer", "stage1", "asru")
@@ -30,6 +31,7 @@ PROTOCOL_TEXT = {"mllmu": "the paper's: one-shot A-D answered with one letter, t
                           "instructions", "organism": "the organism's trained prompt format"}
 HEADLINE = ("forget_cls_acc", "forget_rougeL", "forget_cloze_acc", "test_cls_acc", "retain_cls_acc",
             "retain_rougeL", "celebrity_cls_acc", "contextual_refusal", "leakage", "naturalness")
+RESIDUE = ("relearn_recovery_30", "relearn_leak_30", "probe_acc_max")
 
 
 @dataclass
@@ -43,6 +45,8 @@ class RunConfig:
     grpo_steps: int | None = 100       # stage 2 steps per grid point (keeps 5 points near 12 min); None: preset
     seed: int = 0
     methods: tuple = METHODS
+    residue: bool = True               # relearning attack and probes on every method (asru_lens.residue)
+    residue_steps: tuple = (10, 30, 100)
 
     @classmethod
     def small(cls, **kw) -> "RunConfig":
@@ -54,6 +58,7 @@ class RunConfig:
 @dataclass
 class RunResult:
     methods: dict = field(default_factory=dict)      # name -> metrics
+    residue: dict = field(default_factory=dict)      # name -> residue (relearning attack, probes)
     answers: dict = field(default_factory=dict)      # name -> set -> list of judged answers
     tuning: dict = field(default_factory=dict)       # method -> {"grid": {lr: validation score}, "lr": best}
     extra: dict = field(default_factory=dict)        # probe summary, steering point, timings
@@ -125,7 +130,18 @@ def run(lens, world, cfg: RunConfig = RunConfig(), progress: bool = True, figure
     val_forget = _sample(forget, cfg.n_val, cfg.seed + 7)
     stages = tqdm(total=len(cfg.methods) + 1, desc="asru-lens run", disable=not progress)
 
+    rcfg = residue_mod.ResidueConfig(forget=cfg.forget, steps=cfg.residue_steps, seed=cfg.seed)
+    if cfg.residue:
+        people = residue_mod.forget_people(world, cfg.forget)
+        retain_people = residue_mod.retain_people(world, cfg.forget)
+        vanilla_leak = {"attribute": residue_mod.leak(lens, residue_mod.relearn_split(people, rcfg, "attribute")[1])}
+
     def record(name, r):
+        if cfg.residue:                      # what is still known, measured on the same weights (and steering)
+            res.residue[name] = residue_mod.quick(lens, world, rcfg, None if name == "vanilla" else vanilla_leak,
+                                                  people, retain_people)
+            r["metrics"].update(residue_mod.columns(res.residue[name], 30 if 30 in cfg.residue_steps
+                                                    else cfg.residue_steps[-1]))
         res.methods[name] = r["metrics"]
         res.answers[name] = r["answers"]
         stages.update(1)
@@ -173,13 +189,14 @@ def run(lens, world, cfg: RunConfig = RunConfig(), progress: bool = True, figure
         if name == "steer":
             spec = steer.Steering(directions[layer], layer, point["alpha"])
             with steer.steering(lens, spec):
-                record(name, score())
+                record(name, score())       # the residue too: the attack and probes see the steered model
         elif name in ("stage1", "asru"):
             asru_stage(name)
             record(name, score())
         elif name in baselines.METHODS:
             grid, lr, _ = tune(lens, vanilla_weights, lambda lr: baselines.unlearn_baseline(
-                lens, forget, retain_all, baselines.BaselineConfig(name, cfg.baseline_steps, lr=lr, seed=cfg.seed),
+                lens, forget, retain_all, baselines.baseline_config(lens, name, steps=cfg.baseline_steps, lr=lr,
+                                                                   seed=cfg.seed),
                 progress=False), cfg.lr_grid, val, name, progress)
             res.tuning[name] = {"grid": grid, "lr": lr}
             record(name, score())
@@ -225,6 +242,7 @@ def summary(res: RunResult) -> dict:
     r = lambda v: None if v is None else round(float(v), 4)  # noqa: E731
     methods = {m: {k: r(v) for k, v in mets.items()} for m, mets in res.methods.items()}
     return {"methods": methods, "claims": claims(methods), "tuning": res.tuning, "steer": res.extra.get("steer"),
+            "residue": res.residue,
             "seconds": res.extra.get("seconds"), "protocol": res.extra.get("protocol"),
             "judge": res.extra.get("judge"), "world": res.extra.get("world"), "seed": res.extra.get("seed"),
             "notes": res.extra.get("notes", [])}
@@ -287,6 +305,18 @@ def write_report(res: RunResult, folder: str = "reports", figures: str = "figure
             lines += ["", "Where a claim does not hold, every method was still tuned alike (the learning rate "
                       "grid below, one validation rule); the table is published as measured. What the same run "
                       "shows:", ""] + why
+    if info["residue"]:
+        paths += viz.save(viz.fig_residue(info["residue"]), "run_residue", figures)
+        lines += ["", "## Forgotten or hidden?", "",
+                  "What each method still knows about the forget people (`asru_lens.residue`): the held-out leak "
+                  "after a 30-step relearning attack on three of their attributes, its recovery "
+                  "(`(leak_after - leak_unlearned) / (leak_vanilla - leak_unlearned)`), and the best layer's linear "
+                  "probe accuracy on their facts.", "",
+                  "| method | " + " | ".join(RESIDUE) + " | probe chance | forget_cls_acc |", "|---" * (len(RESIDUE) + 3) + "|"]
+        for m, mets in info["methods"].items():
+            cells = [mets.get(k) for k in RESIDUE] + [mets.get("probe_acc_chance"), mets.get("forget_cls_acc")]
+            lines.append(f"| {m} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in cells) + " |")
+        lines += ["", f"![residue]({rel('run_residue.png')})"]
     lines += ["", f"![trade-off]({rel('run_tradeoff.png')})", "",
               "Learning rates chosen on the validation split: " + ", ".join(
                   f"{k} {v['lr']:g}" for k, v in info["tuning"].items())]

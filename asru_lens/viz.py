@@ -182,12 +182,127 @@ def save_probe_figures(result, folder: str | os.PathLike = "figures") -> list[Pa
     return [p for name, fig in probe_figures(result).items() for p in save(fig, name, folder)]
 
 
-def setup_notebook() -> None:
-    """Figures as plotly's JSON mime bundle (JupyterLab draws them; the .ipynb stays small, with no embedded
-    plotly.js), and no weight-loading progress bars in cell outputs."""
+from plotly.io._base_renderers import MimetypeRenderer as _MimetypeRenderer  # noqa: E402  (setup_notebook's)
+
+
+class _StaticPng(_MimetypeRenderer):
+    """A plotly mime renderer that adds a static ``image/png`` (kaleido, through a local Chromium) beside the
+    plotly JSON bundle, at ``width`` x ``height`` layout pixels (a figure's own layout size wins), scale 1 and 256
+    colours, so GitHub, nbviewer and nbconvert's HTML draw the figure while JupyterLab still draws the interactive
+    one. A figure kaleido cannot render keeps its JSON only, with a one-line note on stderr."""
+
+    def __init__(self, width: int = 1000, height: int = 520, scale: float = 1):
+        self.width, self.height, self.scale = width, height, scale
+
+    def activate(self) -> None:
+        pass
+
+    def to_mimebundle(self, fig_dict: dict) -> dict:
+        import base64
+        import sys
+        import warnings
+
+        import plotly.io as pio
+        layout = fig_dict.get("layout", {})
+        try:
+            with warnings.catch_warnings():             # plotly's kopts, which kaleido's sync server ignores
+                warnings.filterwarnings("ignore", message="The kopts argument is ignored", category=UserWarning)
+                png = pio.to_image(fig_dict, format="png", width=layout.get("width") or self.width,
+                                   height=layout.get("height") or self.height, scale=self.scale, validate=False)
+        except Exception as e:                          # never lose the figure for want of its picture
+            print(f"viz: no static PNG for this figure ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
+                  file=sys.stderr)
+            return {}
+        return {"image/png": base64.b64encode(_palette_png(png)).decode("ascii")}
+
+
+def _palette_png(png: bytes) -> bytes:
+    """``png`` as a 256-colour palette PNG over white (plotly's flat colours survive; about 4x smaller, so the
+    .ipynb stays small), or unchanged when Pillow cannot, or when that is not smaller."""
+    try:
+        import io
+
+        from PIL import Image
+        im = Image.open(io.BytesIO(png))
+        if im.mode in ("RGBA", "LA", "P"):
+            im = im.convert("RGBA")
+            im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), im)
+        im = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        buf = io.BytesIO()
+        im.save(buf, "PNG", optimize=True)
+        return buf.getvalue() if buf.tell() < len(png) else png
+    except Exception:
+        return png
+
+
+def _kaleido_server(timeout: float = 120) -> bool:
+    """Start kaleido's sync server, one Chromium kept for the kernel's life (closed at exit; it also dies with a
+    killed kernel), so that a figure's PNG takes ~0.2 s instead of ~4 s for a Chromium of its own, ``save``'s
+    included. It is checked on a blank figure first: a server whose Chromium fails to start would make every later
+    export wait forever, so then it is switched off again and each export starts its own Chromium (and fails
+    with an error, not a hang). True when the server runs."""
+    import threading
+    import time
+    import warnings
+    try:
+        import kaleido
+        server = kaleido._global_server
+        if server.is_running():
+            return True
+        kaleido.start_sync_server(silence_warnings=True)
+    except Exception:                                   # an older kaleido: a Chromium per figure
+        return False
+    # plotly always passes kopts (its headers), which the server ignores, with a warning per first call site
+    warnings.filterwarnings("ignore", message="The kopts argument is ignored if using a server", category=UserWarning)
+    done: list = []
+
+    def check():
+        try:
+            done.append(kaleido.calc_fig_sync({"data": [], "layout": {}}, opts=dict(format="png", width=20,
+                                                                                     height=20)))
+        except BaseException as e:                      # noqa: BLE001 (reported by the caller)
+            done.append(e)
+    worker = threading.Thread(target=check, daemon=True)
+    worker.start()
+    deadline = time.monotonic() + timeout
+    while worker.is_alive() and time.monotonic() < deadline:
+        worker.join(0.2)
+        thread = getattr(server, "_thread", None)
+        if thread is not None and not thread.is_alive():  # its Chromium failed: the check would wait forever
+            break
+    if done and isinstance(done[0], bytes):
+        return True
+    server._initialized = False                         # dead or stuck: sync exports go back to one-shot
+    return False
+
+
+def setup_notebook(static: bool | None = None) -> None:
+    """Figures as plotly's JSON mime bundle (JupyterLab draws them interactively, with no plotly.js embedded in the
+    .ipynb) plus, when a Chromium is available (``static=None``) or ``static=True``, a static 1000 x 520 PNG beside
+    it for renderers that cannot run plotly (GitHub, nbviewer, the HTML export); no Chromium: the JSON only, with a
+    one-line note. With static PNGs, one Chromium serves every export of the session (``_kaleido_server``). Also
+    turns off weight-loading progress bars in cell outputs."""
+    import sys
+
     import plotly.io as pio
     from transformers.utils import logging
-    pio.renderers.default = "plotly_mimetype"
+
+    browser = chromium()
+    if static is None:
+        static = browser is not None
+        if not static:
+            print("viz: no Chromium found (BROWSER_PATH, /usr/bin/chromium, chromium on PATH): figures carry the "
+                  "interactive plotly bundle only, with no static PNG", file=sys.stderr)
+    if static:
+        if browser:
+            os.environ.setdefault("BROWSER_PATH", browser)
+        if not _kaleido_server():
+            print("viz: kaleido's Chromium server did not start; each figure starts a Chromium of its own",
+                  file=sys.stderr)
+        pio.renderers["asru_png"] = _StaticPng()
+        pio.renderers.default = "plotly_mimetype+asru_png"
+    else:
+        pio.renderers.default = "plotly_mimetype"
     logging.disable_progress_bar()
 
 
@@ -283,3 +398,35 @@ def fig_methods(methods: dict) -> go.Figure:
     fig.update_xaxes(title="utility: retain A-D accuracy")
     fig.update_yaxes(title="forget efficacy: 1 - forget ROUGE-L")
     return _layout(fig, "Forgetting vs utility (marker size: naturalness)", showlegend=False)
+
+
+def fig_residue(residue: dict) -> go.Figure:
+    """What each method still knows: held-out leak recovery against relearning steps (attribute split), and the
+    linear probes' accuracy by layer (prefill read-out) against chance. ``residue``: method -> residue dict."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("relearning attack: recovery of held-out facts",
+                                                        "linear probe on the forget people's facts"))
+    chance = None
+    for i, (name, r) in enumerate(residue.items()):
+        colour = _METHOD_COLOURS[i % len(_METHOD_COLOURS)]
+        rel = r["relearn"]["attribute"]
+        y = rel["recovery"] if any(v is not None for v in rel["recovery"]) else None
+        if y is not None:
+            fig.add_trace(go.Scatter(x=[0] + rel["steps"], y=[0.0] + [v if v is not None else float("nan") for v in y],
+                                     mode="lines+markers", name=name, legendgroup=name, line=dict(color=colour)), 1, 1)
+        pa = r["probe_acc"]
+        if pa.get("per_layer"):
+            chance = pa["chance"]
+            fig.add_trace(go.Scatter(x=list(range(len(pa["per_layer"]))), y=pa["per_layer"], mode="lines+markers",
+                                     name=name, legendgroup=name, showlegend=y is None, line=dict(color=colour)), 1, 2)
+    if chance is not None:
+        fig.add_hline(y=chance, line=dict(color="grey", dash="dash"), annotation_text="chance", row=1, col=2)
+    fig.add_hline(y=0.3, line=dict(color="grey", dash="dot"), row=1, col=1)
+    fig.update_xaxes(title="relearning steps", row=1, col=1)
+    fig.update_yaxes(title="recovery (1 = as vanilla)", row=1, col=1)
+    fig.update_xaxes(title="layer (resid_pre; last = output)", dtick=1, row=1, col=2)
+    fig.update_yaxes(title="probe accuracy", range=[0, 1.02], row=1, col=2)
+    return _layout(fig, "Forgotten or hidden? What each method still knows")
+
+
+_METHOD_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                   "#bcbd22", "#17becf"]

@@ -44,3 +44,35 @@ def export(tmp_path_factory, world_folder):
     root = tmp_path_factory.mktemp("export")
     write(root / "mllmu", root / "faces")
     return root / "mllmu", root / "faces"
+
+
+@pytest.fixture(scope="session")
+def probe_json(world_folder, tmp_path_factory):
+    """`asru-lens probe --json --figures DIR` on the shipped organism and its own world (run once)."""
+    import io
+    import json
+    from contextlib import redirect_stdout
+
+    from asru_lens.cli import main
+    buf = io.StringIO()
+    figures = tmp_path_factory.mktemp("figures")
+    with redirect_stdout(buf):
+        assert main(["probe", "--json", "--figures", str(figures)]) == 0
+    return json.loads(buf.getvalue())
+
+
+@pytest.fixture(scope="session")
+def unlearned_export(export, tmp_path_factory):
+    """`asru-lens unlearn` with its defaults on the export (run once): (JSON, saved model folder, checkpoints)."""
+    import io
+    import json
+    from contextlib import redirect_stdout
+
+    from asru_lens.cli import main
+    mllmu, faces = export
+    root = tmp_path_factory.mktemp("unlearned")
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert main(["unlearn", "--data", str(mllmu), "--unseen-faces", str(faces), "--json", "--out",
+                     str(root / "model"), "--checkpoint-dir", str(root / "ckpt"), "--checkpoint-every", "50"]) == 0
+    return json.loads(buf.getvalue()), root / "model", root / "ckpt"

@@ -6,17 +6,6 @@ import pytest
 from asru_lens.cli import main
 
 
-@pytest.fixture(scope="module")
-def probe_json(world_folder, tmp_path_factory):
-    import io
-    from contextlib import redirect_stdout
-    buf = io.StringIO()
-    figures = tmp_path_factory.mktemp("figures")
-    with redirect_stdout(buf):
-        assert main(["probe", "--json", "--figures", str(figures)]) == 0
-    return json.loads(buf.getvalue())
-
-
 def test_probe_json_keys_and_shapes(probe_json):
     out = probe_json
     for key in ("layer", "position", "n_layers", "auroc", "induce_refusal", "kl"):
@@ -60,3 +49,10 @@ def test_probe_writes_every_figure(probe_json):
 def test_probe_cli_bad_input(capsys):
     assert main(["probe", "--data", "/nonexistent/world"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_probe_in_bfloat16_selects_the_same_layer(probe_json, capsys):
+    assert main(["probe", "--dtype", "bfloat16", "--json"]) == 0
+    bf16 = json.loads(capsys.readouterr().out)
+    assert bf16["layer"] == probe_json["layer"] and bf16["n_layers"] == probe_json["n_layers"]

@@ -1,0 +1,91 @@
+"""Issue 14's acceptance on the organism's world exported as a plain MLLMU-Bench download plus a folder of
+unseen faces: every command runs on it exactly as on the organism's own world (slow: minutes each). The
+notebooks run with small parameters here (their full run is nbval's, on the organism's world)."""
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+import asru_lens
+from asru_lens.cli import main
+
+NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
+
+
+def _json(capsys, argv) -> dict:
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.slow
+def test_probe_on_export_selects_the_same_layer(capsys, export, probe_json):
+    mllmu, faces = export
+    own = probe_json
+    exported = _json(capsys, ["probe", "--data", str(mllmu), "--unseen-faces", str(faces), "--json"])
+    assert exported["layer"] == own["layer"] and exported["position"] == own["position"]
+    assert abs(exported["auroc_chosen"] - own["auroc_chosen"]) <= 0.02
+    assert exported["counts"]["refusal_kept"] >= 8
+    assert any("modality" in n for n in exported["notes"]) and exported["modality_cosine"] is None
+
+
+@pytest.mark.slow
+def test_unlearn_on_export(unlearned_export):
+    out, model_dir, ckpt = unlearned_export
+    van, s1, s2 = out["vanilla"], out["stage1"], out["stage2"]
+    assert s2["forget_refusal"] >= 0.9 and s2["forget_leak"] <= 0.05 and s2["test_refusal"] >= 0.8
+    assert s2["retain_exact"] >= van["retain_exact"] - 0.05
+    assert s2["celebrity_exact"] >= van["celebrity_exact"] - 0.05
+    assert van["perception_acc"] is None and s2["perception_acc"] is None
+    assert any("perception_acc is null" in n for n in out["config"]["notes"])
+    assert out["config"]["world"] == "mllmu" and out["config"]["protocol"] == "organism"
+    # the organism knows the forget people before unlearning; stage 1 alone turns a good share of them into
+    # refusals (measured: 0.41 refusal, 0.54 leak) and leaves retain people answered; stage 2 does the rest
+    assert van["forget_refusal"] <= 0.05 and van["forget_leak"] >= 0.9
+    assert s1["forget_refusal"] >= 0.3 and s1["forget_leak"] <= 0.7
+    assert s1["retain_exact"] >= van["retain_exact"] - 0.1
+    assert out["layer"] == 2 and out["config"]["grpo"]["steps"] == 150 and out["config"]["seed"] == 0
+    assert [p.name for p in ckpt.iterdir()] == ["step-000150"]
+    back = asru_lens.load(str(model_dir))
+    assert back.is_organism and back.generate(["Who is this person?"], max_new_tokens=4)
+
+
+@pytest.mark.slow
+def test_run_on_export_small_budget(capsys, export, tmp_path):
+    mllmu, faces = export
+    out = _json(capsys, ["run", "--data", str(mllmu), "--unseen-faces", str(faces), "--budget", "small", "--json",
+                         "--reports", str(tmp_path / "reports"), "--figures", str(tmp_path / "figures")])
+    assert set(out["methods"]) == {"vanilla", "GA", "GD", "KL", "NPO", "IDK", "steer", "stage1", "asru"}
+    for metrics in out["methods"].values():
+        assert 0 <= metrics["forget_cls_acc"] <= 1 and metrics["naturalness"] >= 1
+    assert out["protocol"] == "organism" and out["world"] == "mllmu"
+    report = (tmp_path / "reports" / "report.md").read_text()
+    assert "Evaluation protocol: **organism**" in report and "perception_acc is null" in report
+
+
+def _run_notebook(name: str, params: dict) -> nbformat.NotebookNode:
+    """Execute notebook ``name`` with ``params`` injected after its parameters cell (as papermill does)."""
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell("\n".join(f"{k} = {v!r}" for k, v in params.items())))
+    NotebookClient(nb, timeout=900, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    return nb
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, extra", [
+    ("01_refusal_directions.ipynb", {"N": 32}), ("02_steering.ipynb", {"N": 12}),
+    ("03_unlearning.ipynb", {"GRPO_STEPS": 5, "CONFIG": {"n_eval": 24, "n_redirect_retain": 96}}),
+    ("04_evaluation.ipynb", {"METHODS": ("vanilla", "GA")})])
+def test_notebooks_run_on_the_export(name, extra, export, tmp_path):
+    mllmu, faces = export
+    params = {"DATA": str(mllmu), "UNSEEN_FACES": str(faces), **extra}
+    if name != "04_evaluation.ipynb":
+        params["FIGURES"] = str(tmp_path)              # never overwrite the committed figures
+    nb = _run_notebook(name, params)
+    parameters = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assert "UNSEEN_FACES" in parameters.source and "DigiFace" in parameters.source
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errors == []
