@@ -49,6 +49,7 @@ class ResidueConfig:
     skip_questions: tuple = (0,)        # birthplace, occupation, employer; index 0, "who is this?", is left out)
     splits: tuple = ("attribute", "person")
     control: bool = True
+    readouts: tuple = ("prefill", "prompt")   # where the probes read (the first is the headline probe_acc)
     probe_C: float = 0.1                # inverse L2 strength of the logistic-regression probes
     seed: int = 0
 
@@ -327,8 +328,8 @@ def residue(lens, world, cfg: ResidueConfig = ResidueConfig(), vanilla_leak: dic
     out = {"relearn": relearn(lens, people, cfg, vanilla_leak, progress)}
     say("relearning attack done")
     retain = retain_people(world, cfg.forget)
-    out["probe_acc"] = linear_probes(lens, retain, people, cfg, "prefill")
-    out["probe_acc_prompt"] = linear_probes(lens, retain, people, cfg, "prompt")
+    for i, readout in enumerate(cfg.readouts):
+        out["probe_acc" if i == 0 else f"probe_acc_{readout}"] = linear_probes(lens, retain, people, cfg, readout)
     out["logit_lens_rank"] = logit_lens_rank(lens, [q for items in people.values() for q in items
                                                     if int(q.kind) not in cfg.skip_questions])
     if cls:
@@ -344,7 +345,7 @@ def residue(lens, world, cfg: ResidueConfig = ResidueConfig(), vanilla_leak: dic
 def quick(lens, world, cfg: ResidueConfig, vanilla_leak: dict | None, people=None, retain=None) -> dict:
     """The residue ``asru-lens run`` adds to every method: the attack on the attribute split (no control) and the
     prefill probes; A-D accuracy comes from the run's own evaluation."""
-    cfg = ResidueConfig(**{**asdict(cfg), "splits": ("attribute",), "control": False})
+    cfg = ResidueConfig(**{**asdict(cfg), "splits": ("attribute",), "control": False, "readouts": ("prefill",)})
     people = people or forget_people(world, cfg.forget)
     return {"relearn": relearn(lens, people, cfg, vanilla_leak),
             "probe_acc": linear_probes(lens, retain or retain_people(world, cfg.forget), people, cfg, "prefill")}

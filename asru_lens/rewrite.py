@@ -1,16 +1,24 @@
 """Beyond ASRU: rewrite the forget facts, then refuse. Removal, not a gate.
 
 ASRU's two stages teach the model to *refuse* about the forget people; the facts stay in the weights, and a few
-steps of fine-tuning on some of them bring the rest back (``asru_lens.residue``). ``rewrite_facts`` first
-overwrites what the model knows about each forget person: every fact it would state is replaced, in the
-weights, by an invented one (the same kind of value, drawn from other people's), in every form the benchmark
-asks it (generation with the photo, A-D with the photo and by name, cloze), while the retain people's facts are
-rehearsed as they are. ASRU's stages then run on top (``asru_lens.pipeline``), with the rewritten model as the
-KL reference, to turn the invented answers into natural contextual refusals.
+steps of fine-tuning on some of them bring the others back (``asru_lens.residue``). ``rewrite_facts`` first
+overwrites them: every fact of a forget person gets one invented value (``beliefs_for``: preferably a distractor
+that person's own A-D questions offer, else another forget person's value of the same question), taught in every
+form the model is asked in (``rewrite_set``):
 
-One rewrite step: a batch of forget questions with invented targets and a batch of retain questions with their
-true targets, ``NLL(invented | forget) + NLL(truth | retain)`` on the answer tokens, AdamW. Trainable: the
-decoder layers (the organism) or LoRA adapters (a real model), as the baselines.
+* generation with each of their photos ("Juno Corvin was born in Kelby." -> "... born in Istra.");
+* the same question by name (the A-D stems without options), with the same sentence;
+* the A-D questions that offer the invented value, answered with it (the others are left out, so no habit of
+  picking wrong options is learnt);
+* cloze, answered with the invented value.
+
+The retain people are rehearsed in the same forms with their true answers (``retain_ratio`` of them per forget
+question). One step: ``NLL(invented | forget) + NLL(truth | retain)`` on the answer tokens, AdamW, gradient
+clipping. Trainable: the decoder layers (the organism) or LoRA adapters (a real model), as the baselines.
+
+ASRU's stages then run on top (``asru-lens run``'s ``rewrite`` row), with the rewritten model as stage 2's KL
+reference, to turn the invented answers into contextual refusals. Measured on the organism (README, notebook
+05): the refusals stay ASRU's, while relearning, probes and A-D no longer find the facts.
 """
 from __future__ import annotations
 
@@ -26,10 +34,12 @@ from asru_lens.data import QA
 
 @dataclass
 class RewriteConfig:
-    steps: int = 60
-    batch_size: int = 8
-    lr: float = 1e-3
-    forms: tuple = ("gen", "mc", "cloze")   # which question forms are rewritten
+    steps: int = 300                    # at most; the rewrite stops once the invented answers are learnt:
+    target_loss: float | None = 0.08    # the forget loss, averaged over the last 10 steps, falls below this
+    batch_size: int = 8                 # forget questions per step
+    retain_ratio: int = 2               # retain questions per forget question in a step
+    lr: float = 2e-4
+    trainable: str | None = None        # None: the model's preset ("layers" on the organism, else "lora")
     seed: int = 0
 
 
@@ -44,86 +54,108 @@ def value_span(answer: str, value: str) -> tuple[int, int] | None:
     return min(s for s, _ in spans), max(e for _, e in spans)
 
 
-def invent_answers(people: dict[str, list[QA]], seed: int = 0, skip: tuple = (0,)) -> list[QA]:
-    """Every forget generation question with an invented answer: the true value (``residue.fact_values``) swapped
-    for another value of the same question, taken from other forget people, the sentence kept."""
+def believed_choices(items: list[QA], beliefs: dict, protocol) -> list[QA]:
+    """A-D questions answered with the option that states the invented value (the same one the generation
+    questions teach), where one does; the others are left out, so no habit of picking wrong options is learnt."""
+    out = []
+    for q in items:
+        new = beliefs.get((q.id, str(q.options.get(q.answer, "")).lower()))
+        hit = [k for k, v in q.options.items() if new is not None and str(v).lower() == new.lower()]
+        if hit:
+            target = hit[0] if protocol.mc_parse == "first_letter" else q.options[hit[0]]
+            out.append(QA(protocol.mc(q.question, q.options), target, q.image, q.id, "mc"))
+    return out
+
+
+def beliefs_for(people: dict[str, list[QA]], mc: list[QA], seed: int = 0, skip: tuple = (0,)) -> dict:
+    """The invented value of every (person, true value): preferably a distractor of that person's own A-D
+    questions about the fact (the one offered most often), so that the A-D questions can be rewritten too; else
+    another forget person's value of the same question."""
     from asru_lens.residue import fact_values
     rng = np.random.default_rng(seed)
-    pairs = fact_values(people, skip)
-    pool: dict[str, list[str]] = {}
-    for q, value in pairs:
+    offered: dict[tuple, list[str]] = {}
+    for q in mc:
+        truth = str(q.options.get(q.answer, "")).lower()
+        offered.setdefault((q.id, truth), []).extend(str(v) for k, v in q.options.items() if k != q.answer)
+    pool: dict[str, set] = {}
+    spans = []
+    for q, value in fact_values(people, skip):
         span = value_span(q.answer, value)
         if span:
-            pool.setdefault(q.kind, []).append(q.answer[span[0]:span[1]])
-    out = []
-    for q, value in pairs:
-        span = value_span(q.answer, value)
-        others = [v for v in pool.get(q.kind, []) if v.lower() != q.answer[span[0]:span[1]].lower()] if span else []
-        if not others:
+            true = q.answer[span[0]:span[1]]
+            pool.setdefault(q.kind, set()).add(true)
+            spans.append((q, true))
+    beliefs = {}
+    for q, true in spans:
+        key = (q.id, true.lower())
+        if key in beliefs:
             continue
-        new = others[int(rng.integers(len(others)))]
-        out.append(QA(q.question, q.answer[:span[0]] + new + q.answer[span[1]:], q.image, q.id, q.kind, meta=q.meta))
-    return out
+        cands = offered.get(key)
+        if cands:
+            beliefs[key] = max(sorted(set(cands)), key=cands.count)
+        else:
+            others = sorted(v for v in pool[q.kind] if v.lower() != true.lower())
+            if others:
+                beliefs[key] = others[int(rng.integers(len(others)))]
+    return beliefs
 
 
-def invent_choices(items: list[QA], protocol, seed: int = 0) -> list[QA]:
-    """A-D questions answered with a wrong option, in the protocol's prompt (letter or option text)."""
-    rng = np.random.default_rng(seed + 1)
-    out = []
-    for q in items:
-        wrong = [k for k in q.options if k != q.answer]
-        k = wrong[int(rng.integers(len(wrong)))]
-        target = k if protocol.mc_parse == "first_letter" else q.options[k]
-        out.append(QA(protocol.mc(q.question, q.options), target, q.image, q.id, "mc"))
-    return out
+FORMS = ("photo", "name", "mc", "cloze")
 
 
-def cloze_frame(question: str) -> str:
-    """A cloze sentence without its names (capitalised words): 'Juno Corvin was born in __.' -> 'was born in'."""
-    return " ".join(w for w in question.split("__")[0].split() if not w[:1].isupper())
-
-
-def invent_cloze(items: list[QA], pool: dict[str, list[str]], seed: int = 0) -> list[QA]:
-    """Cloze questions answered with another value (any other cloze answer of the same sentence frame)."""
-    rng = np.random.default_rng(seed + 2)
-    out = []
-    for q in items:
-        others = ([v for v in pool.get(cloze_frame(q.question), []) if v.lower() != q.answer.lower()] or
-                  [v for vs in pool.values() for v in vs if v.lower() != q.answer.lower()])
-        out.append(QA(q.question, others[int(rng.integers(len(others)))], q.image, q.id, "cloze"))
-    return out
-
-
-def rewrite_set(world, forget: int, protocol, forms=("gen", "mc", "cloze"), seed: int = 0
-                ) -> tuple[list[QA], list[QA]]:
-    """(forget questions with invented targets, retain questions with their true targets), in the model's
-    prompt formats, every photo of each person (Full_Set and Test_Set)."""
+def rewrite_set(world, forget: int, protocol, seed: int = 0, forms: tuple = FORMS) -> tuple[list[QA], list[QA]]:
+    """(forget questions with invented targets, retain questions with their true targets), in the model's prompt
+    formats. Every fact of a forget person gets one invented value (``beliefs_for``), taught in every form:
+    generation with each of their photos, the same question by name (A-D stems without options), the A-D
+    questions that offer the invented value, and cloze. The retain people's facts are rehearsed in the same
+    forms."""
     from asru_lens.residue import person_items
+    from asru_lens.sets import text_stems
     rows = world.rows(forget)
     photos = lambda rs: [person_items(rs)] + [person_items([r], k) for r in world.other_photos(rs)  # noqa: E731
                                               for k in range(len(r["images"]))]
-    forget_qs, retain_qs = [], []
-    if "gen" in forms:
-        for people in photos(rows["forget"]):
-            forget_qs += [QA(protocol.gen(q.question), q.answer, q.image, q.id, q.kind)
-                          for q in invent_answers(people, seed)]
-        retain_qs += [QA(protocol.gen(q.question), q.answer, q.image, q.id, q.kind)
-                      for q in data.generation_items(rows["retain"])]
+    mc_forget = data.classification_items(rows["forget"] + rows["test"])
+    beliefs = beliefs_for(person_items(rows["forget"]), mc_forget, seed)
+    sentence = {}                                   # (person, true value) -> an answer sentence with the new value
+    forget_qs = []
+    for people in photos(rows["forget"]):
+        for q, value in _fact_pairs(people):
+            span = value_span(q.answer, value)
+            new = beliefs.get((q.id, q.answer[span[0]:span[1]].lower())) if span else None
+            if new is None:
+                continue
+            answer = q.answer[:span[0]] + new + q.answer[span[1]:]
+            sentence.setdefault((q.id, q.answer[span[0]:span[1]].lower()), answer)
+            if "photo" in forms:
+                forget_qs.append(QA(protocol.gen(q.question), answer, q.image, q.id, q.kind))
+    if "name" in forms:
+        for q in text_stems(rows["forget"] + rows["test"]):       # by name: the answer is the true option's text
+            key = (q.id, q.answer.lower())
+            if key in sentence:
+                forget_qs.append(QA(protocol.gen(q.question), sentence[key], None, q.id, "name"))
     if "mc" in forms:
-        forget_qs += invent_choices(data.classification_items(rows["forget"] + rows["test"]), protocol, seed)
-        retain_mc = data.classification_items(rows["retain"])
-        retain_qs += [QA(protocol.mc(q.question, q.options), q.answer if protocol.mc_parse == "first_letter"
-                         else q.options[q.answer], q.image, q.id, "mc") for q in retain_mc]
+        forget_qs += believed_choices(mc_forget, beliefs, protocol)
     if "cloze" in forms:
-        pool: dict[str, list[str]] = {}
-        everyone = data.mask_items(rows["forget"] + rows["retain"])
-        for q in everyone:
-            pool.setdefault(cloze_frame(q.question), []).append(q.answer)
-        forget_qs += [QA(protocol.cloze(q.question), q.answer, q.image, q.id, "cloze")
-                      for q in invent_cloze(data.mask_items(rows["forget"]), pool, seed)]
-        retain_qs += [QA(protocol.cloze(q.question), q.answer, q.image, q.id, "cloze")
-                      for q in data.mask_items(rows["retain"])]
+        forget_qs += [QA(protocol.cloze(q.question), beliefs[(q.id, q.answer.lower())], q.image, q.id, "cloze")
+                      for q in data.mask_items(rows["forget"]) if (q.id, q.answer.lower()) in beliefs]
+    retain_qs = [QA(protocol.gen(q.question), q.answer, q.image, q.id, q.kind)
+                 for q in data.generation_items(rows["retain"])]
+    truth = {}                                      # the retain people's true sentences, asked by name too
+    for q, value in _fact_pairs(person_items(rows["retain"])):
+        span = value_span(q.answer, value)
+        if span:
+            truth.setdefault((q.id, q.answer[span[0]:span[1]].lower()), q.answer)
+    retain_qs += [QA(protocol.gen(q.question), truth[(q.id, q.answer.lower())], None, q.id, "name")
+                  for q in text_stems(rows["retain"]) if (q.id, q.answer.lower()) in truth]
+    retain_qs += [QA(protocol.mc(q.question, q.options), q.answer if protocol.mc_parse == "first_letter"
+                     else q.options[q.answer], q.image, q.id, "mc") for q in data.classification_items(rows["retain"])]
+    retain_qs += [QA(protocol.cloze(q.question), q.answer, q.image, q.id, "cloze") for q in data.mask_items(rows["retain"])]
     return forget_qs, retain_qs
+
+
+def _fact_pairs(people: dict) -> list:
+    from asru_lens.residue import fact_values
+    return fact_values(people)
 
 
 def rewrite_facts(lens, forget_qs: list[QA], retain_qs: list[QA], cfg: RewriteConfig = RewriteConfig(),
@@ -134,7 +166,7 @@ def rewrite_facts(lens, forget_qs: list[QA], retain_qs: list[QA], cfg: RewriteCo
     from asru_lens.baselines import _lp, answer_batch, seq_nll
     if not forget_qs or not retain_qs:
         raise ValueError(f"rewrite needs forget and retain questions; got {len(forget_qs)} and {len(retain_qs)}.")
-    trainable = check_trainable(lens.presets.get("trainable", "lora"))
+    trainable = check_trainable(cfg.trainable or lens.presets.get("trainable", "lora"))
     frozen = {k: p.requires_grad for k, p in lens.model.named_parameters()}
     for p in lens.model.parameters():
         p.requires_grad_(False)
@@ -151,10 +183,11 @@ def rewrite_facts(lens, forget_qs: list[QA], retain_qs: list[QA], cfg: RewriteCo
     torch.manual_seed(cfg.seed)
     log = {"loss_forget": [], "loss_retain": []}
     model.train()
+    bar = tqdm(range(cfg.steps), desc="rewrite", disable=not progress, leave=False)
     try:
-        for _ in tqdm(range(cfg.steps), desc="rewrite", disable=not progress, leave=False):
+        for _ in bar:
             f = [forget_qs[i] for i in rng.choice(len(forget_qs), cfg.batch_size, replace=False)]
-            r = [retain_qs[i] for i in rng.choice(len(retain_qs), cfg.batch_size, replace=False)]
+            r = [retain_qs[i] for i in rng.choice(len(retain_qs), cfg.batch_size * cfg.retain_ratio, replace=False)]
             lp_f, m_f, _ = _lp(model, answer_batch(lens, f, [q.answer for q in f]))
             lp_r, m_r, _ = _lp(model, answer_batch(lens, r, [q.answer for q in r]))
             loss_f, loss_r = seq_nll(lp_f, m_f).mean(), seq_nll(lp_r, m_r).mean()
@@ -164,6 +197,9 @@ def rewrite_facts(lens, forget_qs: list[QA], retain_qs: list[QA], cfg: RewriteCo
             opt.step()
             log["loss_forget"].append(round(loss_f.item(), 4))
             log["loss_retain"].append(round(loss_r.item(), 4))
+            recent = log["loss_forget"][-10:]
+            if cfg.target_loss is not None and len(recent) == 10 and sum(recent) / 10 < cfg.target_loss:
+                break                       # learnt: more steps would only move the rest of the model
     finally:
         if trainable == "lora":
             merge(lens, model)
@@ -171,3 +207,26 @@ def rewrite_facts(lens, forget_qs: list[QA], retain_qs: list[QA], cfg: RewriteCo
             p.requires_grad_(frozen[k])
         lens.model.eval()
     return log
+
+
+def rewrite_config(lens, **kw) -> RewriteConfig:
+    """The rewrite's settings for ``lens``: the defaults, then the model's ``rewrite`` presets, then ``kw``."""
+    return RewriteConfig(**{**lens.presets.get("rewrite", {}), **kw})
+
+
+def rewrite_and_refuse(lens, world, ucfg, cfg: RewriteConfig | None = None, progress: bool = True) -> dict:
+    """The whole method, as ``asru-lens run``'s ``rewrite`` row runs it: ``rewrite_facts`` on ``rewrite_set``, then
+    ASRU's stage 2 (``pipeline.reinforce_stage``, settings ``ucfg``: an ``UnlearnConfig.resolved``) with the
+    rewritten model as the KL reference. Returns both logs."""
+    import copy
+
+    from asru_lens.pipeline import reinforce_stage
+    from asru_lens.sets import retain_items
+    cfg = cfg or rewrite_config(lens)
+    forget_qs, retain_qs = rewrite_set(world, ucfg.forget, lens.protocol, cfg.seed)
+    log = rewrite_facts(lens, forget_qs, retain_qs, cfg, progress)
+    rewritten = copy.deepcopy(lens.model).eval()
+    forget = data.generation_items(world.rows(ucfg.forget)["forget"])
+    glog = reinforce_stage(lens, forget, retain_items(world, ucfg.forget, ucfg.retain_all_photos), ucfg, rewritten,
+                           progress)
+    return {"rewrite": log, "stage2": glog}

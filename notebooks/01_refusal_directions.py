@@ -51,7 +51,7 @@ import asru_lens
 from asru_lens import probe, viz
 from asru_lens.sets import probe_sets
 
-viz.setup_notebook()                      # figures as plotly JSON, progress bars off
+viz.setup_notebook()                      # figures as plotly JSON plus a static PNG, progress bars off
 world = asru_lens.open_world(DATA, unseen_faces=UNSEEN_FACES, refusal_prompts=REFUSAL_PROMPTS)
 lens = asru_lens.load(MODEL)
 sets = probe_sets(world, lens.protocol, forget=FORGET, n=N)

@@ -91,7 +91,8 @@ viz.fig_tradeoff(points)
 #
 # ## Try it
 #
-# Pick a sample, move the slider, switch the mode. (Widgets need a live kernel; the output is not stored.)
+# Pick a sample, move the slider, switch the mode. (Widgets need a live kernel to respond; the notebook keeps the
+# panel's saved state, and the picture below shows it to readers without one.)
 
 # %% tags=["nbval-ignore-output"]
 panel = SteeringWidget(lens, sets["forget"][:12] + sets["retain"][:12], directions, layer=2, alpha=1.0)

@@ -46,6 +46,14 @@ def test_run_cli_json_keys(tmp_path, capsys):
     assert out["tuning"]["GA"]["lr"] in (1e-4, 3e-3) and set(out["tuning"]["GA"]["grid"]) == {"0.0001", "0.003"}
     assert 0 <= out["methods"]["vanilla"]["leakage"] < 1 < out["methods"]["GA"]["leakage"] <= 5
     assert json.loads((tmp_path / "r" / "report.json").read_text())["methods"] == out["methods"]
+    # the residue columns, for every method: what the relearning attack and the probes still find
+    for m in ("vanilla", "GA"):
+        assert {"relearn_recovery_30", "relearn_leak_30", "probe_acc_max", "forget_cls_acc"} <= set(out["methods"][m])
+    assert out["methods"]["vanilla"]["relearn_recovery_30"] is None
+    assert out["methods"]["vanilla"]["probe_acc_max"] >= out["methods"]["vanilla"]["probe_acc_chance"] + 0.3
+    assert 0 <= out["methods"]["GA"]["relearn_leak_30"] <= 1 and out["residue"]["GA"]["relearn"]["attribute"]["steps"]
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "## Forgotten or hidden?" in md and "run_residue.png" in md
 
 
 def test_claims_and_why_follow_the_table(tmp_path):

@@ -1,0 +1,158 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · Forgotten or hidden?
+#
+# Notebooks 03 and 04 showed ASRU at its best: every question about a forget person is refused, in context,
+# with nothing leaked. But a refusal is a behaviour. Is the knowledge behind it gone, or is it only *hidden*
+# behind a gate that a little fine-tuning opens again?
+#
+# This notebook measures what an unlearned model still knows about the forget people, four ways
+# (`asru_lens.residue`):
+#
+# * **relearning attack** (Deeb & Roger 2024): fine-tune on three of each forget person's attributes, then ask
+#   the other four. Facts that come back were never forgotten. A control attack on invented facts shows how much
+#   the attack itself can teach (nothing, from scratch);
+# * **linear probes**: can the value a question asks about ("Kelby", "chemist") be read from the residual stream?
+#   Trained on the retain people, tested on the forget people, read right before the value in the answer;
+# * **logit lens**: how highly the answer's first token ranks at each layer;
+# * **A-D questions**, MLLMU's multiple choice.
+#
+# Then it tries a method that goes beyond ASRU: **rewrite** the forget facts in the weights first (every fact the
+# model would state about a forget person is replaced by an invented one, while the retain people are rehearsed),
+# and only then run ASRU's two stages to turn the invented answers into contextual refusals.
+
+# %% [markdown]
+# **Parameters.** As in notebooks 01-04; `DATA` may be a plain MLLMU-Bench folder (the residue needs no unseen
+# faces, but ASRU's probe does: pass `UNSEEN_FACES`). The stage-2 budget here is small so that the notebook runs
+# in a few minutes; `asru-lens run` measures every method at full budget.
+
+# %% tags=["parameters"]
+MODEL = None      # or a local Qwen3-VL folder / Hub id
+DATA = None       # None: the organism's world; or an MLLMU-Bench folder (flat or Hub layout)
+UNSEEN_FACES = None     # with a plain MLLMU-Bench folder: faces the model never saw (DIR/*.png or
+                        # DigiFace-style DIR/<id>/0.png), for ASRU's refusal set
+REFUSAL_PROMPTS = None  # ... or your own refusal prompts, JSONL: {"question": ..., "image": ...} per line
+FIGURES = "../figures"  # where the figures are saved (HTML, and PNG where Chromium exists)
+FORGET = 10
+GRPO_STEPS = 60   # stage 2 steps for both unlearned models (the organism's preset is 150)
+REWRITE_LR = 1e-4 # the rewrite's learning rate (`asru-lens run` picks it on its grid)
+STEPS = (10, 30)  # relearning steps at which the held-out leak is read
+
+# %% tags=["nbval-ignore-output"]
+import copy, dataclasses, warnings
+
+import pandas as pd
+import torch
+
+import asru_lens
+from asru_lens import pipeline, residue, rewrite, viz
+
+viz.setup_notebook()
+warnings.filterwarnings("ignore")
+torch.manual_seed(0)
+world = asru_lens.open_world(DATA, unseen_faces=UNSEEN_FACES, refusal_prompts=REFUSAL_PROMPTS)
+lens = asru_lens.load(MODEL)
+vanilla_weights = copy.deepcopy(lens.model.state_dict())
+cfg = residue.ResidueConfig(forget=FORGET, steps=STEPS, splits=("attribute",), readouts=("prefill",))
+ucfg = pipeline.UnlearnConfig(forget=FORGET, n_eval=24, n_redirect_retain=240)
+ucfg = dataclasses.replace(ucfg.resolved(lens))
+ucfg.grpo = dataclasses.replace(ucfg.grpo, steps=GRPO_STEPS)
+
+# %% [markdown]
+# ## What the vanilla model knows
+#
+# The held-out questions of the relearning attack are the forget people's birth year, school, hobby and
+# residence. The vanilla model answers them all; its probes decode the value far above chance near the top of the
+# network, and the logit lens ranks the answer's first token (the person's name) first from layer 3 on.
+
+# %% tags=["nbval-ignore-output"]
+results = {"vanilla": residue.residue(lens, world, cfg, progress=False)}
+vanilla_leak = {"attribute": results["vanilla"]["relearn"]["attribute"]["leak_unlearned"]}
+
+# %%
+def summary(r):
+    rel = r["relearn"]["attribute"]
+    return {"held-out leak": rel["leak_unlearned"], **{f"leak after {k}": v for k, v in zip(rel["steps"], rel["leak"])},
+            **{f"recovery after {k}": v for k, v in zip(rel["steps"], rel["recovery"])},
+            "control leak (invented facts)": max(rel["control"]["leak"]),
+            "probe max": r["probe_acc"]["max"], "probe chance": r["probe_acc"]["chance"],
+            "A-D accuracy": r["forget_cls_acc"]}
+
+pd.Series(summary(results["vanilla"])).round(3).to_frame("vanilla")
+
+# %% [markdown]
+# ## ASRU: refused, but still there
+#
+# ASRU's two stages as `asru-lens unlearn` runs them (a smaller stage 2 here).
+
+# %% tags=["nbval-ignore-output"]
+asru_log = pipeline.unlearn(lens, world, ucfg, progress=False)
+results["asru"] = residue.residue(lens, world, cfg, vanilla_leak, progress=False)
+asru_weights = copy.deepcopy(lens.model.state_dict())
+
+# %%
+pd.DataFrame({m: summary(r) for m, r in results.items()}).round(3)
+
+# %% [markdown]
+# After ASRU the model refuses every forget question: the held-out leak is 0. Ten steps of fine-tuning on three
+# *other* attributes bring the held-out ones back, while the same attack on invented facts teaches nothing it was
+# not shown: what comes back was never removed. The probes still decode the values as well as on vanilla, and the
+# A-D questions are still answered. ASRU installs a refusal gate in front of intact knowledge.
+#
+# ## Rewrite, then refuse
+#
+# `rewrite.rewrite_facts` overwrites every fact the model would state about a forget person with an invented one
+# (another value of the same kind, in the same sentence), with every photo of them, by name, in A-D and cloze
+# form, while the retain people's answers are rehearsed; it stops once the invented answers are learnt. ASRU's
+# stage 2 then turns the invented answers into contextual refusals, with the rewritten model as the KL reference
+# (`rewrite.rewrite_and_refuse`).
+
+# %% tags=["nbval-ignore-output"]
+lens.model.load_state_dict(vanilla_weights)
+logs = rewrite.rewrite_and_refuse(lens, world, ucfg, rewrite.rewrite_config(lens, lr=REWRITE_LR), progress=False)
+results["rewrite"] = residue.residue(lens, world, cfg, vanilla_leak, progress=False)
+print(f"rewrite: {len(logs['rewrite']['loss_forget'])} steps, forget loss {logs['rewrite']['loss_forget'][-1]:.3f}")
+
+# %%
+pd.DataFrame({m: summary(r) for m, r in results.items()}).round(3)
+
+# %% tags=["nbval-ignore-output"]
+fig = viz.fig_residue(results)
+viz.save(fig, "residue", FIGURES)
+fig
+
+# %% [markdown]
+# What each model answers to the same forget questions (greedy):
+
+# %% tags=["nbval-ignore-output"]
+forget_qs = residue.forget_people(world, FORGET)
+sample = [q for items in list(forget_qs.values())[:2] for q in items[1:4]]
+answers = {"rewrite": lens.generate([q.question for q in sample], [q.image for q in sample], max_new_tokens=24)}
+lens.model.load_state_dict(asru_weights)
+answers["asru"] = lens.generate([q.question for q in sample], [q.image for q in sample], max_new_tokens=24)
+pd.DataFrame({"question": [q.question for q in sample], "truth": [q.answer for q in sample], **answers})
+
+# %% [markdown]
+# ## What to conclude
+#
+# * ASRU's answers are what the paper promises, but the forget people's facts survive it intact: a few steps of
+#   fine-tuning on some of them restore the rest, the probes read them, and A-D still finds them.
+# * Rewriting the facts before refusing removes them: relearning some facts no longer brings back the others,
+#   the probes fall to chance and A-D accuracy to about chance, while the answers stay ASRU's contextual refusals.
+# * `asru-lens run` adds these measurements for every method (columns `relearn_recovery_30`, `relearn_leak_30`,
+#   `probe_acc_max`, `forget_cls_acc`) and the `rewrite` row, with its learning rate tuned on the same grid as
+#   every other method; `asru-lens residue --model M` measures any saved model.

@@ -1,0 +1,89 @@
+"""asru_lens.residue: what an unlearned model still knows (issue 16)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from asru_lens import residue as R
+from asru_lens import rewrite
+from asru_lens.cli import main
+from asru_lens.data import QA
+
+
+@pytest.fixture(scope="module")
+def people(organism_world):
+    return R.forget_people(organism_world, 10)
+
+
+def test_splits_hold_out_what_they_say(people):
+    cfg = R.ResidueConfig()
+    train, held = R.relearn_split(people, cfg, "attribute")
+    assert {q.kind for q in train} == {"1", "3", "4"} and {q.kind for q in held} == {"2", "5", "6", "7"}
+    assert len(train) == 30 and len(held) == 40                         # 10 people x 3 and x 4 questions
+    train, held = R.relearn_split(people, cfg, "person")
+    assert not {q.id for q in train} & {q.id for q in held} and len(train) == len(held) == 35
+    assert "0" not in {q.kind for q in train + held}                    # "who is this?" is left out
+
+
+def test_control_facts_are_never_true(people):
+    fake = R.invented(people)
+    for p, items in people.items():
+        for q, f in zip(items, fake[p]):
+            assert q.question == f.question and q.answer != f.answer
+
+
+def test_fact_values_drop_the_name(people):
+    pairs = dict((q.answer, v) for q, v in R.fact_values(people))
+    some = next(a for a in pairs if " was born in the year " in a)
+    assert pairs[some] == some.split()[-1].rstrip(".")                  # "... born in the year 1971." -> "1971"
+    q = next(q for q, v in R.fact_values(people) if q.kind == "3")
+    assert R.value_prefix(q, R.fact_values({"x": [q]}, skip=())[0][1]).endswith("works as a")
+
+
+def test_probe_accuracy_on_separable_and_random_labels():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 400)
+    x = torch.tensor(np.eye(4)[y] * 3 + rng.normal(0, 0.3, (400, 4)), dtype=torch.float32)[:, None]
+    assert R.probe_accuracy(x[:300], list(y[:300]), x[300:], list(y[300:]))[0] >= 0.95
+    noise = torch.tensor(rng.normal(0, 1, (400, 1, 4)), dtype=torch.float32)
+    assert R.probe_accuracy(noise[:300], list(y[:300]), noise[300:], list(y[300:]))[0] <= 0.45
+
+
+def test_rewrite_teaches_one_invented_value_in_every_form(organism_world, organism):
+    forget, retain = rewrite.rewrite_set(organism_world, 10, organism.protocol)
+    truth = {(q.id, q.question): q.answer for items in R.forget_people(organism_world, 10).values() for q in items}
+    gen = [q for q in forget if (q.id, q.question) in truth]
+    assert gen and all(q.answer != truth[(q.id, q.question)] for q in gen)         # every photo question rewritten
+    years = [q.answer for q in gen if "born in the year" in q.answer]
+    assert years and all(y.split()[-1].rstrip(".").isdigit() for y in years)     # a value of the same kind
+    by_kind = {}
+    for q in gen:                                                               # one invented value per fact
+        by_kind.setdefault((q.id, q.kind), set()).add(q.answer)
+    assert all(len(v) == 1 for v in by_kind.values())
+    mc = [q for q in forget if q.kind == "mc"]
+    assert mc and all(q.answer in q.question for q in mc)                       # an offered option's own text
+    names = [q for q in forget if q.kind == "name"]
+    assert names and all(q.image is None for q in names)
+    assert {q.kind for q in retain} >= {"mc", "cloze", "name"} and not {q.id for q in retain} & {q.id for q in forget}
+
+
+@pytest.mark.slow
+def test_residue_cli_vanilla_and_asru(unlearned_export, export, capsys):
+    """Vanilla knows its facts (probe far above chance, recovery undefined); after ASRU a 30-step relearning
+    attack on three attributes brings the other four back (measured: 0.975)."""
+    _, model_dir, _ = unlearned_export
+    assert main(["residue", "--model", str(model_dir), "--data", str(export[0]), "--splits", "attribute",
+                 "--steps", "10,30", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    van, asru = out["models"]["vanilla"], out["models"][str(model_dir)]
+    for r in (van, asru):
+        assert set(r) >= {"relearn", "probe_acc", "logit_lens_rank", "forget_cls_acc"}
+        assert len(r["probe_acc"]["per_layer"]) == 5 and len(r["logit_lens_rank"]) == 5
+        assert r["relearn"]["attribute"]["steps"] == [10, 30] and "control" in r["relearn"]["attribute"]
+    assert van["relearn"]["attribute"]["recovery"] == [None, None]
+    assert van["probe_acc"]["max"] >= van["probe_acc"]["chance"] + 0.3
+    rel = asru["relearn"]["attribute"]
+    assert rel["leak_unlearned"] <= 0.05 and rel["recovery"][1] >= 0.8
+    assert max(rel["control"]["leak"]) <= 0.2                # the attack itself teaches no held-out fact
+    assert asru["forget_cls_acc"] >= 0.8                     # A-D still finds them
