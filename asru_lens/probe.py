@@ -153,7 +153,8 @@ def select_direction(lens, directions: torch.Tensor, refusal_val, forget_val, re
     baseline = {"refusal_score_refusal": float(refusal_score(logits(lens, enc["refusal"]), token_ids).mean()),
                 "refusal_score_forget": float(refusal_score(logits(lens, enc["forget"]), token_ids).mean())}
     induce, bypass, kl = (np.full((n_layers, n_pos), np.nan) for _ in range(3))
-    max_layer = int(n_layers * max_layer_frac)
+    # layer 0 reads the embeddings, identical at template tokens; a very shallow model still gets layer 1
+    max_layer = max(int(n_layers * max_layer_frac), min(2, n_layers))
     bar = tqdm(total=n_layers * n_pos, desc="select", disable=not progress, leave=False)
     for layer in range(n_layers):
         for pos in range(n_pos):

@@ -1,4 +1,6 @@
 """The probe: activations equal HF and TransformerLens, the steps' maths, and clear errors."""
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -34,7 +36,8 @@ def test_resid_pre_equals_transformerlens_and_hf(organism, mixed):
     ours = probe.resid_pre(organism, enc, list(range(-T, 0)))        # (batch, layers, T, d)
     assert ours.shape == (6, organism.n_layers, T, organism.model.config.text_config.hidden_size)
 
-    bridge = TransformerBridge.boot_transformers(str(ORGANISM_DIR), hf_model=organism.model,
+    # the bridge rewires the model it is given in place; give it a copy so the shared organism stays savable
+    bridge = TransformerBridge.boot_transformers(str(ORGANISM_DIR), hf_model=copy.deepcopy(organism.model),
                                                  tokenizer=organism.tokenizer)
     bridge.processor = organism.processor
     _, cache = bridge.run_with_cache(enc["input_ids"], pixel_values=enc["pixel_values"],

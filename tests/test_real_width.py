@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import asru_lens
-from asru_lens import adapters, finetune, qwen3vl, redirect, rl
+from asru_lens import adapters, finetune, qwen3vl, redirect, reward, rl
 from asru_lens.cli import main
 from asru_lens.pipeline import grpo_config
 
@@ -73,7 +73,11 @@ def test_real_2b_widths_end_to_end(tmp_path, export, capsys):
     after_stage1 = {k: v.clone() for k, v in back.model.state_dict().items()}
     gcfg = grpo_config(back, steps=3, prompts_per_step=2, group_size=2, max_new_tokens=4, lr=1e-3)
     assert gcfg.trainable == "lora" and gcfg.gradient_checkpointing
-    glog = rl.train_grpo(back, rl.boundary_set(forget, retain, 4), cfg=gcfg, progress=False)
+    # random weights earn one ASRU reward on every sample (zero advantage, no gradient); reply length varies
+    def length(response, sample):
+        return len(response) / 10
+    glog = rl.train_grpo(back, rl.boundary_set(forget, retain, 4), reward=reward.Reward([(1.0, length)]),
+                         cfg=gcfg, progress=False)
     assert len(glog["reward"]) == 3 and glog["trained"] and all("lora_" in k for k in glog["trained"])
     state = back.model.state_dict()
     changed = {k for k, v in state.items() if not torch.equal(v, after_stage1[k])}
