@@ -283,6 +283,8 @@ def cmd_run(args) -> int:
            else RunConfig.small(forget=args.forget, seed=args.seed))
     if args.methods:
         cfg.methods = check_methods(m.strip() for m in args.methods.split(","))
+    if args.residue is not None:
+        cfg.residue = args.residue
     judge = make_judge(args.judge)
     world = _world(args)
     lens = _load(args)
@@ -539,9 +541,12 @@ def build_parser() -> argparse.ArgumentParser:
     gl.set_defaults(func=cmd_gallery)
     r = sub.add_parser("run", help="the main job: probe, steer, ASRU, baselines, evaluation, report")
     _model_args(r)
-    r.add_argument("--methods", help="comma-separated subset of vanilla,GA,GD,KL,NPO,IDK,steer,stage1,asru")
-    r.add_argument("--budget", default="full", choices=("full", "small"), help="small: fewer questions and a "
-                   "two-point learning-rate grid (default full)")
+    r.add_argument("--methods", help="comma-separated subset of vanilla,GA,GD,KL,NPO,IDK,steer,stage1,asru,"
+                   "rewrite (default all)")
+    r.add_argument("--budget", default="full", choices=("full", "small"), help="small: fewer questions, a "
+                   "two-point learning-rate grid and no residue (default full)")
+    r.add_argument("--residue", action=argparse.BooleanOptionalAction, default=None, help="relearning attack and "
+                   "probes on every method (default: on with the full budget, off with the small one)")
     r.add_argument("--seed", type=nonneg_int, default=0, help="seed of every method and sample (default 0)")
     r.add_argument("--judge", default="rule", help='generation-quality judge: "rule" (default, local) or '
                    '"openai:MODEL" (e.g. openai:gpt-4o-mini, as the authors; key from OPENAI_API_KEY, endpoint '

@@ -26,6 +26,7 @@ from asru_lens import residue as residue_mod
 from asru_lens.refusal import contains, exact_match
 
 METHODS = ("vanilla", "GA", "GD", "KL", "NPO", "IDK", "steer", "stage1", "asru", "rewrite")
+PAPER_METHODS = METHODS[:-1]           # what the paper compares; `rewrite` is ours (notebook 05)
 LR_GRID = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
 PROTOCOL_TEXT = {"mllmu": "the paper's: one-shot A-D answered with one letter, the authors' generation and cloze "
                           "instructions", "organism": "the organism's trained prompt format"}
@@ -48,12 +49,13 @@ class RunConfig:
     residue: bool = True               # relearning attack and probes on every method (asru_lens.residue)
     rewrite_stage1: bool = False       # the rewrite row runs ASRU's stage 2 alone on top (True: stage 1 too)
     residue_steps: tuple = (10, 30)    # relearning steps read in the run (asru-lens residue: 10, 30, 100)
+    rewrite_steps: int = 300           # the rewrite's cap per grid point (it stops earlier once learnt)
 
     @classmethod
     def small(cls, **kw) -> "RunConfig":
-        """A smaller budget (fewer questions, a two-point grid) for notebooks and quick looks."""
+        """A smaller budget (fewer questions, a two-point grid, no residue) for notebooks and quick looks."""
         return cls(**{"n_eval": 24, "n_val": 16, "baseline_steps": 20, "lr_grid": (1e-4, 3e-3),
-                      "steer_alphas": (1.5,), "grpo_steps": 40, **kw})
+                      "steer_alphas": (1.5,), "grpo_steps": 40, "residue": False, "rewrite_steps": 100, **kw})
 
 
 @dataclass
@@ -192,7 +194,8 @@ def run(lens, world, cfg: RunConfig = RunConfig(), progress: bool = True, figure
         asru_stage("asru")                                   # ASRU's tuned learning rates
         forget_qs, retain_qs = rewrite.rewrite_set(world, cfg.forget, lens.protocol)
         grid, lr, weights = tune(lens, vanilla_weights, lambda lr: rewrite.rewrite_facts(
-            lens, forget_qs, retain_qs, rewrite.rewrite_config(lens, lr=lr, seed=cfg.seed), progress=False),
+            lens, forget_qs, retain_qs, rewrite.rewrite_config(lens, lr=lr, seed=cfg.seed,
+                                                                   steps=cfg.rewrite_steps), progress=False),
             cfg.lr_grid, val, "rewrite", progress)
         res.tuning["rewrite"] = {"grid": grid, "lr": lr}
         _restore(lens, weights)
@@ -280,7 +283,8 @@ def _why(info: dict, res: RunResult) -> list[str]:
         if c["holds"]:
             continue
         if "naturalness" in c["claim"]:
-            best = max((x for x in m if x not in ("asru", "vanilla")), key=lambda x: m[x]["naturalness"])
+            best = max((x for x in m if x in PAPER_METHODS and x not in ("asru", "vanilla")),
+                       key=lambda x: m[x]["naturalness"])
             lines.append(f"* **naturalness**: {best} writes the more fluent text, but it is fluent *answering*: its "
                          f"contextual refusal is {m[best]['contextual_refusal']:.2f} and its leakage score "
                          f"{m[best]['leakage']:.2f} (asru: {m['asru']['contextual_refusal']:.2f}, "

@@ -35,7 +35,9 @@ UNSEEN_FACES = None     # with a plain MLLMU-Bench folder: faces the model never
                         # DigiFace-style DIR/<id>/0.png), for ASRU's refusal set
 REFUSAL_PROMPTS = None  # ... or your own refusal prompts, JSONL: {"question": ..., "image": ...} per line
 FORGET = 10
-METHODS = None    # None: every method; e.g. ("vanilla", "asru") for a quick look
+METHODS = None    # None: the paper's comparison (run.PAPER_METHODS); e.g. ("vanilla", "asru") for a quick look
+RESIDUE = False   # True: also the relearning attack and probes per method (notebook 05 tells that story,
+                  # with the `rewrite` row; `asru-lens run` measures both)
 
 # %% tags=["nbval-ignore-output"]
 import pandas as pd
@@ -48,8 +50,8 @@ viz.setup_notebook()
 torch.manual_seed(0)
 world = asru_lens.open_world(DATA, unseen_faces=UNSEEN_FACES, refusal_prompts=REFUSAL_PROMPTS)
 lens = asru_lens.load(MODEL)
-result = run.run(lens, world, run.RunConfig.small(forget=FORGET, **({"methods": METHODS} if METHODS else {})),
-                 figures=None)
+config = run.RunConfig.small(forget=FORGET, methods=METHODS or run.PAPER_METHODS, residue=RESIDUE)
+result = run.run(lens, world, config, figures=None)
 
 # %% [markdown]
 # ## The table

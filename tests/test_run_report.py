@@ -39,7 +39,7 @@ def test_report_table_matches_json(tmp_path):
 
 def test_run_cli_json_keys(tmp_path, capsys):
     from asru_lens.cli import main
-    assert main(["run", "--budget", "small", "--methods", "vanilla,GA", "--json", "--reports",
+    assert main(["run", "--budget", "small", "--residue", "--methods", "vanilla,GA", "--json", "--reports",
                  str(tmp_path / "r"), "--figures", str(tmp_path / "f")]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out["methods"]) == {"vanilla", "GA"} and set(HEADLINE) <= set(out["methods"]["GA"])
