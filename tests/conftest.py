@@ -1,26 +1,6 @@
 import os
-import tempfile
 
 import pytest
-
-# No test may reach the Hub: set before transformers/huggingface_hub are imported.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# The world is cached per test process in a temp folder, never in the user's home. Set at import, so that the
-# notebooks' kernels (nbval), started by the same process, use it too and never race another worker for it.
-os.environ["ASRU_LENS_CACHE"] = tempfile.mkdtemp(prefix="asru_lens_cache_")
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # pytest-xdist runs one worker per core: one thread each (kernels included) instead of oversubscribing
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Groups for pytest-xdist's ``--dist loadgroup``: a notebook's cells and a test file's tests stay on one
-    worker, in order; the tests that share the unlearned export (one unlearn run of minutes) share a worker."""
-    for item in items:
-        group = ("unlearned_export" if "unlearned_export" in getattr(item, "fixturenames", ())
-                 else item.nodeid.split("::")[0])
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
