@@ -16,9 +16,20 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Groups for pytest-xdist's ``--dist loadgroup``: a notebook's cells and a test file's tests stay on one
-    worker, in order; the tests that share the unlearned export (one unlearn run of minutes) share a worker."""
+    """Groups for pytest-xdist's ``--dist loadgroup``: a notebook's cells and a test file's quick tests stay on one
+    worker, in order; the tests that share the unlearned export (one unlearn run of minutes) share a worker; every
+    other slow test is a group of its own. The long groups go first, so that the workers finish together."""
+    def group(item):
+        if "unlearned_export" in getattr(item, "fixturenames", ()):
+            return "unlearned_export"
+        if item.get_closest_marker("slow"):
+            return item.nodeid
+        return item.nodeid.split("::")[0]
+
+    def rank(item):
+        g = group(item)
+        return 0 if g == "unlearned_export" else 1 if ".ipynb" in g else 2 if item.get_closest_marker("slow") else 3
+
+    items.sort(key=rank)                      # stable: a group's items keep their order
     for item in items:
-        group = ("unlearned_export" if "unlearned_export" in getattr(item, "fixturenames", ())
-                 else item.nodeid.split("::")[0])
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group(group(item)))

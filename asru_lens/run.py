@@ -55,7 +55,7 @@ class RunConfig:
     def small(cls, **kw) -> "RunConfig":
         """A smaller budget (fewer questions, a two-point grid, no residue) for notebooks and quick looks."""
         return cls(**{"n_eval": 24, "n_val": 16, "baseline_steps": 20, "lr_grid": (1e-4, 3e-3),
-                      "steer_alphas": (1.5,), "grpo_steps": 40, "residue": False, "rewrite_steps": 100, **kw})
+                      "steer_alphas": (1.5,), "grpo_steps": 40, "residue": False, "rewrite_steps": 40, **kw})
 
 
 @dataclass
