@@ -55,8 +55,8 @@ def test_unlearn_on_export(unlearned_export):
 @pytest.mark.slow
 def test_run_on_export_small_budget(capsys, export, tmp_path):
     mllmu, faces = export
-    out = _json(capsys, ["run", "--data", str(mllmu), "--unseen-faces", str(faces), "--budget", "small", "--forget", "5",
-                         "--json", "--reports", str(tmp_path / "reports"), "--figures", str(tmp_path / "figures")])
+    out = _json(capsys, ["run", "--data", str(mllmu), "--unseen-faces", str(faces), "--budget", "small", "--json",
+                         "--reports", str(tmp_path / "reports"), "--figures", str(tmp_path / "figures")])
     assert set(out["methods"]) == set(METHODS)                 # the rewrite row included
     for metrics in out["methods"].values():
         assert 0 <= metrics["forget_cls_acc"] <= 1 and metrics["naturalness"] >= 1
