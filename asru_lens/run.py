@@ -244,7 +244,7 @@ def claims(methods: dict) -> list[dict]:
         return []
     a, out = methods["asru"], []
     # the paper compares ASRU with the baselines, steering and its own stage 1; our rewrite row goes beyond it
-    others = {m: v for m, v in methods.items() if m not in ("asru", "vanilla", "rewrite")}
+    others = {m: v for m, v in methods.items() if m in PAPER_METHODS and m not in ("asru", "vanilla")}
     base = {m: v for m, v in methods.items() if m in baselines.METHODS}
     for k in ("contextual_refusal", "naturalness"):
         best = max(others, key=lambda m: others[m][k]) if others else None
