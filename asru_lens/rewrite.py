@@ -16,16 +16,26 @@ The retain people are rehearsed in the same forms with their true answers (``ret
 question). One step: ``NLL(invented | forget) + NLL(truth | retain)`` on the answer tokens, AdamW, gradient
 clipping. Trainable: the decoder layers (the organism) or LoRA adapters (a real model), as the baselines.
 
-ASRU's stages then run on top (``asru-lens run``'s ``rewrite`` row), with the rewritten model as stage 2's KL
-reference, to turn the invented answers into contextual refusals. Measured on the organism (README, notebook
-05): the refusals stay ASRU's, while relearning, probes and A-D no longer find the facts.
+ASRU's stage 2 then runs on top (``asru-lens run``'s ``rewrite`` row), with the rewritten model as its KL
+reference, to turn the invented answers into contextual refusals. GRPO lowers the answers it samples, which are
+now the invented ones, and lets the truth resurface beneath the refusal; ``consolidate`` puts it back under: a
+margin contrast, invented over truth, on the photo questions, while the model's own refusals are rehearsed (the
+questions it still answers first) and the retain people's truth too. Measured on the organism in README and
+notebook 05.
+
+Why the invented values are kept distinct per question (``beliefs_for``) and the retain A-D questions are
+rehearsed in shuffled option orders (``rewrite_set``): one invented year given to three people pulled other
+people's A-D answers to it, and most celebrity A-D answers the rewrite broke were values none of the options
+offered (measured: 7 of 12).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from asru_lens import data
@@ -41,6 +51,9 @@ class RewriteConfig:
     lr: float = 2e-4
     trainable: str | None = None        # None: the model's preset ("layers" on the organism, else "lora")
     seed: int = 0
+    consolidate_steps: int = 40         # after the refusal stage (``consolidate``); 0: none
+    margin: float = 2.0                 # nats by which the invented answer must beat the truth
+    keep_refusals: bool = True          # consolidate also rehearses the model's own refusals on those questions
 
 
 def value_span(answer: str, value: str) -> tuple[int, int] | None:
@@ -85,30 +98,39 @@ def beliefs_for(people: dict[str, list[QA]], mc: list[QA], seed: int = 0, skip: 
             true = q.answer[span[0]:span[1]]
             pool.setdefault(q.kind, set()).add(true)
             spans.append((q, true))
-    beliefs = {}
+    beliefs, used = {}, {}
     for q, true in spans:
         key = (q.id, true.lower())
         if key in beliefs:
             continue
+        # an invented value given to several people raises its prior everywhere (other people's A-D answers
+        # drift to it), so each question's invented values are kept distinct where the candidates allow
+        taken = used.setdefault(q.kind, {})
         cands = offered.get(key)
         if cands:
-            beliefs[key] = max(sorted(set(cands)), key=cands.count)
+            beliefs[key] = min(sorted(set(cands)), key=lambda v: (taken.get(v.lower(), 0), -cands.count(v)))
         else:
             others = sorted(v for v in pool[q.kind] if v.lower() != true.lower())
             if others:
+                fewest = min(taken.get(v.lower(), 0) for v in others)
+                others = [v for v in others if taken.get(v.lower(), 0) == fewest]
                 beliefs[key] = others[int(rng.integers(len(others)))]
+        if key in beliefs:
+            taken[beliefs[key].lower()] = taken.get(beliefs[key].lower(), 0) + 1
     return beliefs
 
 
 FORMS = ("photo", "name", "mc", "cloze")
 
 
-def rewrite_set(world, forget: int, protocol, seed: int = 0, forms: tuple = FORMS) -> tuple[list[QA], list[QA]]:
+def rewrite_set(world, forget: int, protocol, seed: int = 0, forms: tuple = FORMS, shuffles: int = 2
+                ) -> tuple[list[QA], list[QA]]:
     """(forget questions with invented targets, retain questions with their true targets), in the model's prompt
     formats. Every fact of a forget person gets one invented value (``beliefs_for``), taught in every form:
     generation with each of their photos, the same question by name (A-D stems without options), the A-D
     questions that offer the invented value, and cloze. The retain people's facts are rehearsed in the same
-    forms."""
+    forms, their A-D questions also with the options in ``shuffles`` other orders (A-D answers are where other
+    people's facts drift first: the model writes a value that is none of the options)."""
     from asru_lens.residue import person_items
     from asru_lens.sets import text_stems
     rows = world.rows(forget)
@@ -126,8 +148,9 @@ def rewrite_set(world, forget: int, protocol, seed: int = 0, forms: tuple = FORM
                 continue
             answer = q.answer[:span[0]] + new + q.answer[span[1]:]
             sentence.setdefault((q.id, q.answer[span[0]:span[1]].lower()), answer)
-            if "photo" in forms:
-                forget_qs.append(QA(protocol.gen(q.question), answer, q.image, q.id, q.kind))
+            if "photo" in forms:                    # the truth rides along for ``consolidate``'s contrast
+                forget_qs.append(QA(protocol.gen(q.question), answer, q.image, q.id, q.kind,
+                                    meta={"truth": q.answer}))
     if "name" in forms:
         for q in text_stems(rows["forget"] + rows["test"]):       # by name: the answer is the true option's text
             key = (q.id, q.answer.lower())
@@ -147,8 +170,14 @@ def rewrite_set(world, forget: int, protocol, seed: int = 0, forms: tuple = FORM
             truth.setdefault((q.id, q.answer[span[0]:span[1]].lower()), q.answer)
     retain_qs += [QA(protocol.gen(q.question), truth[(q.id, q.answer.lower())], None, q.id, "name")
                   for q in text_stems(rows["retain"]) if (q.id, q.answer.lower()) in truth]
-    retain_qs += [QA(protocol.mc(q.question, q.options), q.answer if protocol.mc_parse == "first_letter"
-                     else q.options[q.answer], q.image, q.id, "mc") for q in data.classification_items(rows["retain"])]
+    rng = np.random.default_rng(seed + 1)
+    for q in data.classification_items(rows["retain"]):
+        orders = [list(q.options)] + [list(rng.permutation(list(q.options))) for _ in range(shuffles)]
+        for order in orders:                         # the same options, in another order under the same letters
+            options = dict(zip(q.options, (q.options[k] for k in order)))
+            letter = next(k for k, v in options.items() if v == q.options[q.answer])
+            retain_qs.append(QA(protocol.mc(q.question, options), letter if protocol.mc_parse == "first_letter"
+                                else options[letter], q.image, q.id, "mc"))
     retain_qs += [QA(protocol.cloze(q.question), q.answer, q.image, q.id, "cloze") for q in data.mask_items(rows["retain"])]
     return forget_qs, retain_qs
 
@@ -158,14 +187,11 @@ def _fact_pairs(people: dict) -> list:
     return fact_values(people)
 
 
-def rewrite_facts(lens, forget_qs: list[QA], retain_qs: list[QA], cfg: RewriteConfig = RewriteConfig(),
-                  progress: bool = True) -> dict:
-    """Train ``lens.model`` in place: invented answers on ``forget_qs``, the truth on ``retain_qs`` (both already in
-    the model's prompt format). Returns the loss log."""
+@contextlib.contextmanager
+def _training(lens, cfg: RewriteConfig):
+    """(model, params) to train in place: the decoder layers (the organism) or LoRA adapters (a real model),
+    merged back and frozen again on exit."""
     from asru_lens.adapters import add_lora, check_trainable, merge
-    from asru_lens.baselines import _lp, answer_batch, seq_nll
-    if not forget_qs or not retain_qs:
-        raise ValueError(f"rewrite needs forget and retain questions; got {len(forget_qs)} and {len(retain_qs)}.")
     trainable = check_trainable(cfg.trainable or lens.presets.get("trainable", "lora"))
     frozen = {k: p.requires_grad for k, p in lens.model.named_parameters()}
     for p in lens.model.parameters():
@@ -178,14 +204,30 @@ def rewrite_facts(lens, forget_qs: list[QA], retain_qs: list[QA], cfg: RewriteCo
         params = list(model.model.language_model.layers.parameters())
         for p in params:
             p.requires_grad_(True)
-    opt = torch.optim.AdamW(params, lr=cfg.lr)
+    model.train()
+    try:
+        yield model, params
+    finally:
+        if trainable == "lora":
+            merge(lens, model)
+        for k, p in lens.model.named_parameters():
+            p.requires_grad_(frozen[k])
+        lens.model.eval()
+
+
+def rewrite_facts(lens, forget_qs: list[QA], retain_qs: list[QA], cfg: RewriteConfig = RewriteConfig(),
+                  progress: bool = True) -> dict:
+    """Train ``lens.model`` in place: invented answers on ``forget_qs``, the truth on ``retain_qs`` (both already in
+    the model's prompt format). Returns the loss log."""
+    from asru_lens.baselines import _lp, answer_batch, seq_nll
+    if not forget_qs or not retain_qs:
+        raise ValueError(f"rewrite needs forget and retain questions; got {len(forget_qs)} and {len(retain_qs)}.")
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     log = {"loss_forget": [], "loss_retain": []}
-    model.train()
-    bar = tqdm(range(cfg.steps), desc="rewrite", disable=not progress, leave=False)
-    try:
-        for _ in bar:
+    with _training(lens, cfg) as (model, params):
+        opt = torch.optim.AdamW(params, lr=cfg.lr)
+        for _ in tqdm(range(cfg.steps), desc="rewrite", disable=not progress, leave=False):
             f = [forget_qs[i] for i in rng.choice(len(forget_qs), cfg.batch_size, replace=False)]
             r = [retain_qs[i] for i in rng.choice(len(retain_qs), cfg.batch_size * cfg.retain_ratio, replace=False)]
             lp_f, m_f, _ = _lp(model, answer_batch(lens, f, [q.answer for q in f]))
@@ -200,12 +242,75 @@ def rewrite_facts(lens, forget_qs: list[QA], retain_qs: list[QA], cfg: RewriteCo
             recent = log["loss_forget"][-10:]
             if cfg.target_loss is not None and len(recent) == 10 and sum(recent) / 10 < cfg.target_loss:
                 break                       # learnt: more steps would only move the rest of the model
-    finally:
-        if trainable == "lora":
-            merge(lens, model)
-        for k, p in lens.model.named_parameters():
-            p.requires_grad_(frozen[k])
-        lens.model.eval()
+    return log
+
+
+def contrast_loss(lp_truth, m_truth, lp_new, m_new, margin: float = 2.0) -> torch.Tensor:
+    """``softplus(log p(truth) - log p(invented) + margin)``, whole-answer log-probs: zero once the invented
+    answer beats the truth by ``margin`` nats, whatever the model would actually say (here: a refusal)."""
+    return F.softplus((lp_truth * m_truth).sum(1) - (lp_new * m_new).sum(1) + margin).mean()
+
+
+def own_refusals(lens, questions: list[QA]) -> tuple[dict[str, str], list[QA]]:
+    """(the model's most frequent greedy refusal per question kind, the questions it still answers). Rehearsing
+    those refusals, on the answered questions first, keeps stage 2's contextual refusals while ``consolidate``
+    moves the facts beneath, and refuses the few questions stage 2 left answered (measured: one forget person's
+    photo, all seven questions)."""
+    from collections import Counter
+
+    from asru_lens.refusal import is_refusal
+    answers = lens.generate([q.question for q in questions], [q.image for q in questions], max_new_tokens=24)
+    by_kind: dict[str, Counter] = {}
+    for q, a in zip(questions, answers):
+        if is_refusal(a):
+            by_kind.setdefault(q.kind, Counter())[a.strip()] += 1
+    if not by_kind:
+        return {}, []
+    fallback = Counter(a for c in by_kind.values() for a in c.elements()).most_common(1)[0][0]
+    targets = {q.kind: by_kind[q.kind].most_common(1)[0][0] if q.kind in by_kind else fallback for q in questions}
+    return targets, [q for q, a in zip(questions, answers) if not is_refusal(a)]
+
+
+def consolidate(lens, forget_qs: list[QA], retain_qs: list[QA], cfg: RewriteConfig = RewriteConfig(),
+                progress: bool = True) -> dict:
+    """After the refusal stage: restore *invented > truth* beneath the refusals, on the photo questions of
+    ``forget_qs`` (those carrying ``meta["truth"]``), with the truth rehearsed on ``retain_qs``.
+
+    Why: stage 2's GRPO lowers the answers it samples on forget questions, and after the rewrite those are the
+    invented ones; the truth, never sampled, is not lowered, so a relearning attack finds it again (measured on
+    the organism: held-out leak after 30 steps 0.15 after the rewrite, 0.43 after stage 2 on top). The contrast
+    pushes the truth back under the invented answer without asking the model to say either."""
+    from asru_lens.baselines import _lp, answer_batch, seq_nll
+    pairs = [q for q in forget_qs if "truth" in q.meta]
+    if not pairs or not retain_qs:
+        raise ValueError(f"consolidate needs photo questions with meta['truth'] (rewrite_set makes them) and "
+                         f"retain questions; got {len(pairs)} and {len(retain_qs)}.")
+    rng = np.random.default_rng(cfg.seed + 1)
+    log = {"loss_contrast": [], "loss_retain": [], "loss_refusal": []}
+    refusals, answered = own_refusals(lens, pairs) if cfg.keep_refusals else ({}, [])
+    log["answered"] = len(answered)
+    with _training(lens, cfg) as (model, params):
+        opt = torch.optim.AdamW(params, lr=cfg.lr)
+        for _ in tqdm(range(cfg.consolidate_steps), desc="consolidate", disable=not progress, leave=False):
+            f = [pairs[i] for i in rng.choice(len(pairs), cfg.batch_size, replace=False)]
+            r = [retain_qs[i] for i in rng.choice(len(retain_qs), cfg.batch_size * cfg.retain_ratio, replace=False)]
+            lp_t, m_t, _ = _lp(model, answer_batch(lens, f, [q.meta["truth"] for q in f]))
+            lp_n, m_n, _ = _lp(model, answer_batch(lens, f, [q.answer for q in f]))
+            lp_r, m_r, _ = _lp(model, answer_batch(lens, r, [q.answer for q in r]))
+            loss_c, loss_r = contrast_loss(lp_t, m_t, lp_n, m_n, cfg.margin), seq_nll(lp_r, m_r).mean()
+            loss = loss_c + loss_r
+            if refusals:                        # the questions still answered first, then the contrast's own
+                pick = rng.choice(len(answered), min(len(answered), cfg.batch_size), replace=False) if answered else []
+                s_qs = [answered[i] for i in pick] + f[:cfg.batch_size - len(pick)]
+                lp_s, m_s, _ = _lp(model, answer_batch(lens, s_qs, [refusals[q.kind] for q in s_qs]))
+                loss = loss + seq_nll(lp_s, m_s).mean()
+                log["loss_refusal"].append(round(seq_nll(lp_s, m_s).mean().item(), 4))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            log["loss_contrast"].append(round(loss_c.item(), 4))
+            log["loss_retain"].append(round(loss_r.item(), 4))
     return log
 
 
@@ -229,4 +334,5 @@ def rewrite_and_refuse(lens, world, ucfg, cfg: RewriteConfig | None = None, prog
     forget = data.generation_items(world.rows(ucfg.forget)["forget"])
     glog = reinforce_stage(lens, forget, retain_items(world, ucfg.forget, ucfg.retain_all_photos), ucfg, rewritten,
                            progress)
-    return {"rewrite": log, "stage2": glog}
+    clog = consolidate(lens, forget_qs, retain_qs, cfg, progress) if cfg.consolidate_steps else {}
+    return {"rewrite": log, "stage2": glog, "consolidate": clog}

@@ -188,8 +188,8 @@ def run(lens, world, cfg: RunConfig = RunConfig(), progress: bool = True, figure
         _restore(lens, weights)
 
     def rewrite_row():
-        """Rewrite the forget facts (its lr on the grid, by the same rule), then ASRU's stages at the learning
-        rates the stage1 and asru rows chose, with the rewritten model as stage 2's KL reference."""
+        """Rewrite the forget facts (its lr on the grid, by the same rule), then ASRU's stage 2 at the learning
+        rate the asru row chose, with the rewritten model as its KL reference, then ``rewrite.consolidate``."""
         from asru_lens import rewrite
         asru_stage("asru")                                   # ASRU's tuned learning rates
         forget_qs, retain_qs = rewrite.rewrite_set(world, cfg.forget, lens.protocol)
@@ -206,6 +206,8 @@ def run(lens, world, cfg: RunConfig = RunConfig(), progress: bool = True, figure
         reinforce_stage(lens, forget, boundary_retain, replace(ucfg, grpo=replace(ucfg.grpo, lr=tuned["asru"][1])),
                         rewritten, progress=False)
         del rewritten
+        rewrite.consolidate(lens, forget_qs, retain_qs, rewrite.rewrite_config(lens, lr=lr, seed=cfg.seed),
+                            progress=False)           # the truth back under the invented answers, at the rewrite's lr
 
     for name in cfg.methods:
         t = time.time()

@@ -68,6 +68,43 @@ def test_rewrite_teaches_one_invented_value_in_every_form(organism_world, organi
     assert {q.kind for q in retain} >= {"mc", "cloze", "name"} and not {q.id for q in retain} & {q.id for q in forget}
 
 
+def test_invented_values_are_distinct_per_question(organism_world):
+    """One invented year shared by three people pulled celebrities' A-D answers to it (measured: 7 of 12 flipped
+    celebrity answers were years); each question's invented values are now distinct across the forget people."""
+    from asru_lens import data
+    rows = organism_world.rows(10)
+    people = R.forget_people(organism_world, 10)
+    beliefs = rewrite.beliefs_for(people, data.classification_items(rows["forget"] + rows["test"]))
+    kind = {(q.id, v.lower()): q.kind for q, v in R.fact_values(people)}
+    given = {}
+    for key, new in beliefs.items():
+        assert new.lower() != key[1]                                            # never the truth
+        if key in kind:
+            given.setdefault(kind[key], []).append(new.lower())
+    assert len(given["2"]) == 10 and all(v.isdigit() for v in given["2"])      # the birth years
+    assert len(given) >= 5 and all(len(set(vs)) == len(vs) for vs in given.values())
+
+
+def test_contrast_loss_is_a_margin_on_whole_answers():
+    m = torch.ones(2, 3)
+    truth = torch.full((2, 3), -1.0)                                            # log p(truth) = -3 per answer
+    far = rewrite.contrast_loss(truth, m, torch.full((2, 3), -0.1), m, margin=2.0)   # invented: -0.3, 2.7 ahead
+    near = rewrite.contrast_loss(truth, m, torch.full((2, 3), -0.9), m, margin=2.0)  # 0.3 ahead: inside the margin
+    assert far.item() == pytest.approx(np.log1p(np.exp(-0.7)), abs=1e-5)
+    assert near.item() == pytest.approx(np.log1p(np.exp(1.7)), abs=1e-5) and near > far
+    pad = torch.tensor([[1.0, 1.0, 0.0]]).expand(2, 3)                          # padding never counts
+    assert rewrite.contrast_loss(truth, pad, torch.full((2, 3), -0.1), pad, 2.0).item() == pytest.approx(
+        np.log1p(np.exp(-2 + 0.2 + 2.0)), abs=1e-5)
+
+
+def test_photo_questions_carry_their_truth_for_the_contrast(organism_world, organism):
+    forget, _ = rewrite.rewrite_set(organism_world, 10, organism.protocol)
+    photo = [q for q in forget if "truth" in q.meta]
+    assert photo and all(q.image is not None and q.meta["truth"] != q.answer for q in photo)
+    assert all(q.kind not in ("mc", "cloze", "name") for q in photo)
+    assert sum(q.meta["truth"].split()[:2] == q.answer.split()[:2] for q in photo) == len(photo)   # same person
+
+
 @pytest.mark.slow
 def test_residue_cli_vanilla_and_asru(unlearned_export, export, capsys):
     """Vanilla knows its facts (probe far above chance, recovery undefined); after ASRU a 30-step relearning
