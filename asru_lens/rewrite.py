@@ -292,7 +292,7 @@ def consolidate(lens, forget_qs: list[QA], retain_qs: list[QA], cfg: RewriteConf
     with _training(lens, cfg) as (model, params):
         opt = torch.optim.AdamW(params, lr=cfg.lr)
         for _ in tqdm(range(cfg.consolidate_steps), desc="consolidate", disable=not progress, leave=False):
-            f = [pairs[i] for i in rng.choice(len(pairs), cfg.batch_size, replace=False)]
+            f = [pairs[i] for i in rng.choice(len(pairs), cfg.batch_size, replace=len(pairs) < cfg.batch_size)]
             r = [retain_qs[i] for i in rng.choice(len(retain_qs), cfg.batch_size * cfg.retain_ratio, replace=False)]
             lp_t, m_t, _ = _lp(model, answer_batch(lens, f, [q.meta["truth"] for q in f]))
             lp_n, m_n, _ = _lp(model, answer_batch(lens, f, [q.answer for q in f]))

@@ -33,7 +33,8 @@
 #
 # Then it tries a method that goes beyond ASRU: **rewrite** the forget facts in the weights first (every fact the
 # model would state about a forget person is replaced by an invented one, while the retain people are rehearsed),
-# and only then run ASRU's two stages to turn the invented answers into contextual refusals.
+# then run ASRU's stage 2 to turn the invented answers into contextual refusals, and **consolidate**: push the
+# truth back under the invented answers, which stage 2 lets resurface.
 
 # %% [markdown]
 # **Parameters.** As in notebooks 01-04; `DATA` may be a plain MLLMU-Bench folder (the residue needs no unseen
@@ -119,15 +120,20 @@ pd.DataFrame({m: summary(r) for m, r in results.items()}).round(3)
 # `rewrite.rewrite_facts` overwrites every fact the model would state about a forget person with an invented one
 # (another value of the same kind, in the same sentence), with every photo of them, by name, in A-D and cloze
 # form, while the retain people's answers are rehearsed; it stops once the invented answers are learnt. ASRU's
-# stage 2 then turns the invented answers into contextual refusals, with the rewritten model as the KL reference
-# (`rewrite.rewrite_and_refuse`).
+# stage 2 then turns the invented answers into contextual refusals, with the rewritten model as the KL reference.
+# GRPO lowers the answers it samples, which are now the invented ones, so the truth surfaces again beneath the
+# refusals (a relearning attack finds it); `rewrite.consolidate` pushes it back under with a margin contrast,
+# invented over truth, while the model's own refusals and the retain people's answers are rehearsed
+# (`rewrite.rewrite_and_refuse` runs all three).
 
 # %% tags=["nbval-ignore-output"]
 lens.model.load_state_dict(vanilla_weights)
 rcfg = rewrite.rewrite_config(lens, lr=REWRITE_LR, steps=REWRITE_STEPS)
 logs = rewrite.rewrite_and_refuse(lens, world, ucfg, rcfg, progress=False)
 results["rewrite"] = residue.residue(lens, world, cfg, vanilla_leak, progress=False)
-print(f"rewrite: {len(logs['rewrite']['loss_forget'])} steps, forget loss {logs['rewrite']['loss_forget'][-1]:.3f}")
+print(f"rewrite: {len(logs['rewrite']['loss_forget'])} steps, forget loss {logs['rewrite']['loss_forget'][-1]:.3f}; "
+      f"consolidate: {logs['consolidate']['answered']} forget questions still answered after stage 2, contrast loss "
+      f"{logs['consolidate']['loss_contrast'][-1]:.3f}")
 
 # %% tags=["nbval-ignore-output"]
 pd.DataFrame({m: summary(r) for m, r in results.items()}).round(3)
@@ -159,21 +165,25 @@ recovery_30 = {m: r["relearn"]["attribute"]["recovery"][-1] for m, r in results.
  "asru: A-D still answered (>= 0.8)": asru["forget_cls_acc"] >= 0.8,
  "control: the attack teaches invented facts <= 0.1": max(max(r["relearn"]["attribute"]["control"]["leak"])
                                                           for r in results.values()) <= 0.1,
- "rewrite: recovery after 30 at least 0.4 below asru's": recovery_30["rewrite"] <= recovery_30["asru"] - 0.4,
- "rewrite: probes within 0.1 of chance": rw["probe_acc"]["max"] <= rw["probe_acc"]["chance"] + 0.1,
- "rewrite: A-D at most 0.5 (chance 0.25)": rw["forget_cls_acc"] <= 0.5}
+ "rewrite: recovery after 30 steps <= 0.3": recovery_30["rewrite"] <= 0.3,
+ "rewrite: probes within 0.1 of chance at every layer": max(rw["probe_acc"]["per_layer"]) <= rw["probe_acc"]["chance"] + 0.1,
+ "rewrite: A-D at most 0.4 (chance 0.25)": rw["forget_cls_acc"] <= 0.4}
 
 # %% [markdown]
 # ## What to conclude
 #
 # * ASRU's answers are what the paper promises, but the forget people's facts survive it intact: a few steps of
 #   fine-tuning on some of them restore the rest, the probes read them, and A-D still finds them.
-# * Rewriting the facts before refusing removes most of them: relearning three attributes brings back about a
-#   third of the others instead of nearly all, the probes fall to about chance, and A-D accuracy falls toward
-#   chance. Some answers stay the invented facts rather than refusals after this short stage 2 (above), and
-#   neither recovery nor A-D reaches the bars we set for a method that truly forgets (recovery after 30 steps
-#   <= 0.3, A-D <= 0.35) without costing the celebrities' A-D answers: see the README's "Forgotten or hidden?"
-#   for every candidate we measured. This is an open problem, not a solved one.
+# * Rewriting the facts, refusing, then consolidating removes them: relearning three attributes brings back almost
+#   none of the others, the probes read chance at every layer, and A-D accuracy falls toward chance, while the
+#   answers are refusals like ASRU's. Consolidating matters: stage 2 lowers the invented answers it samples and
+#   lets the truth resurface beneath its refusals, so without the contrast the same attack brings back about
+#   half of the held-out facts (README, "Forgotten or hidden?").
+# * This notebook's stage 2 is short (40 steps): A-D lands a little above the 0.35 bar here. At the full budget
+#   (`asru-lens run`, seed 0) the rewrite row meets every bar issue 16 sets: contextual refusal 3.62 against
+#   ASRU's 3.61, leakage 4.94, forget A-D 0.338, recovery 0.15, probes at chance, retain and celebrity A-D
+#   within 2.5 points of vanilla. On seeds 1 and 2 its learning rate rule picks a higher rate and the
+#   celebrities lose 7.5-8.3 points: the README gives all three seeds.
 # * `asru-lens run` adds these measurements for every method (columns `relearn_recovery_30`, `relearn_leak_30`,
 #   `probe_acc_max`, `forget_cls_acc`) and the `rewrite` row, with its learning rate tuned on the same grid as
 #   every other method; `asru-lens residue --model M` measures any saved model.
