@@ -278,7 +278,7 @@ def consolidate(lens, forget_qs: list[QA], retain_qs: list[QA], cfg: RewriteConf
 
     Why: stage 2's GRPO lowers the answers it samples on forget questions, and after the rewrite those are the
     invented ones; the truth, never sampled, is not lowered, so a relearning attack finds it again (measured on
-    the organism: held-out leak after 30 steps 0.15 after the rewrite, 0.43 after stage 2 on top). The contrast
+    the organism: held-out leak after 30 steps 0.15 after the rewrite, 0.40-0.55 after stage 2 on top). The contrast
     pushes the truth back under the invented answer without asking the model to say either."""
     from asru_lens.baselines import _lp, answer_batch, seq_nll
     pairs = [q for q in forget_qs if "truth" in q.meta]

@@ -105,6 +105,20 @@ def test_photo_questions_carry_their_truth_for_the_contrast(organism_world, orga
     assert sum(q.meta["truth"].split()[:2] == q.answer.split()[:2] for q in photo) == len(photo)   # same person
 
 
+def test_own_refusals_per_kind_and_the_questions_still_answered():
+    place, year = "I'm sorry, I don't know this person's birthplace.", "I'm sorry, I don't know this person's year of birth."
+    said = {"birthplace of Ana?": place, "year of Ana?": "Ana was born in 1990.", "year of Bo?": year}
+
+    class Stub:                                   # refuses birthplaces, and years but Ana's
+        def generate(self, prompts, images, max_new_tokens=24):
+            return [said[p] for p in prompts]
+    qs = [QA("birthplace of Ana?", "x", None, "ana", "1"), QA("year of Ana?", "x", None, "ana", "2"),
+          QA("year of Bo?", "x", None, "bo", "2")]
+    targets, answered = rewrite.own_refusals(Stub(), qs)
+    assert targets == {"1": place, "2": year}
+    assert [q.question for q in answered] == ["year of Ana?"]
+
+
 @pytest.mark.slow
 def test_residue_cli_vanilla_and_asru(unlearned_export, export, capsys):
     """Vanilla knows its facts (probe far above chance, recovery undefined); after ASRU a 30-step relearning
