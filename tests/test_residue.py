@@ -106,7 +106,8 @@ def test_photo_questions_carry_their_truth_for_the_contrast(organism_world, orga
 
 
 def test_own_refusals_per_kind_and_the_questions_still_answered():
-    place, year = "I'm sorry, I don't know this person's birthplace.", "I'm sorry, I don't know this person's year of birth."
+    place = "I'm sorry, I don't know this person's birthplace."
+    year = "I'm sorry, I don't know this person's year of birth."
     said = {"birthplace of Ana?": place, "year of Ana?": "Ana was born in 1990.", "year of Bo?": year}
 
     class Stub:                                   # refuses birthplaces, and years but Ana's
