@@ -260,15 +260,16 @@ def own_refusals(lens, questions: list[QA]) -> tuple[dict[str, str], list[QA]]:
 
     from asru_lens.refusal import is_refusal
     answers = lens.generate([q.question for q in questions], [q.image for q in questions], max_new_tokens=24)
+    refused = [is_refusal(a) for a in answers]
     by_kind: dict[str, Counter] = {}
-    for q, a in zip(questions, answers):
-        if is_refusal(a):
+    for q, a, r in zip(questions, answers, refused):
+        if r:
             by_kind.setdefault(q.kind, Counter())[a.strip()] += 1
     if not by_kind:
         return {}, []
     fallback = Counter(a for c in by_kind.values() for a in c.elements()).most_common(1)[0][0]
     targets = {q.kind: by_kind[q.kind].most_common(1)[0][0] if q.kind in by_kind else fallback for q in questions}
-    return targets, [q for q, a in zip(questions, answers) if not is_refusal(a)]
+    return targets, [q for q, r in zip(questions, refused) if not r]
 
 
 def consolidate(lens, forget_qs: list[QA], retain_qs: list[QA], cfg: RewriteConfig = RewriteConfig(),
@@ -303,8 +304,9 @@ def consolidate(lens, forget_qs: list[QA], retain_qs: list[QA], cfg: RewriteConf
                 pick = rng.choice(len(answered), min(len(answered), cfg.batch_size), replace=False) if answered else []
                 s_qs = [answered[i] for i in pick] + f[:cfg.batch_size - len(pick)]
                 lp_s, m_s, _ = _lp(model, answer_batch(lens, s_qs, [refusals[q.kind] for q in s_qs]))
-                loss = loss + seq_nll(lp_s, m_s).mean()
-                log["loss_refusal"].append(round(seq_nll(lp_s, m_s).mean().item(), 4))
+                loss_s = seq_nll(lp_s, m_s).mean()
+                loss = loss + loss_s
+                log["loss_refusal"].append(round(loss_s.item(), 4))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
