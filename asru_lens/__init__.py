@@ -5,15 +5,56 @@
     lens = asru_lens.load("Qwen/Qwen3-VL-2B-Instruct", dtype="bfloat16")
     world = asru_lens.open_world()     # the organism's world; or open_world("/data/MLLMU-Bench",
                                        #   unseen_faces="/data/digiface")
+
+The library is in subpackages by role: ``core`` (load, world, data, protocol, sets, training), ``interpret``
+(activations, probe, steer), ``methods`` (one module per unlearning method, and the registry), ``measure``
+(evaluate, residue, judge, metrics) and ``show`` (viz, widgets, gallery); ``organism`` is one provider of a model
+and a world. The short names still import: ``from asru_lens import probe, steer`` is ``asru_lens.interpret``'s.
 """
-from asru_lens.load import Lens, ModelLoadError, load
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+
+from asru_lens.core.load import Lens, ModelLoadError, load
+
+# short name -> the module's place in the subpackages (``from asru_lens import probe`` as the notebooks write it)
+SHORT_NAMES = {
+    **{m: f"core.{m}" for m in ("world", "data", "protocol", "sets", "unseen", "atomic", "checkpoint", "qwen3vl",
+                                "finetune", "training")},
+    "adapters": "core.training",
+    **{m: f"interpret.{m}" for m in ("activations", "probe", "steer")},
+    **{m: f"methods.{m}" for m in ("redirect", "rl", "reward", "trl_export", "rewrite", "baselines")},
+    **{m: f"measure.{m}" for m in ("evaluate", "residue", "judge", "metrics", "refusal")},
+    **{m: f"show.{m}" for m in ("viz", "widgets", "gallery")},
+}
+
+
+class _ShortNames(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports ``asru_lens.<short>`` as the same module object as its subpackage path (one module, two names)."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        short = fullname.removeprefix(__name__ + ".")
+        if short in SHORT_NAMES:
+            return importlib.util.spec_from_loader(fullname, self)
+        return None
+
+    def create_module(self, spec):
+        return importlib.import_module(f"{__name__}.{SHORT_NAMES[spec.name.removeprefix(__name__ + '.')]}")
+
+    def exec_module(self, module):
+        pass
+
+
+if not any(isinstance(f, _ShortNames) for f in sys.meta_path):
+    sys.meta_path.append(_ShortNames())
 
 __version__ = "0.1.0"
 __all__ = ["Lens", "ModelLoadError", "load", "open_world", "__version__"]
 
 
 def open_world(data=None, *, unseen_faces=None, refusal_prompts=None):
-    """The world every command works on (``asru_lens.world.World``), from the provider that fits ``data``:
+    """The world every command works on (``asru_lens.core.world.World``), from the provider that fits ``data``:
 
     * ``None``: the model organism's own world (built into the cache on first use);
     * a folder the organism wrote (``world.json`` + ``Unknown_Faces.parquet``): the organism's world there;
@@ -23,7 +64,7 @@ def open_world(data=None, *, unseen_faces=None, refusal_prompts=None):
     give ASRU's refusal set; a plain MLLMU-Bench folder needs one of them for the probe. Files are checked
     here, before any model work."""
     from asru_lens.organism.provider import OrganismWorld, default_world
-    from asru_lens.world import World
+    from asru_lens.core.world import World
     if data is None:
         return default_world(unseen_faces, refusal_prompts)
     if OrganismWorld.recognises(data):

@@ -18,6 +18,16 @@ def _fmt(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else ("-" if v is None else str(v))
 
 
+def emit(args, info, text) -> int:
+    """The one output path of every command: ``info`` as JSON with ``--json``, else ``text(info)``'s lines."""
+    if getattr(args, "json", False):
+        print(json.dumps(info))
+    else:
+        out = text(info)
+        print(out if isinstance(out, str) else "\n".join(out))
+    return 0
+
+
 # -- argument types: a bad value is refused by argparse, before anything is imported or loaded ---------------------
 def positive_int(text: str) -> int:
     try:
@@ -66,19 +76,19 @@ def _check_layer(args, layer) -> None:
     """A --layer against the model's config (read without loading weights)."""
     if layer is None:
         return
-    from asru_lens.load import text_layers
+    from asru_lens.core.load import text_layers
     n = text_layers(args.model)
     if not 0 <= layer < n:
         raise ValueError(f"--layer {layer} is out of range: this model has {n} decoder layers, so pass 0..{n - 1}.")
 
 
 def _load(args):
-    from asru_lens.load import load
+    from asru_lens.core.load import load
     return load(args.model, dtype=args.dtype, device_map=args.device_map, batch_size=args.batch_size)
 
 
 def cmd_organism_build(args) -> int:
-    from asru_lens.load import ORGANISM_DIR
+    from asru_lens.core.load import ORGANISM_DIR
     from asru_lens.organism.train import OrganismConfig, save_organism, train_organism
 
     cfg = OrganismConfig(seed=args.seed) if args.steps is None else OrganismConfig(seed=args.seed, steps=args.steps)
@@ -90,16 +100,15 @@ def cmd_organism_build(args) -> int:
     out = save_organism(model, processor, args.out or ORGANISM_DIR, meta)
     info = {"out": str(out), "seconds": round(time.time() - t0, 1), "steps": cfg.steps,
             "final_loss": meta["final_loss"]}
-    print(json.dumps(info) if args.json else _table(list(info.items()), ("key", "value")))
-    return 0
+    return emit(args, info, lambda i: _table(list(i.items()), ("key", "value")))
 
 
 def _record(model: str | None, res: dict) -> None:
     """Store ``res`` as the "eval" entry of the model folder's organism.json (written atomically)."""
     from pathlib import Path
 
-    from asru_lens.atomic import atomic_write_text
-    from asru_lens.load import ORGANISM_DIR
+    from asru_lens.core.atomic import atomic_write_text
+    from asru_lens.core.load import ORGANISM_DIR
 
     folder = Path(model) if model else Path(ORGANISM_DIR)
     if not folder.is_dir():
@@ -111,7 +120,7 @@ def _record(model: str | None, res: dict) -> None:
 
 
 def cmd_organism_eval(args) -> int:
-    from asru_lens.data import split_path
+    from asru_lens.core.data import split_path
     from asru_lens.organism.evaluate import THRESHOLDS, check, evaluate_organism
     from asru_lens.organism.mllmu import world_dir
 
@@ -122,17 +131,15 @@ def cmd_organism_eval(args) -> int:
     ok = check(res)
     if args.record:
         _record(args.model, res)
-    if args.json:
-        print(json.dumps(res))
-    else:
-        rows = [(k, _fmt(res[k]), f"{op} {b:,}" if isinstance(b, int) else f"{op} {b}", "ok" if ok[k] else "FAIL",
-                 meaning) for k, (op, b, meaning) in THRESHOLDS.items()]
-        print(_table(rows, ("key", "value", "target", "", "meaning")))
+    emit(args, res, lambda r: _table([(k, _fmt(r[k]), f"{op} {b:,}" if isinstance(b, int) else f"{op} {b}",
+                                        "ok" if ok[k] else "FAIL", meaning)
+                                       for k, (op, b, meaning) in THRESHOLDS.items()],
+                                      ("key", "value", "target", "", "meaning")))
     return 0 if all(ok.values()) or not args.strict else 1
 
 
 def cmd_organism_portraits(args) -> int:
-    from asru_lens.atomic import atomic_write_bytes
+    from asru_lens.core.atomic import atomic_write_bytes
     from asru_lens.organism import mllmu
     from asru_lens.organism.portraits import contact_sheet
     from asru_lens.organism.world import build_world
@@ -143,25 +150,21 @@ def cmd_organism_portraits(args) -> int:
     contact_sheet(rows).save(buf, format="PNG")
     atomic_write_bytes(args.out, buf.getvalue())
     names = [p.name for p in world.people[:args.people]]
-    print(json.dumps({"out": args.out, "people": names}) if args.json else f"wrote {args.out}: {', '.join(names)}")
-    return 0
+    return emit(args, {"out": args.out, "people": names}, lambda i: f"wrote {i['out']}: {', '.join(i['people'])}")
 
 
 def cmd_organism_export(args) -> int:
     from asru_lens.organism.provider import export
     counts = export(args.out, args.faces)
-    if args.json:
-        print(json.dumps({"out": args.out, "faces": args.faces, "rows": counts}))
-    else:
-        print(_table(list(counts.items()), ("subset", "rows")))
-        print(f"wrote {args.out} (MLLMU-Bench's Hub layout) and {args.faces} ({counts['unseen_faces']} unseen faces, "
-              f"<id>/0.png). Use them with --data {args.out} --unseen-faces {args.faces}.")
-    return 0
+    return emit(args, {"out": args.out, "faces": args.faces, "rows": counts}, lambda i: [
+        _table(list(counts.items()), ("subset", "rows")),
+        f"wrote {args.out} (MLLMU-Bench's Hub layout) and {args.faces} ({counts['unseen_faces']} unseen faces, "
+        f"<id>/0.png). Use them with --data {args.out} --unseen-faces {args.faces}."])
 
 
 def cmd_probe(args) -> int:
-    from asru_lens.probe import probe
-    from asru_lens.sets import probe_sets
+    from asru_lens.interpret.probe import probe
+    from asru_lens.core.sets import probe_sets
 
     world = _world(args)
     lens = _load(args)
@@ -171,23 +174,23 @@ def cmd_probe(args) -> int:
     info["notes"] = info["counts"].pop("notes", []) + list(world.missing().values())
     info["protocol"] = lens.protocol.name
     if args.figures:
-        from asru_lens import viz
+        from asru_lens.show import viz
         info["figures"] = [str(p) for p in viz.save_probe_figures(res, args.figures)]
-    if args.json:
-        print(json.dumps(info))
-        return 0
-    rows = [(k, _fmt(info[k])) for k in ("layer", "position", "token", "n_layers", "auroc_chosen",
-                                          "induce_refusal", "induce_score", "bypass_score", "kl", "fallback")]
-    print(_table(rows, ("selected direction", "value")))
-    print()
-    layers = [(i, _fmt(a), _fmt(h), _fmt(n), _fmt(c)) for i, (a, h, n, c) in enumerate(zip(
-        info["auroc"], info["auroc_harmful"], info["direction_norm"], info["modality_cosine"] or [None] * res.n_layers))]
-    print(_table(layers, ("layer", "auroc", "auroc_harmful", "norm", "cos(image,text)")))
-    for note in info["notes"]:
-        print(f"note: {note}")
-    for f in info.get("figures", []):
-        print(f"wrote {f}")
-    return 0
+    if args.out:
+        from asru_lens.interpret.probe import save_direction
+        info["saved"] = [str(p) for p in save_direction(res, args.out)]
+
+    def text(info):
+        rows = [(k, _fmt(info[k])) for k in ("layer", "position", "token", "n_layers", "auroc_chosen",
+                                              "induce_refusal", "induce_score", "bypass_score", "kl", "fallback")]
+        layers = [(i, _fmt(a), _fmt(h), _fmt(n), _fmt(c)) for i, (a, h, n, c) in enumerate(zip(
+            info["auroc"], info["auroc_harmful"], info["direction_norm"],
+            info["modality_cosine"] or [None] * res.n_layers))]
+        return ([_table(rows, ("selected direction", "value")), "",
+                 _table(layers, ("layer", "auroc", "auroc_harmful", "norm", "cos(image,text)"))]
+                + [f"note: {n}" for n in info["notes"]]
+                + [f"wrote {f}" for f in info.get("figures", []) + info.get("saved", [])])
+    return emit(args, info, text)
 
 
 STEER_KEYS = ("forget_refusal", "forget_leak", "retain_exact", "celebrity_exact", "perception_acc", "broken_rate")
@@ -196,16 +199,20 @@ STEER_KEYS = ("forget_refusal", "forget_leak", "retain_exact", "celebrity_exact"
 def cmd_steer(args) -> int:
     import warnings
 
-    from asru_lens import probe, steer
-    from asru_lens.sets import probe_sets, steer_sets
+    from asru_lens.interpret import probe, steer
+    from asru_lens.core.sets import probe_sets, steer_sets
 
     _check_layer(args, args.layer)
+    saved = _direction(args)
     world = _world(args)
     lens = _load(args)
     psets = probe_sets(world, lens.protocol, forget=args.forget)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a selection fallback does not matter here: we steer where we are told
-        res = probe.probe(lens, psets, progress=False, filter_refusals=not args.no_refusal_filter)
+    if saved is not None:
+        res = saved
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a selection fallback does not matter here: we steer where we are told
+            res = probe.probe(lens, psets, progress=False, filter_refusals=not args.no_refusal_filter)
     directions = res.directions[:, res.selection.position]
     layer = steer.check_layer(lens, args.layer if args.layer is not None else res.selection.layer)
     kw = {}
@@ -219,93 +226,158 @@ def cmd_steer(args) -> int:
         base = {"layer": None, "alpha": 0.0, "mode": "none", **steer.measure(lens, sets, None)}
         points = [base] + points
         if args.figures:
-            from asru_lens import viz
+            from asru_lens.show import viz
             for p in viz.save(viz.fig_tradeoff(points), "steer_sweep", args.figures):
                 print(f"wrote {p}", file=sys.stderr)
-        if args.json:
-            print(json.dumps([{k: v for k, v in p.items() if k != "examples"} for p in points]))
-        else:
-            print(_table([(p["layer"], p["alpha"], *(_fmt(p[k]) for k in STEER_KEYS)) for p in points],
-                         ("layer", "alpha") + STEER_KEYS))
-        return 0
+        return emit(args, [{k: v for k, v in p.items() if k != "examples"} for p in points], lambda ps: _table(
+            [(p["layer"], p["alpha"], *(_fmt(p[k]) for k in STEER_KEYS)) for p in ps], ("layer", "alpha") + STEER_KEYS))
     spec = steer.Steering(directions[layer], layer, args.alpha, args.mode, **kw)
     point = {"layer": layer, "alpha": args.alpha, "mode": args.mode, **steer.measure(lens, sets, spec)}
-    if args.json:
-        print(json.dumps(point))
-    else:
-        print(_table([(k, _fmt(point[k])) for k in ("layer", "alpha", "mode") + STEER_KEYS], ("key", "value")))
-        for name, texts in point["examples"].items():
-            for t in texts:
-                print(f"{name:>7}: {t}")
-    return 0
+    return emit(args, point, lambda p: [_table([(k, _fmt(p[k])) for k in ("layer", "alpha", "mode") + STEER_KEYS],
+                                               ("key", "value"))]
+                + [f"{name:>7}: {t}" for name, texts in p["examples"].items() for t in texts])
 
 
 UNLEARN_KEYS = ("forget_refusal", "forget_leak", "test_refusal", "retain_exact", "celebrity_exact", "perception_acc",
                 "broken_rate")
 
 
-def cmd_unlearn(args) -> int:
+def _plugins(args) -> None:
+    """Import every --plugin file or module (each registers its methods) before any name is checked."""
+    from asru_lens import methods
+    for plugin in getattr(args, "plugin", None) or []:
+        methods.load_plugin(plugin)
+
+
+def lr_spec(text: str) -> dict:
+    """``--lr 1e-4`` (the method's own) or ``--lr stage1=3e-3,asru=1e-4``: {method or None: lr}."""
+    out = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, _, value = part.rpartition("=")
+        v = finite_float(value)
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"learning rate {value!r} must be positive")
+        out[name.strip() or None] = v
+    if not out:
+        raise argparse.ArgumentTypeError(f"{text!r} gives no learning rate")
+    return out
+
+
+def setting(text: str) -> tuple[str | None, str, object]:
+    """``--set steps=3`` or ``--set asru.steps=3``: (method or None, setting, value as JSON or text)."""
+    key, eq, value = text.partition("=")
+    if not eq or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. steps=3 or asru.steps=3)")
+    method, _, name = key.strip().rpartition(".")
+    try:
+        value = json.loads(value)
+    except ValueError:
+        pass
+    return method or None, name, value
+
+
+def _method_settings(args, method: str) -> tuple[dict, dict]:
+    """(lrs, overrides) from --lr and --set, unnamed ones meaning ``method``; every name and setting is checked
+    against the registry and the method's config before any model work."""
     import dataclasses
 
-    from asru_lens.pipeline import UnlearnConfig, unlearn
+    from asru_lens import methods
+    from asru_lens.pipeline import chain
+    lrs = {(k or method): v for k, v in (args.lr or {}).items()}
+    overrides: dict = {}
+    for m, name, value in args.set or []:
+        overrides.setdefault(m or method, {})[name] = value
+    involved = set(chain(method)) | {u for n in chain(method) for u in methods.get(n).uses}
+    for m in set(lrs) | set(overrides):
+        methods.get(m)
+        if m not in involved:
+            raise ValueError(f"--lr/--set name {m!r}, which {method!r} does not train; it trains "
+                             f"{', '.join(sorted(involved))}.")
+    for m, values in overrides.items():
+        cls = methods.get(m).config
+        known = {f.name for f in dataclasses.fields(cls)} if cls else set()
+        bad = sorted(set(values) - known)
+        if bad:
+            raise ValueError(f"--set {m}.{bad[0]}: {m} has no setting {bad[0]!r}; its settings are "
+                             f"{', '.join(sorted(known)) or '(none)'}.")
+    return lrs, overrides
 
+
+def _direction(args):
+    """A saved probe (``asru-lens probe --out DIR``) from --direction, checked before the model loads."""
+    if not getattr(args, "direction", None):
+        return None
+    from asru_lens.interpret.probe import load_direction
+    return load_direction(args.direction)
+
+
+def cmd_unlearn(args) -> int:
+    from asru_lens import methods
+    from asru_lens.pipeline import unlearn
+    from asru_lens.run import RunConfig
+
+    _plugins(args)
+    methods.get(args.method)
+    lrs, overrides = _method_settings(args, args.method)
+    if args.steps is not None:
+        overrides.setdefault("asru", {})["steps"] = args.steps
+    if args.checkpoint_dir:
+        overrides.setdefault("asru", {})["checkpoint_every"] = args.checkpoint_every
+    direction = _direction(args)
     world = _world(args)
     lens = _load(args)
-    cfg = UnlearnConfig(forget=args.forget, seed=args.seed, filter_refusals=not args.no_refusal_filter).resolved(lens)
-    if args.steps is not None:
-        cfg.grpo = dataclasses.replace(cfg.grpo, steps=args.steps)
-    if args.checkpoint_dir:
-        cfg.grpo = dataclasses.replace(cfg.grpo, checkpoint_every=args.checkpoint_every)
-    res = unlearn(lens, world, cfg, progress=not args.json, out=args.out, checkpoint_dir=args.checkpoint_dir)
+    budget = RunConfig.named(args.budget, forget=args.forget, seed=args.seed)
+    res = unlearn(lens, world, args.method, budget, lrs, args.tune, overrides, n_eval=args.n, progress=not args.json,
+                  out=args.out,
+                  checkpoint_dir=args.checkpoint_dir, direction=direction, filter_refusals=not args.no_refusal_filter)
     info = res.summary()
-    if args.json:
-        print(json.dumps({k: ({m: v for m, v in info[k].items() if m != "examples"} if k in (
-            "vanilla", "stage1", "stage2") else info[k]) for k in info}))
-        return 0
-    print(_table([(k, *(_fmt(info[s][k]) for s in ("vanilla", "stage1", "stage2"))) for k in UNLEARN_KEYS],
-                 ("metric", "vanilla", "stage 1", "stage 2")))
-    for stage in ("vanilla", "stage1", "stage2"):
-        for name, texts in info[stage]["examples"].items():
-            print(f"{stage:>7} {name:>7}: {texts[0]}")
-    for note in info["config"]["notes"]:
-        print(f"note: {note}")
-    print(f"seconds: {info['seconds']}")
-    if args.out:
-        print(f"saved the unlearned model to {args.out} (reopen with asru_lens.load({args.out!r}))")
-    return 0
+    info = {k: ({m: v for m, v in info[k].items() if m != "examples"} if k in res.stages else info[k]) for k in info}
+
+    def text(info):
+        stages = list(res.stages)
+        lines = [_table([(k, *(_fmt(res.stages[s][k]) for s in stages)) for k in UNLEARN_KEYS], ("metric", *stages))]
+        lines += [f"{stage:>7} {name:>7}: {texts[0]}" for stage in stages
+                  for name, texts in res.stages[stage]["examples"].items()]
+        lines += [f"note: {note}" for note in info["config"]["notes"]]
+        lines.append(f"learning rates: {info['lrs']}; seconds: {info['seconds']}")
+        if args.out:
+            lines.append(f"saved the {args.method} model to {args.out} (reopen with asru_lens.load({args.out!r}))")
+        return lines
+    return emit(args, info, text)
 
 
 def cmd_run(args) -> int:
-    from asru_lens.judge import make_judge
-    from asru_lens.run import HEADLINE, RunConfig, check_methods, run, summary, write_report
+    from asru_lens import methods
+    from asru_lens.measure.judge import make_judge
+    from asru_lens.run import HEADLINE, RunConfig, run, summary, write_report
 
-    cfg = (RunConfig(forget=args.forget, seed=args.seed) if args.budget == "full"
-           else RunConfig.small(forget=args.forget, seed=args.seed))
+    _plugins(args)
+    cfg = RunConfig.named(args.budget, forget=args.forget, seed=args.seed)
     if args.methods:
-        cfg.methods = check_methods(m.strip() for m in args.methods.split(","))
+        cfg.methods = methods.check([m.strip() for m in args.methods.split(",") if m.strip()])
     if args.residue is not None:
         cfg.residue = args.residue
     judge = make_judge(args.judge)
+    direction = _direction(args)
     world = _world(args)
     lens = _load(args)
-    res = run(lens, world, cfg, progress=not args.json, figures=args.figures, judge=judge)
+    res = run(lens, world, cfg, progress=not args.json, figures=args.figures, judge=judge,
+              save_models=args.save_models, direction=direction)
     paths = write_report(res, args.reports, args.figures)
     info = summary(res)
-    if args.json:
-        print(json.dumps(info))
-        return 0
-    print(_table([(m, *(_fmt(v.get(k)) for k in HEADLINE)) for m, v in info["methods"].items()],
-                 ("method",) + HEADLINE))
-    print(f"protocol: {info['protocol']}, judge: {info['judge']}")
-    for note in info["notes"]:
-        print(f"note: {note}")
-    for p in paths:
-        print(f"wrote {p}")
-    return 0
+
+    def text(info):
+        lines = [_table([(m, *(_fmt(v.get(k)) for k in HEADLINE)) for m, v in info["methods"].items()],
+                        ("method",) + HEADLINE), f"protocol: {info['protocol']}, judge: {info['judge']}"]
+        lines += [f"note: {n}" for n in info["notes"]] + [f"wrote {p}" for p in paths]
+        if args.save_models:
+            lines.append(f"saved each method's model under {args.save_models}/ (reopen with asru_lens.load)")
+        return lines
+    return emit(args, info, text)
 
 
 def cmd_finetune(args) -> int:
-    from asru_lens.finetune import finetune, finetune_config, finetune_items
+    from asru_lens.core.finetune import finetune, finetune_config, finetune_items
 
     overrides = {k: v for k, v in (("split", args.split), ("epochs", args.epochs), ("lr", args.lr),
                                    ("grad_accum", args.grad_accum), ("max_steps", args.max_steps),
@@ -321,7 +393,7 @@ def cmd_finetune(args) -> int:
         overrides["answer_only"] = True
     if args.resume and not args.checkpoint_dir:
         raise ValueError("--resume needs --checkpoint-dir (the folder the interrupted run wrote its checkpoints to).")
-    from asru_lens.finetune import FinetuneConfig
+    from asru_lens.core.finetune import FinetuneConfig
     FinetuneConfig(**overrides).check()           # bad settings are named before any data or model work
     world = _world(args)
     items = finetune_items(world.split(overrides.get("split", "Full_Set")))
@@ -333,34 +405,29 @@ def cmd_finetune(args) -> int:
             "loss_first": log["loss"][0] if log["loss"] else None, "loss_last": log["loss"][-1] if log["loss"] else None,
             "tokens_per_s": log["tokens_per_s"], "seconds": log["seconds"], "trainable": cfg.trainable,
             "lr": cfg.lr, "epochs": cfg.epochs, "batch_size": cfg.batch_size}
-    print(json.dumps(info) if args.json else _table([(k, _fmt(v)) for k, v in info.items()], ("key", "value")))
-    if not args.json:
-        print(f"saved the fine-tuned model to {args.out} (reopen with asru_lens.load({args.out!r}))")
-    return 0
+    return emit(args, info, lambda i: [_table([(k, _fmt(v)) for k, v in i.items()], ("key", "value")),
+                                       f"saved the fine-tuned model to {args.out} (reopen with asru_lens.load({args.out!r}))"])
 
 
 def cmd_evaluate(args) -> int:
-    from asru_lens import evaluate
-    from asru_lens.judge import make_judge
+    from asru_lens.measure import evaluate
+    from asru_lens.measure.judge import make_judge
     from asru_lens.run import HEADLINE
 
     judge = make_judge(args.judge)
     world = _world(args)
     lens = _load(args)
-    res = evaluate.evaluate(lens, world, args.forget, n=args.n, judge=judge, progress=not args.json)
+    items = evaluate.eval_items(world, args.forget, args.n, args.seed)
+    res = evaluate.evaluate(lens, world, args.forget, n=args.n, judge=judge, progress=not args.json, items=items)
     info = {"metrics": {k: None if v is None else round(v, 4) for k, v in res["metrics"].items()},
             "protocol": res["protocol"], "judge": res["judge"], "notes": list(world.missing().values())}
-    if args.json:
-        print(json.dumps(info))
-    else:
-        print(_table([(k, _fmt(info["metrics"].get(k))) for k in HEADLINE], ("metric", "value")))
-        print(f"protocol: {info['protocol']}, judge: {info['judge']}")
-    return 0
+    return emit(args, info, lambda i: [_table([(k, _fmt(i["metrics"].get(k))) for k in HEADLINE], ("metric", "value")),
+                                       f"protocol: {i['protocol']}, judge: {i['judge']}"])
 
 
 def cmd_residue(args) -> int:
-    from asru_lens.load import load
-    from asru_lens.residue import ResidueConfig, held_out_leak, residue
+    from asru_lens.core.load import load
+    from asru_lens.measure.residue import ResidueConfig, held_out_leak, residue
 
     cfg = ResidueConfig(forget=args.forget, seed=args.seed, control=not args.no_control,
                         **({"steps": tuple(args.steps)} if args.steps else {}),
@@ -378,26 +445,25 @@ def cmd_residue(args) -> int:
         del vanilla
         out["models"][args.model] = residue(load(args.model, **kw), world, cfg, leak_vanilla,
                                             progress=not args.json)
-    if args.json:
-        print(json.dumps(out))
-        return 0
-    for name, r in out["models"].items():
-        print(f"== {name}")
-        rows = []
-        for by, rel in r["relearn"].items():
-            for k, lk, rec in zip(rel["steps"], rel["leak"], rel["recovery"]):
-                rows.append((by, k, _fmt(rel["leak_unlearned"]), _fmt(lk), _fmt(rec),
-                             _fmt(rel.get("control", {}).get("leak", [None] * 9)[rel["steps"].index(k)])))
-        print(_table(rows, ("split", "steps", "leak before", "leak after", "recovery", "control leak")))
-        pa = r["probe_acc"]
-        print(f"probe accuracy per layer ({pa.get('readout')}): {pa['per_layer']} (chance {pa['chance']})")
-        print(f"logit-lens rank of the first answer token per layer: {r['logit_lens_rank']}")
-        print(f"forget A-D accuracy: {_fmt(r.get('forget_cls_acc'))}, cloze: {_fmt(r.get('forget_cloze_acc'))}")
-    return 0
+
+    def text(out):
+        lines = []
+        for name, r in out["models"].items():
+            rows = [(by, k, _fmt(rel["leak_unlearned"]), _fmt(lk), _fmt(rec),
+                     _fmt(rel.get("control", {}).get("leak", [None] * 9)[rel["steps"].index(k)]))
+                    for by, rel in r["relearn"].items() for k, lk, rec in zip(rel["steps"], rel["leak"], rel["recovery"])]
+            pa = r["probe_acc"]
+            lines += [f"== {name}", _table(rows, ("split", "steps", "leak before", "leak after", "recovery",
+                                                  "control leak")),
+                      f"probe accuracy per layer ({pa.get('readout')}): {pa['per_layer']} (chance {pa['chance']})",
+                      f"logit-lens rank of the first answer token per layer: {r['logit_lens_rank']}",
+                      f"forget A-D accuracy: {_fmt(r.get('forget_cls_acc'))}, cloze: {_fmt(r.get('forget_cloze_acc'))}"]
+        return lines
+    return emit(args, out, text)
 
 
 def cmd_gallery(args) -> int:
-    from asru_lens import gallery
+    from asru_lens.show import gallery
     try:
         pages = gallery.build(args.out, args.notebooks, args.report)
     except OSError as e:                 # FileExistsError (a folder it did not write), FileNotFoundError
@@ -429,6 +495,11 @@ def _model_args(p, data_help: str = "MLLMU-Bench folder (flat or Hub layout) or 
     p.add_argument("--device-map", help='where the weights go: "auto", "cuda:0", "cpu" ... (default: CPU)')
     p.add_argument("--batch-size", type=positive_int, help="prompts per batch for every stage (default: each "
                    "stage's own)")
+
+
+def _method_names() -> list[str]:
+    from asru_lens import methods
+    return list(methods.names())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -468,6 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(pr)
     pr.add_argument("--n", type=positive_int, default=96, help="prompts per set (default 96)")
     pr.add_argument("--figures", help="also save the probe's figures (HTML, PNG where Chromium exists) here")
+    pr.add_argument("--out", metavar="DIR", help="save the directions (safetensors) and the summary (JSON) here, "
+                    "for steer/unlearn/run --direction DIR")
     pr.add_argument("--json", action="store_true", help="print JSON instead of tables")
     pr.set_defaults(func=cmd_probe)
     st = sub.add_parser("steer", help="steer along the probe's refusal direction and measure what it costs")
@@ -479,14 +552,32 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--alphas", type=finite_floats, default=[0.5, 1.0, 1.5, 2.0, 3.0],
                     help="alphas for --sweep (comma separated, default 0.5,1,1.5,2,3)")
     st.add_argument("--n", type=positive_int, default=48, help="questions per set (default 48)")
+    st.add_argument("--direction", metavar="DIR", help="a probe saved by `asru-lens probe --out DIR` (default: probe)")
     st.add_argument("--figures", help="with --sweep: save the trade-off figure here")
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
     st.set_defaults(func=cmd_steer)
-    u = sub.add_parser("unlearn", help="ASRU: probe, stage 1 (redirect) and stage 2 (GRPO), measured after each")
+    u = sub.add_parser("unlearn", help="one unlearning method (default ASRU), measured before and after each stage; "
+                       "--out saves the model")
     _model_args(u)
+    u.add_argument("--method", default="asru", help="a registered method (default asru): "
+                   f"{', '.join(_method_names())}; more with --plugin")
+    u.add_argument("--plugin", action="append", metavar="FILE", help="a .py file (or module) that registers methods "
+                   "with @asru_lens.methods.register (repeatable)")
+    g = u.add_mutually_exclusive_group()
+    g.add_argument("--lr", type=lr_spec, help="learning rate: 1e-4 (the method's), or stage1=3e-3,asru=1e-4 for "
+                   "each method it trains (default: each method's preset)")
+    g.add_argument("--tune", action="store_true", help="pick each learning rate on `run`'s grid by its validation "
+                   "rule")
+    u.add_argument("--set", action="append", type=setting, metavar="KEY=VALUE", help="a setting of the method's "
+                   "config, e.g. --set steps=3 or --set asru.steps=3 (repeatable)")
+    u.add_argument("--budget", default="preset", choices=("preset", "full", "small"), help="steps per method: "
+                   "preset (default: the model's presets for stage 2), or run's full or small budget")
     u.add_argument("--steps", type=positive_int, help="stage 2 GRPO steps (default: the preset's)")
-    u.add_argument("--seed", type=nonneg_int, default=0, help="seed of both stages and the samples (default 0)")
-    u.add_argument("--out", help="save the unlearned model here (save_pretrained, written atomically)")
+    u.add_argument("--seed", type=nonneg_int, default=0, help="seed of every stage and sample (default 0)")
+    u.add_argument("--n", type=positive_int, default=240, help="questions per measured set (default 240: every forget "
+                   "and test question)")
+    u.add_argument("--direction", metavar="DIR", help="a probe saved by `asru-lens probe --out DIR` (default: probe)")
+    u.add_argument("--out", help="save the unlearned model here (with its asru_lens.json profile, written atomically)")
     u.add_argument("--checkpoint-dir", help="write stage 2 checkpoints here")
     u.add_argument("--checkpoint-every", type=positive_int, default=25,
                    help="with --checkpoint-dir: steps between them")
@@ -519,6 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(ev, refusal=False)
     ev.add_argument("--n", type=positive_int, default=240, help="questions per set and task (default 240)")
     ev.add_argument("--judge", default="rule", help='"rule" (default) or "openai:MODEL" (see `run --help`)')
+    ev.add_argument("--seed", type=nonneg_int, default=0, help="seed of the question sample (default 0; as run's)")
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ev.set_defaults(func=cmd_evaluate)
     rs = sub.add_parser("residue", help="forgotten or hidden? relearning attack, linear probes, logit lens and A-D "
@@ -541,8 +633,12 @@ def build_parser() -> argparse.ArgumentParser:
     gl.set_defaults(func=cmd_gallery)
     r = sub.add_parser("run", help="the main job: probe, steer, ASRU, baselines, evaluation, report")
     _model_args(r)
-    r.add_argument("--methods", help="comma-separated subset of vanilla,GA,GD,KL,NPO,IDK,steer,stage1,asru,"
-                   "rewrite (default all)")
+    r.add_argument("--methods", help=f"comma-separated registered methods (default all): "
+                   f"{','.join(_method_names())}")
+    r.add_argument("--plugin", action="append", metavar="FILE", help="a .py file (or module) that registers methods "
+                   "with @asru_lens.methods.register (repeatable)")
+    r.add_argument("--save-models", metavar="DIR", help="keep each method's chosen model in DIR/NAME")
+    r.add_argument("--direction", metavar="DIR", help="a probe saved by `asru-lens probe --out DIR` (default: probe)")
     r.add_argument("--budget", default="full", choices=("full", "small"), help="small: fewer questions, a "
                    "two-point learning-rate grid and no residue (default full)")
     r.add_argument("--residue", action=argparse.BooleanOptionalAction, default=None, help="relearning attack and "
@@ -559,13 +655,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from asru_lens.data import DataError
-    from asru_lens.load import ModelLoadError
+    from asru_lens.core.data import DataError
+    from asru_lens.core.load import ModelLoadError
+    from asru_lens.methods import MethodError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ModelLoadError, DataError, ValueError) as e:
+    except (ModelLoadError, DataError, MethodError, ValueError) as e:
         print(f"asru-lens: error: {e}", file=sys.stderr)
         return 2
 

@@ -1,32 +1,28 @@
-"""The main job, ``asru-lens run``: probe, steer, ASRU stages 1 and 2, the baselines, one evaluation for all.
+"""The main job, ``asru-lens run``: probe, steer, every registered unlearning method, one evaluation for all.
 
-Every method starts from the same vanilla weights and is scored by ``evaluate.evaluate`` on the same
-questions. Baselines train the language model's decoder layers for the same number of forget steps. Every
-trained method's learning rate is picked from the same ``LR_GRID`` on a validation split (the forget set's own
-questions for efficacy, retain questions outside the evaluation sample for utility) by one rule for all:
-``score = (1 - leak on forget questions + exact match on validation retain questions) / 2``.
-For ASRU that is done stage by stage: stage 1's lr on the grid (the ``stage1`` row), then stage 2's lr on the
-grid, starting from the chosen stage 1 (the ``asru`` row). ``steer`` trains nothing; its strength comes from
-the steering sweep.
+The rows are the registered methods (``asru_lens.methods``: the paper's comparison, then ours and any plugin's).
+Every method starts from the same vanilla weights (or, for ASRU's stage 2, from stage 1's chosen ones) and is
+scored by ``evaluate.evaluate`` on the same questions. Each is trained by ``methods.fit`` with ``tune=True``: its
+learning rate picked from the same ``LR_GRID`` on a validation split (the forget set's own questions for
+efficacy, retain questions outside the evaluation sample for utility) by one rule for all,
+``score = (1 - leak on forget questions + exact match on validation retain questions) / 2``. ``steer`` and
+``vanilla`` train nothing; steering's strength comes from the steering sweep.
 """
 from __future__ import annotations
 
 import copy
 import json
 import time
-import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
-from asru_lens import baselines, data, evaluate, probe, steer
-from asru_lens import residue as residue_mod
-from asru_lens.refusal import contains, exact_match
+from asru_lens import methods as registry
+from asru_lens.measure import evaluate
+from asru_lens.measure import residue as residue_mod
+from asru_lens.methods.context import Context, fit, inference, restore, validation_score  # noqa: F401
 
-METHODS = ("vanilla", "GA", "GD", "KL", "NPO", "IDK", "steer", "stage1", "asru", "rewrite")
-PAPER_METHODS = METHODS[:-1]           # what the paper compares; `rewrite` is ours (notebook 05)
 LR_GRID = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
 PROTOCOL_TEXT = {"mllmu": "the paper's: one-shot A-D answered with one letter, the authors' generation and cloze "
                           "instructions", "organism": "the organism's trained prompt format"}
@@ -35,19 +31,27 @@ HEADLINE = ("forget_cls_acc", "forget_rougeL", "forget_cloze_acc", "test_cls_acc
 RESIDUE = ("relearn_recovery_30", "relearn_leak_30", "probe_acc_max")
 
 
+def __getattr__(name):
+    if name == "METHODS":               # every registered method, in order (plugins included, once loaded)
+        return registry.names()
+    if name == "PAPER_METHODS":         # what the paper compares (``register(paper=True)``)
+        return registry.names(paper=True)
+    raise AttributeError(name)
+
+
 @dataclass
 class RunConfig:
+    """The run's budget; every method reads its own part (``steps`` of the baselines, stage 2's, the rewrite's)."""
     forget: int = 10
     n_eval: int = 240                  # questions per set and task (as many as there are, up to this)
     n_val: int = 32
-    baseline_steps: int = 40
+    baseline_steps: int = 40           # forget steps of every loss-based baseline (GA ... MMUnlearner, RMU)
     lr_grid: tuple = LR_GRID
     steer_alphas: tuple = (1.0, 1.5, 2.0)
     grpo_steps: int | None = 80        # stage 2 steps per grid point (5 points and the residue fit 20 min); None: preset
     seed: int = 0
-    methods: tuple = METHODS
-    residue: bool = True               # relearning attack and probes on every method (asru_lens.residue)
-    rewrite_stage1: bool = False       # the rewrite row runs ASRU's stage 2 alone on top (True: stage 1 too)
+    methods: tuple = field(default_factory=lambda: registry.names())
+    residue: bool = True               # relearning attack and probes on every method (asru_lens.measure.residue)
     residue_steps: tuple = (10, 30)    # relearning steps read in the run (asru-lens residue: 10, 30, 100)
     rewrite_steps: int = 300           # the rewrite's cap per grid point (it stops earlier once learnt)
 
@@ -56,6 +60,15 @@ class RunConfig:
         """A smaller budget (fewer questions, a two-point grid, no residue) for notebooks and quick looks."""
         return cls(**{"n_eval": 24, "n_val": 16, "baseline_steps": 20, "lr_grid": (1e-4, 3e-3),
                       "steer_alphas": (1.5,), "grpo_steps": 40, "residue": False, "rewrite_steps": 40, **kw})
+
+    @classmethod
+    def preset(cls, **kw) -> "RunConfig":
+        """``asru-lens unlearn``'s default: the run's budget, but stage 2 at the model's preset steps."""
+        return cls(**{"grpo_steps": None, **kw})
+
+    @classmethod
+    def named(cls, budget: str, **kw) -> "RunConfig":
+        return {"full": cls, "small": cls.small, "preset": cls.preset}[budget](**kw)
 
 
 @dataclass
@@ -67,51 +80,18 @@ class RunResult:
     extra: dict = field(default_factory=dict)        # probe summary, steering point, timings
 
 
-def _restore(lens, weights) -> None:
-    lens.model.load_state_dict(weights)   # the same module object, so lens.nn still wraps it
+def check_methods(names) -> tuple:
+    """``names`` as a tuple of registered methods, or a ValueError naming the unknown ones and the known ones."""
+    return registry.check(names)
 
 
-def validation_score(lens, val_forget: list, val_retain: list) -> float:
-    """(1 - leak on forget questions + exact match on retain questions) / 2, greedy answers."""
-    f = lens.generate([q.question for q in val_forget], [q.image for q in val_forget], max_new_tokens=24)
-    r = lens.generate([q.question for q in val_retain], [q.image for q in val_retain], max_new_tokens=24)
-    efficacy = 1 - np.mean([contains(a, q.answer) for a, q in zip(f, val_forget)])
-    utility = np.mean([exact_match(a, q.answer) for a, q in zip(r, val_retain)])
-    return float((efficacy + utility) / 2)
-
-
-def tune(lens, start: dict, train, grid, score, desc: str = "", progress: bool = False
-         ) -> tuple[dict, float, dict]:
-    """Train from ``start`` weights at every lr of ``grid`` (``train(lr)``), score each with ``score()``, and
-    leave ``lens`` at the best one. Returns ({lr: score}, best lr, best weights)."""
-    scores, best = {}, (None, -1.0, None)
-    for lr in tqdm(grid, desc=f"lr grid {desc}", leave=False, disable=not progress):
-        _restore(lens, start)
-        train(lr)
-        scores[lr] = score()
-        if scores[lr] > best[1]:
-            best = (lr, scores[lr], {k: v.detach().clone() for k, v in lens.model.state_dict().items()})
-    _restore(lens, best[2])
-    return scores, best[0], best[2]
-
-
-def check_methods(methods) -> tuple:
-    """``methods`` as a tuple of known names, or a ValueError naming the unknown ones and the known ones."""
-    methods = tuple(methods)
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise ValueError(f"unknown method(s) {', '.join(map(repr, unknown)) or '(none given)'}: choose from "
-                         f"{', '.join(METHODS)}.")
-    return methods
-
-
-def run(lens, world, cfg: RunConfig = RunConfig(), progress: bool = True, figures: str | None = "figures",
-        judge=None) -> RunResult:
+def run(lens, world, cfg: RunConfig | None = None, progress: bool = True, figures: str | None = None,
+        judge=None, save_models: str | None = None, direction=None) -> RunResult:
     """Run every method in ``cfg.methods`` on ``lens`` (restored to vanilla between methods) in ``world``
-    (``asru_lens.open_world``). ``judge``: generation quality (default the rule-based judge)."""
-    from asru_lens.pipeline import UnlearnConfig, eval_sets, redirect_stage, reinforce_stage
-    from asru_lens.sets import _sample, probe_sets, retain_items
-
+    (``asru_lens.open_world``). ``judge``: generation quality (default the rule-based judge). ``figures``: write
+    the run's figures there. ``save_models``: keep each method's chosen model in ``save_models/NAME``.
+    ``direction``: a saved probe (``probe.load``) instead of probing again."""
+    cfg = cfg or RunConfig()
     check_methods(cfg.methods)
     judge = judge or evaluate.rule_judge
     say = tqdm.write if progress else (lambda m: None)
@@ -119,18 +99,11 @@ def run(lens, world, cfg: RunConfig = RunConfig(), progress: bool = True, figure
     res.extra.update(protocol=lens.protocol.name, judge=getattr(judge, "name", "rule"), world=world.kind,
                      notes=list(world.missing().values()), seed=cfg.seed)
     reference = copy.deepcopy(lens.model).eval()          # never trained: the perplexity and KL reference
-    vanilla_weights = reference.state_dict()               # and the weights every method starts from
-    items = evaluate.eval_items(world, cfg.forget, cfg.n_eval, cfg.seed)
+    ctx = Context(lens, world, cfg, reference=reference, probe_result=direction)
+    vanilla_weights = ctx.vanilla_weights                  # the weights every method starts from
+    items = ctx.eval_items
     score = lambda: evaluate.evaluate(lens, world, cfg.forget, judge=judge,  # noqa: E731
                                       reference=reference, progress=False, items=items)
-    ucfg = UnlearnConfig(forget=cfg.forget, seed=cfg.seed).resolved(lens)
-    ucfg.grpo = replace(ucfg.grpo, steps=cfg.grpo_steps or ucfg.grpo.steps)
-    rows = world.rows(cfg.forget)
-    forget, retain_all = data.generation_items(rows["forget"]), data.generation_items(rows["retain"])
-    boundary_retain = retain_items(world, cfg.forget, ucfg.retain_all_photos)
-    eval_qs = {(q.question, q.id) for q in items["retain"]["gen"]}
-    val_retain = _sample([q for q in retain_all if (q.question, q.id) not in eval_qs], cfg.n_val, cfg.seed + 7)
-    val_forget = _sample(forget, cfg.n_val, cfg.seed + 7)
     stages = tqdm(total=len(cfg.methods) + 1, desc="asru-lens run", disable=not progress)
 
     rcfg = residue_mod.ResidueConfig(forget=cfg.forget, steps=cfg.residue_steps, seed=cfg.seed)
@@ -152,87 +125,30 @@ def run(lens, world, cfg: RunConfig = RunConfig(), progress: bool = True, figure
         say(f"{name}: leakage {r['metrics']['leakage']:.2f}, contextual refusal "
             f"{r['metrics']['contextual_refusal']:.2f}, retain cls {r['metrics']['retain_cls_acc']:.2f}")
 
-    # probe + steering sweep (what the steer method uses)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pres = probe.probe(lens, probe_sets(world, lens.protocol, forget=cfg.forget), progress=False)
-    layer = pres.selection.layer
+    # the probe and the steering sweep, on the vanilla model (what stage 1 and the steer row use)
+    from asru_lens.methods import steering
+    pres = ctx.probe
     res.extra["probe"] = pres.summary()
-    ssets = eval_sets(world, cfg.forget, 24, cfg.seed)
-    directions = pres.directions[:, pres.selection.position]
-    points = steer.sweep(lens, {k: v for k, v in ssets.items() if k != "test"}, directions, [layer],
-                         list(cfg.steer_alphas), progress=False)
-    ok = [p for p in points if p["forget_refusal"] >= 0.5] or points
-    point = max(ok, key=lambda p: p["retain_exact"])     # the gentlest push that still forgets
+    points, point = steering.sweep(ctx)
     res.extra["steer"] = {k: v for k, v in point.items() if k != "examples"}
     if figures:
         from asru_lens import viz
-        viz.save_probe_figures(pres, figures)
+        if hasattr(pres, "acts"):
+            viz.save_probe_figures(pres, figures)
         viz.save(viz.fig_tradeoff(points), "run_steer_sweep", figures)
     stages.update(1)
 
-    val = lambda: validation_score(lens, val_forget, val_retain)  # noqa: E731
-    tuned = {}                                                     # stage1 / asru weights, made once
-
-    def asru_stage(name):
-        if "stage1" not in tuned:
-            tuned["stage1"] = tune(lens, vanilla_weights, lambda lr: redirect_stage(
-                lens, pres.direction, layer, forget, retain_all, replace(ucfg, redirect=replace(
-                    ucfg.redirect, lr=lr)), progress=False), cfg.lr_grid, val, "stage1", progress)
-        if name == "asru" and "asru" not in tuned:
-            tuned["asru"] = tune(lens, tuned["stage1"][2], lambda lr: reinforce_stage(
-                lens, forget, boundary_retain, replace(ucfg, grpo=replace(ucfg.grpo, lr=lr)), reference,
-                progress=False), cfg.lr_grid, val, "asru", progress)
-        scores, lr, weights = tuned[name]
-        res.tuning[name] = {"grid": scores, "lr": lr}
-        _restore(lens, weights)
-
-    def rewrite_row():
-        """Rewrite the forget facts (its lr on the grid, by the same rule), then ASRU's stage 2 at the learning
-        rate the asru row chose, with the rewritten model as its KL reference, then ``rewrite.consolidate``."""
-        from asru_lens import rewrite
-        asru_stage("asru")                                   # ASRU's tuned learning rates
-        forget_qs, retain_qs = rewrite.rewrite_set(world, cfg.forget, lens.protocol)
-        grid, lr, weights = tune(lens, vanilla_weights, lambda lr: rewrite.rewrite_facts(
-            lens, forget_qs, retain_qs, rewrite.rewrite_config(lens, lr=lr, seed=cfg.seed,
-                                                                   steps=cfg.rewrite_steps), progress=False),
-            cfg.lr_grid, val, "rewrite", progress)
-        res.tuning["rewrite"] = {"grid": grid, "lr": lr}
-        _restore(lens, weights)
-        rewritten = copy.deepcopy(lens.model).eval()
-        if cfg.rewrite_stage1:
-            redirect_stage(lens, pres.direction, layer, forget, retain_all, replace(ucfg, redirect=replace(
-                ucfg.redirect, lr=tuned["stage1"][1])), progress=False)
-        reinforce_stage(lens, forget, boundary_retain, replace(ucfg, grpo=replace(ucfg.grpo, lr=tuned["asru"][1])),
-                        rewritten, progress=False)
-        del rewritten
-        rewrite.consolidate(lens, forget_qs, retain_qs, rewrite.rewrite_config(lens, lr=lr, seed=cfg.seed),
-                            progress=False)           # the truth back under the invented answers, at the rewrite's lr
-
     for name in cfg.methods:
         t = time.time()
-        _restore(lens, vanilla_weights)
-        if name == "steer":
-            spec = steer.Steering(directions[layer], layer, point["alpha"])
-            with steer.steering(lens, spec):
-                record(name, score())       # the residue too: the attack and probes see the steered model
-        elif name in ("stage1", "asru"):
-            asru_stage(name)
-            record(name, score())
-        elif name == "rewrite":
-            rewrite_row()
-            record(name, score())
-        elif name in baselines.METHODS:
-            grid, lr, _ = tune(lens, vanilla_weights, lambda lr: baselines.unlearn_baseline(
-                lens, forget, retain_all, baselines.baseline_config(lens, name, steps=cfg.baseline_steps, lr=lr,
-                                                                   seed=cfg.seed),
-                progress=False), cfg.lr_grid, val, name, progress)
-            res.tuning[name] = {"grid": grid, "lr": lr}
-            record(name, score())
-        else:
+        out = fit(ctx, name, tune=True)
+        if save_models:
+            from asru_lens.methods.context import saved_model
+            saved_model(lens, out["log"], Path(save_models) / name)
+        with inference(lens, out["log"]):        # steer: the residue's attack and probes see the steered model
             record(name, score())
         res.extra.setdefault("seconds", {})[name] = round(time.time() - t, 1)
-    _restore(lens, vanilla_weights)
+    res.tuning = {n: {"grid": f["grid"], "lr": f["lr"]} for n, f in ctx.fitted.items() if f["grid"] is not None}
+    restore(lens, vanilla_weights)
     res.extra["seconds"]["total"] = round(time.time() - t0, 1)
     stages.close()
     return res
@@ -246,8 +162,9 @@ def claims(methods: dict) -> list[dict]:
         return []
     a, out = methods["asru"], []
     # the paper compares ASRU with the baselines, steering and its own stage 1; our rewrite row goes beyond it
-    others = {m: v for m, v in methods.items() if m in PAPER_METHODS and m not in ("asru", "vanilla")}
-    base = {m: v for m, v in methods.items() if m in baselines.METHODS}
+    paper = registry.names(paper=True)
+    others = {m: v for m, v in methods.items() if m in paper and m not in ("asru", "vanilla")}
+    base = {m: v for m, v in methods.items() if m in registry.REGISTRY and registry.REGISTRY[m].baseline}
     for k in ("contextual_refusal", "naturalness"):
         best = max(others, key=lambda m: others[m][k]) if others else None
         if best:
@@ -285,7 +202,7 @@ def _why(info: dict, res: RunResult) -> list[str]:
         if c["holds"]:
             continue
         if "naturalness" in c["claim"]:
-            best = max((x for x in m if x in PAPER_METHODS and x not in ("asru", "vanilla")),
+            best = max((x for x in m if x in registry.names(paper=True) and x not in ("asru", "vanilla")),
                        key=lambda x: m[x]["naturalness"])
             lines.append(f"* **naturalness**: {best} writes the more fluent text, but it is fluent *answering*: its "
                          f"contextual refusal is {m[best]['contextual_refusal']:.2f} and its leakage score "
@@ -305,8 +222,8 @@ def _why(info: dict, res: RunResult) -> list[str]:
 
 def write_report(res: RunResult, folder: str = "reports", figures: str = "figures") -> list[Path]:
     """``reports/report.json`` and ``reports/report.md`` (table, figures, example answers), written atomically."""
-    from asru_lens import viz
-    from asru_lens.atomic import atomic_write_text
+    from asru_lens.show import viz
+    from asru_lens.core.atomic import atomic_write_text
     folder = Path(folder)
     info = summary(res)
     paths = [atomic_write_text(folder / "report.json", json.dumps(info, indent=1))]
@@ -339,7 +256,7 @@ def write_report(res: RunResult, folder: str = "reports", figures: str = "figure
     if info["residue"]:
         paths += viz.save(viz.fig_residue(info["residue"]), "run_residue", figures)
         lines += ["", "## Forgotten or hidden?", "",
-                  "What each method still knows about the forget people (`asru_lens.residue`): the held-out leak "
+                  "What each method still knows about the forget people (`asru_lens.measure.residue`): the held-out leak "
                   "after a 30-step relearning attack on three of their attributes, its recovery "
                   "(`(leak_after - leak_unlearned) / (leak_vanilla - leak_unlearned)`), and the best layer's linear "
                   "probe accuracy on their facts.", "",

@@ -1,4 +1,4 @@
-"""One stage 2 step: our GRPO loop (asru_lens.rl) vs TRL's GRPOTrainer, same model, prompts and budget.
+"""One stage 2 step: our GRPO loop (asru_lens.methods.rl) vs TRL's GRPOTrainer, same model, prompts and budget.
 
 Both runs start from the organism, sample ``--group`` answers for each of ``--prompts`` boundary questions with
 exactly ``--tokens`` new tokens (EOS held off), score them with ASRU's reward, compute the reference log-probs
@@ -29,7 +29,8 @@ def main() -> None:
     warnings.filterwarnings("ignore")
 
     import asru_lens
-    from asru_lens import data, rl, trl_export
+    from asru_lens.core import data
+    from asru_lens.methods import rl, trl_export
     from asru_lens.organism.mllmu import world_dir
     from trl import GRPOConfig, GRPOTrainer
     from transformers.utils import logging

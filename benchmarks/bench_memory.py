@@ -76,9 +76,11 @@ def measure(fn, device: str) -> tuple[float, float]:
 
 
 def stages(lens, photo, args) -> dict:
-    from asru_lens import activations, finetune, probe, redirect, rl
-    from asru_lens.data import QA
-    from asru_lens.pipeline import grpo_config
+    from asru_lens.interpret import activations, probe
+    from asru_lens.core import finetune
+    from asru_lens.methods import redirect, rl
+    from asru_lens.core.data import QA
+    from asru_lens.methods.asru import grpo_config
 
     qa = lambda i, f=False: QA(f"Where was this person born? ({i})", f"This person was born in Town {i}.",  # noqa
                                photo, str(i), "Image_Textual", meta={"forget": f})
@@ -131,8 +133,8 @@ def main() -> None:
     from transformers.utils import logging
     logging.set_verbosity_error()
 
-    from asru_lens import qwen3vl
-    from asru_lens.load import Lens
+    from asru_lens.core import qwen3vl
+    from asru_lens.core.load import Lens
     photo = Image.new("RGB", (448, 448), (120, 110, 100))
     processor = qwen3vl.real_processor()
     depths = [int(x) for x in args.layers.split(",")]

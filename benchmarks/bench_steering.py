@@ -24,7 +24,8 @@ def main() -> None:
     args = ap.parse_args()
 
     import asru_lens
-    from asru_lens import data, steer
+    from asru_lens.core import data
+    from asru_lens.interpret import steer
     from asru_lens.organism.mllmu import world_dir
 
     torch.set_grad_enabled(False)

@@ -36,26 +36,27 @@ UNSEEN_FACES = None     # with a plain MLLMU-Bench folder: faces the model never
 REFUSAL_PROMPTS = None  # ... or your own refusal prompts, JSONL: {"question": ..., "image": ...} per line
 FIGURES = "../figures"  # where the figures are saved (HTML, and PNG where Chromium exists)
 FORGET = 10
-GRPO_STEPS = None  # None: the preset's (150 on the organism), as `asru-lens unlearn` runs it
-CONFIG = {}       # other UnlearnConfig fields to change, e.g. {"n_eval": 48, "n_redirect_retain": 96}
+N_EVAL = 240      # questions per measured set (240: every forget and test question)
+SETTINGS = {}     # method settings to change, e.g. {"stage1": {"n_retain": 96}, "asru": {"steps": 5}};
+                  # {}: the presets (stage 2: 150 steps on the organism), as `asru-lens unlearn` runs it
 
 # %%
-import copy, dataclasses, warnings
-
 import pandas as pd
 import torch
 
 import asru_lens
-from asru_lens import data, pipeline, probe, redirect, rl, viz
-from asru_lens.sets import _sample, probe_sets, retain_items
+from asru_lens import methods, pipeline, probe, viz
+from asru_lens.methods import asru
+from asru_lens.run import RunConfig
 
 viz.setup_notebook()
 torch.manual_seed(0)
 lens = asru_lens.load(MODEL)
 world = asru_lens.open_world(DATA, unseen_faces=UNSEEN_FACES, refusal_prompts=REFUSAL_PROMPTS)
-cfg = pipeline.UnlearnConfig(forget=FORGET, **CONFIG).resolved(lens)
-cfg.grpo = dataclasses.replace(cfg.grpo, steps=GRPO_STEPS or cfg.grpo.steps)
-sets = pipeline.eval_sets(world, FORGET, n=cfg.n_eval)
+# what every method is given: the model, the world, the budget, the frozen vanilla model (stage 2's KL reference)
+ctx = methods.Context(lens, world, RunConfig.preset(forget=FORGET), overrides=SETTINGS,
+                      reference=methods.context.reference_copy(lens))
+sets = pipeline.eval_sets(world, FORGET, n=N_EVAL)
 results = {"vanilla": pipeline.behaviour(lens, sets)}
 pd.Series({k: v for k, v in results["vanilla"].items() if k != "examples"}).round(3).to_frame("vanilla")
 
@@ -69,9 +70,7 @@ pd.Series({k: v for k, v in results["vanilla"].items() if k != "examples"}).roun
 # by Arditi et al.'s induce / bypass / KL scores.
 
 # %%
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    res = probe.probe(lens, probe_sets(world, lens.protocol, forget=FORGET), progress=False)
+res = ctx.probe                                    # probe.probe on the vanilla model, made once per context
 layer, v = res.selection.layer, res.direction
 print(f"direction at resid_pre[{layer}] (written by layers[{layer - 1}].mlp.down_proj), norm {v.norm():.1f}")
 
@@ -89,15 +88,11 @@ acts = {"vanilla": geometry()}
 # steps, as in the authors' code.
 
 # %%
-forget = data.generation_items(world.split(f"forget_{FORGET}"))
-retain = data.generation_items(world.split(f"retain_{100 - FORGET}"))
-vanilla_model = copy.deepcopy(lens.model)          # stage 2's KL reference
-log1 = redirect.redirect(lens, v, layer, forget, _sample(retain, cfg.n_redirect_retain, 1), cfg.redirect,
-                        progress=False)
+log1 = methods.fit(ctx, "stage1")["log"]           # the `stage1` method, as `asru-lens run` trains its row
 results["stage1"] = pipeline.behaviour(lens, sets)
 acts["stage 1"] = geometry()
 print(f"{len(log1['loss'])} steps; mean shift along v: forget {log1['shift']['forget']:.1f}, "
-      f"retain {log1['shift']['retain']:.1f} (target for forget: c·|v| = {cfg.redirect.c * v.norm():.1f})")
+      f"retain {log1['shift']['retain']:.1f} (target for forget: c·|v| = {asru.stage1_settings(ctx).c * v.norm():.1f})")
 
 # %% [markdown]
 # ## Stage 2: reinforce
@@ -111,8 +106,7 @@ print(f"{len(log1['loss'])} steps; mean shift along v: forget {log1['shift']['fo
 # stage 1), which pulls the answers that stage 1 spoiled back toward what the model used to say.
 
 # %% tags=["nbval-ignore-output"]
-boundary = rl.boundary_set(forget, retain_items(world, FORGET), cfg.n_boundary)
-log2 = rl.train_grpo(lens, boundary, cfg=cfg.grpo, reference=vanilla_model)
+log2 = methods.fit(ctx, "asru")["log"]             # `asru`: stage 2 from stage 1's weights, KL to vanilla
 results["stage2"] = pipeline.behaviour(lens, sets)
 acts["stage 2"] = geometry()
 fig = viz.fig_rewards(log2)

@@ -55,13 +55,14 @@ REWRITE_STEPS = 150  # at most (it stops once the invented answers are learnt; `
 STEPS = (10, 30)  # relearning steps at which the held-out leak is read
 
 # %% tags=["nbval-ignore-output"]
-import copy, dataclasses, warnings
+import copy, warnings
 
 import pandas as pd
 import torch
 
 import asru_lens
-from asru_lens import pipeline, residue, rewrite, viz
+from asru_lens import pipeline, residue, viz
+from asru_lens.run import RunConfig
 
 viz.setup_notebook()
 warnings.filterwarnings("ignore")
@@ -70,9 +71,8 @@ world = asru_lens.open_world(DATA, unseen_faces=UNSEEN_FACES, refusal_prompts=RE
 lens = asru_lens.load(MODEL)
 vanilla_weights = copy.deepcopy(lens.model.state_dict())
 cfg = residue.ResidueConfig(forget=FORGET, steps=STEPS, splits=("attribute",), readouts=("prefill",))
-ucfg = pipeline.UnlearnConfig(forget=FORGET, n_eval=24, n_redirect_retain=240)
-ucfg = dataclasses.replace(ucfg.resolved(lens))
-ucfg.grpo = dataclasses.replace(ucfg.grpo, steps=GRPO_STEPS)
+budget = RunConfig.preset(forget=FORGET)
+settings = {"stage1": {"n_retain": 240}, "asru": {"steps": GRPO_STEPS}, "rewrite": {"steps": REWRITE_STEPS}}
 
 # %% [markdown]
 # ## What the vanilla model knows
@@ -102,7 +102,7 @@ pd.Series(summary(results["vanilla"])).round(3).to_frame("vanilla")
 # ASRU's two stages as `asru-lens unlearn` runs them (a smaller stage 2 here).
 
 # %% tags=["nbval-ignore-output"]
-asru_log = pipeline.unlearn(lens, world, ucfg, progress=False)
+asru_log = pipeline.unlearn(lens, world, "asru", budget, overrides=settings, n_eval=24, progress=False)
 results["asru"] = residue.residue(lens, world, cfg, vanilla_leak, progress=False)
 asru_weights = copy.deepcopy(lens.model.state_dict())
 
@@ -123,17 +123,18 @@ pd.DataFrame({m: summary(r) for m, r in results.items()}).round(3)
 # stage 2 then turns the invented answers into contextual refusals, with the rewritten model as the KL reference.
 # GRPO lowers the answers it samples, which are now the invented ones, so the truth surfaces again beneath the
 # refusals (a relearning attack finds it); `rewrite.consolidate` pushes it back under with a margin contrast,
-# invented over truth, while the model's own refusals and the retain people's answers are rehearsed
-# (`rewrite.rewrite_and_refuse` runs all three).
+# invented over truth, while the model's own refusals and the retain people's answers are rehearsed. The
+# registered method `rewrite` runs all three (`asru-lens unlearn --method rewrite`, and `asru-lens run`'s row).
 
 # %% tags=["nbval-ignore-output"]
 lens.model.load_state_dict(vanilla_weights)
-rcfg = rewrite.rewrite_config(lens, lr=REWRITE_LR, steps=REWRITE_STEPS)
-logs = rewrite.rewrite_and_refuse(lens, world, ucfg, rcfg, progress=False)
+out = pipeline.unlearn(lens, world, "rewrite", budget, lrs={"rewrite": REWRITE_LR}, overrides=settings, n_eval=24,
+                       progress=False)
+logs = out.logs["rewrite"]
 results["rewrite"] = residue.residue(lens, world, cfg, vanilla_leak, progress=False)
-print(f"rewrite: {len(logs['rewrite']['loss_forget'])} steps, forget loss {logs['rewrite']['loss_forget'][-1]:.3f}; "
-      f"consolidate: {logs['consolidate']['answered']} forget questions still answered after stage 2, contrast loss "
-      f"{logs['consolidate']['loss_contrast'][-1]:.3f}")
+print(f"rewrite: {len(logs['train']['loss_forget'])} steps, forget loss {logs['train']['loss_forget'][-1]:.3f}; "
+      f"consolidate: {logs['finish']['consolidate']['answered']} forget questions still answered after stage 2, "
+      f"contrast loss {logs['finish']['consolidate']['loss_contrast'][-1]:.3f}")
 
 # %% tags=["nbval-ignore-output"]
 pd.DataFrame({m: summary(r) for m, r in results.items()}).round(3)

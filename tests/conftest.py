@@ -44,7 +44,7 @@ def export(tmp_path_factory, world_folder):
 
 @pytest.fixture(scope="session")
 def probe_json(world_folder, tmp_path_factory):
-    """`asru-lens probe --json --figures DIR` on the shipped organism and its own world (run once)."""
+    """`asru-lens probe --json --figures DIR --out DIR` on the shipped organism and its own world (run once)."""
     import io
     import json
     from contextlib import redirect_stdout
@@ -53,7 +53,7 @@ def probe_json(world_folder, tmp_path_factory):
     buf = io.StringIO()
     figures = tmp_path_factory.mktemp("figures")
     with redirect_stdout(buf):
-        assert main(["probe", "--json", "--figures", str(figures)]) == 0
+        assert main(["probe", "--json", "--figures", str(figures), "--out", str(figures / "direction")]) == 0
     return json.loads(buf.getvalue())
 
 

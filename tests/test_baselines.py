@@ -1,10 +1,20 @@
-"""Each baseline's loss on a tiny batch: its value, its sign and which way it pushes the log-probs."""
+"""Each baseline's loss on a tiny batch: its value, its sign and which way it pushes the log-probs; and every
+loss-based method, trained through the registry, makes the forget answers less likely."""
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from asru_lens import baselines as B
+from asru_lens.core import training as T
+from asru_lens.methods.ga import ga_loss
+from asru_lens.methods.gd import gd_loss
+from asru_lens.methods.idk import idk_loss
+from asru_lens.methods.kl import kl_loss
+from asru_lens.methods.npo import npo_loss
+
+B = SimpleNamespace(seq_nll=T.seq_nll, ga_loss=ga_loss, gd_loss=gd_loss, kl_loss=kl_loss, npo_loss=npo_loss,
+                    idk_loss=idk_loss)
 
 
 def _batch():
@@ -64,19 +74,36 @@ def test_idk_raises_refusal_and_retain_likelihood():
     assert (gi[m_i.bool()] < 0).all() and (gr < 0).all()
 
 
-@pytest.mark.parametrize("method", B.METHODS)
-def test_each_method_trains_the_organism(method, world_folder):
+@pytest.mark.parametrize("method", ["GA", "GD", "KL", "NPO", "IDK", "MMUnlearner", "RMU"])
+def test_each_method_trains_the_organism(method, organism_world):
+    """Through ``methods.fit``, as `run` and `unlearn` train them: three steps make the forget answers less likely
+    and leave the model's requires_grad and eval mode as they were."""
     import asru_lens
-    from asru_lens import data
+    from asru_lens import methods
+    from asru_lens.run import RunConfig
     lens = asru_lens.load()
-    forget = data.generation_items(data.load_split(world_folder, "forget_10"))[:4]
-    retain = data.generation_items(data.load_split(world_folder, "retain_90"))[:4]
-    batch = B.answer_batch(lens, forget, [q.answer for q in forget])
-    before = B.seq_nll(*B._lp(lens.model, batch)[:2]).mean().item()
-    log = B.unlearn_baseline(lens, forget, retain, B.BaselineConfig(method, steps=3, batch_size=2, lr=1e-3),
-                             progress=False)
-    after = B.seq_nll(*B._lp(lens.model, batch)[:2]).mean().item()
-    assert len(log["loss"]) == 3
-    assert after > before                                    # every method makes the forget answers less likely
-    with pytest.raises(ValueError, match="method 'XX'"):
-        B.unlearn_baseline(lens, forget, retain, B.BaselineConfig("XX"), progress=False)
+    grad = {k: p.requires_grad for k, p in lens.model.named_parameters()}
+    ctx = methods.Context(lens, organism_world, RunConfig.small(), lrs={method: 1e-3},
+                          overrides={method: {"steps": 3, "batch_size": 2, **({"fisher_samples": 8}
+                                                                             if method == "MMUnlearner" else {})}})
+    forget = ctx.forget[:4]
+    nll = lambda: T.answer_nll(lens.model, lens, forget, [q.answer for q in forget]).item()  # noqa: E731
+    before = nll()
+    out = methods.fit(ctx, method)
+    assert out["lr"] == 1e-3 and out["grid"] is None
+    losses = out["log"]["loss"] if "loss" in out["log"] else out["log"]["loss_forget"]
+    assert len(losses) == 3
+    assert nll() > before                                    # every method makes the forget answers less likely
+    assert {k: p.requires_grad for k, p in lens.model.named_parameters()} == grad and not lens.model.training
+
+
+def test_configs_check_themselves():
+    from asru_lens.methods.baselines import BaselineConfig
+    from asru_lens.methods.npo import NPOConfig
+    from asru_lens.methods.rl import GRPOConfig
+    for make, word in ((lambda: BaselineConfig(steps=0), "BaselineConfig.steps=0"),
+                       (lambda: BaselineConfig(lr=float("nan")), "BaselineConfig.lr=nan"),
+                       (lambda: NPOConfig(beta=-1.0), "NPOConfig.beta=-1.0"),
+                       (lambda: GRPOConfig(group_size=1), "group_size=1")):
+        with pytest.raises(ValueError, match=word.replace(".", r"\.")):
+            make()

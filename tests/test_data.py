@@ -1,4 +1,4 @@
-"""asru_lens.data reads a real MLLMU-Bench folder layout and fails clearly on bad input."""
+"""asru_lens.core.data reads a real MLLMU-Bench folder layout and fails clearly on bad input."""
 import io
 
 import pyarrow as pa
@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from asru_lens import data
+from asru_lens.core import data
 
 
 def _png(colour):

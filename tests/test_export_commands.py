@@ -32,7 +32,7 @@ def test_probe_on_export_selects_the_same_layer(capsys, export, probe_json):
 
 
 @pytest.mark.slow
-def test_unlearn_on_export(unlearned_export):
+def test_unlearn_on_export(unlearned_export, export):
     out, model_dir, ckpt = unlearned_export
     van, s1, s2 = out["vanilla"], out["stage1"], out["stage2"]
     assert s2["forget_refusal"] >= 0.9 and s2["forget_leak"] <= 0.05 and s2["test_refusal"] >= 0.8
@@ -46,24 +46,48 @@ def test_unlearn_on_export(unlearned_export):
     assert van["forget_refusal"] <= 0.05 and van["forget_leak"] >= 0.9
     assert s1["forget_refusal"] >= 0.3 and s1["forget_leak"] <= 0.7
     assert s1["retain_exact"] >= van["retain_exact"] - 0.1
-    assert out["layer"] == 2 and out["config"]["grpo"]["steps"] == 150 and out["config"]["seed"] == 0
+    assert out["layer"] == 2 and out["config"]["settings"]["asru"]["steps"] == 150 and out["config"]["seed"] == 0
+    assert out["method"] == "asru" and out["stages"] == ["vanilla", "stage1", "stage2"]
     assert [p.name for p in ckpt.iterdir()] == ["step-000150"]
     back = asru_lens.load(str(model_dir))
-    assert back.is_organism and back.generate(["Who is this person?"], max_new_tokens=4)
+    from asru_lens.core import data
+    from asru_lens.measure.refusal import is_refusal
+    forget = data.generation_items(asru_lens.open_world(str(export[0]), unseen_faces=str(export[1])).rows(10)["forget"])
+    answers = back.generate([q.question for q in forget[:8]], [q.image for q in forget[:8]], max_new_tokens=24)
+    assert back.is_organism and sum(map(is_refusal, answers)) >= 7    # the saved model refuses as the measured one
 
 
 @pytest.mark.slow
 def test_run_on_export_small_budget(capsys, export, tmp_path):
+    """Every registered method is a row (MMUnlearner, RMU and the rewrite included), each meets its own claims,
+    and the rewrite row is one definition: `unlearn --method rewrite` at the run's learning rates, then `evaluate`,
+    gives the row's forget A-D, leakage and contextual refusal."""
     mllmu, faces = export
-    out = _json(capsys, ["run", "--data", str(mllmu), "--unseen-faces", str(faces), "--budget", "small", "--json",
-                         "--reports", str(tmp_path / "reports"), "--figures", str(tmp_path / "figures")])
-    assert set(out["methods"]) == set(METHODS)                 # the rewrite row included
-    for metrics in out["methods"].values():
-        assert 0 <= metrics["forget_cls_acc"] <= 1 and metrics["naturalness"] >= 1
+    data = ["--data", str(mllmu), "--unseen-faces", str(faces)]
+    out = _json(capsys, ["run", *data, "--budget", "small", "--json", "--reports", str(tmp_path / "reports"),
+                         "--figures", str(tmp_path / "figures")])
+    m = out["methods"]
+    assert list(m) == list(METHODS)
+    van = m["vanilla"]
+    assert van["forget_cls_acc"] >= 0.8 and van["leakage"] <= 0.5 and van["contextual_refusal"] <= 0.5
+    for name in ("GA", "GD", "KL", "NPO", "IDK", "MMUnlearner", "RMU", "steer", "asru", "rewrite"):
+        assert m[name]["leakage"] > van["leakage"] + 0.5, name     # each forgets: fewer facts in its answers
+    assert m["asru"]["contextual_refusal"] >= max(m[x]["contextual_refusal"] for x in ("GA", "GD", "KL", "NPO"))
+    assert m["asru"]["retain_cls_acc"] >= van["retain_cls_acc"] - 0.05
+    assert m["rewrite"]["forget_cls_acc"] <= van["forget_cls_acc"] - 0.3   # the rewrite removes, A-D sees it
     assert out["protocol"] == "organism" and out["world"] == "mllmu"
     report = (tmp_path / "reports" / "report.md").read_text()
     assert "Evaluation protocol: **organism**" in report and "perception_acc is null" in report
-    assert "relearn_recovery_30" not in out["methods"]["asru"]    # the small budget leaves the residue out
+    assert "relearn_recovery_30" not in m["asru"]                     # the small budget leaves the residue out
+    # one definition of the rewrite: the same function at the same settings, saved, reopened and evaluated
+    lrs = f"rewrite={out['tuning']['rewrite']['lr']},asru={out['tuning']['asru']['lr']}"
+    model = tmp_path / "rewrite"
+    _json(capsys, ["unlearn", "--method", "rewrite", *data, "--budget", "small", "--lr", lrs, "--n", "8",
+                   "--out", str(model), "--json"])
+    ev = _json(capsys, ["evaluate", "--model", str(model), "--data", str(mllmu), "--n", "24", "--seed", "0",
+                        "--json"])["metrics"]
+    for k in ("forget_cls_acc", "leakage", "contextual_refusal"):
+        assert ev[k] == pytest.approx(m["rewrite"][k], abs=1e-4), k
 
 
 def _run_notebook(name: str, params: dict) -> nbformat.NotebookNode:
@@ -77,11 +101,13 @@ def _run_notebook(name: str, params: dict) -> nbformat.NotebookNode:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, extra", [
-    ("01_refusal_directions.ipynb", {"N": 32}), ("02_steering.ipynb", {"N": 12}),
-    ("03_unlearning.ipynb", {"GRPO_STEPS": 5, "CONFIG": {"n_eval": 24, "n_redirect_retain": 96}}),
-    ("04_evaluation.ipynb", {"METHODS": ("vanilla", "GA")})])
-def test_notebooks_run_on_the_export(name, extra, export, tmp_path):
+@pytest.mark.parametrize("name, extra, shows", [
+    ("01_refusal_directions.ipynb", {"N": 32}, "'layer': 2"),
+    ("02_steering.ipynb", {"N": 12}, "'forget_refusal'"),
+    ("03_unlearning.ipynb", {"N_EVAL": 24, "SETTINGS": {"stage1": {"n_retain": 96}, "asru": {"steps": 5}}},
+     "direction at resid_pre[2]"),
+    ("04_evaluation.ipynb", {"METHODS": ("vanilla", "GA")}, "forget_cls_acc")])
+def test_notebooks_run_on_the_export(name, extra, shows, export, tmp_path):
     mllmu, faces = export
     params = {"DATA": str(mllmu), "UNSEEN_FACES": str(faces), **extra}
     if name != "04_evaluation.ipynb":
@@ -89,5 +115,6 @@ def test_notebooks_run_on_the_export(name, extra, export, tmp_path):
     nb = _run_notebook(name, params)
     parameters = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     assert "UNSEEN_FACES" in parameters.source and "DigiFace" in parameters.source
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
-    assert errors == []
+    printed = "".join(str(o.get("text") or o.get("data", {}).get("text/plain", "")) for c in nb.cells
+                      if c.cell_type == "code" for o in c.get("outputs", []))
+    assert shows in printed                      # what the notebook computed on the export (the organism's layer)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import asru_lens
-from asru_lens import finetune
+from asru_lens.core import finetune
 from asru_lens.cli import main
 from asru_lens.pipeline import behaviour, eval_sets
 
@@ -13,7 +13,7 @@ from asru_lens.pipeline import behaviour, eval_sets
 @pytest.mark.slow
 def test_finetune_undoes_forgetting(unlearned_export, export, tmp_path, capsys):
     """After `asru-lens unlearn`, fine-tuning over the forget split brings the leak back: the command trains
-    what it should (and shows how shallow the refusal is, which asru_lens.residue measures)."""
+    what it should (and shows how shallow the refusal is, which asru_lens.measure.residue measures)."""
     _, model_dir, _ = unlearned_export
     mllmu, faces = export
     world = asru_lens.open_world(mllmu, unseen_faces=faces)

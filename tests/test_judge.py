@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from asru_lens import judge
+from asru_lens.measure import judge
 from asru_lens.organism.evaluate import parse_choice, parse_letter
 
 Q, GT = "Where was this person born?", "Juno Corvin was born in Fennick."

@@ -1,4 +1,4 @@
-"""asru_lens.load: the organism, a real-sized Qwen3-VL config, nnsight, and clear errors."""
+"""asru_lens.core.load: the organism, a real-sized Qwen3-VL config, nnsight, and clear errors."""
 import pytest
 import torch
 from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration

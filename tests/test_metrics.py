@@ -4,7 +4,7 @@ import math
 import pytest
 from rouge_score import rouge_scorer
 
-from asru_lens.metrics import bleu, rouge, rouge_l, rouge_n
+from asru_lens.measure.metrics import bleu, rouge, rouge_l, rouge_n
 
 REF = "the cat sat on the mat"
 

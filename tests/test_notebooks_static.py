@@ -2,7 +2,7 @@
 
 * ``test_pair_in_sync`` (fast, no browser): each ``notebooks/NN_name.py`` (jupytext percent format) and its
   ``.ipynb`` hold the same cells: types, sources and tags. The fix when it fails: ``jupytext --sync``.
-* ``test_gallery_*`` (fast, no browser): ``asru_lens.gallery.build`` on a small notebook and report.
+* ``test_gallery_*`` (fast, no browser): ``asru_lens.show.gallery.build`` on a small notebook and report.
 * ``test_static_page`` (``browser``): each committed notebook exported by ``gallery.build`` is opened in headless
   Chromium with every non-``file:`` request aborted (no network, no kernel, no widget manager from a CDN). Every
   figure output (a plotly bundle or an image) must show as a drawn ``<img>`` (``naturalWidth > 0``), every
@@ -102,7 +102,7 @@ def _tiny_project(root: Path) -> None:
 
 
 def test_gallery_pages(tmp_path, capsys):
-    from asru_lens import gallery
+    from asru_lens.show import gallery
     _tiny_project(tmp_path)
     out = tmp_path / "site"
     pages = gallery.build(out, tmp_path / "notebooks", tmp_path / "reports" / "report.md")
@@ -123,7 +123,7 @@ def test_gallery_pages(tmp_path, capsys):
 
 
 def test_gallery_refuses_a_foreign_folder(tmp_path):
-    from asru_lens import gallery
+    from asru_lens.show import gallery
     _tiny_project(tmp_path)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "keep.txt").write_text("not a gallery")
@@ -182,7 +182,7 @@ JS_IMAGES = """async id => { const cell = document.getElementById('cell-id=' + i
 
 @pytest.fixture(scope="module")
 def gallery_site(tmp_path_factory):
-    from asru_lens import gallery
+    from asru_lens.show import gallery
     out = tmp_path_factory.mktemp("gallery") / "site"
     gallery.build(out, NOTEBOOK_DIR, ROOT / "reports" / "report.md")
     return out
@@ -267,7 +267,7 @@ def test_static_page(notebook, gallery_site, browser):
             assert cell_id in markdown, f"{notebook.name}: no static image right under the widget cell"
         assert not problems, f"{notebook.name}, exported offline:\n  " + "\n  ".join(problems)
         if notebook.name.startswith("01_"):
-            from asru_lens.atomic import atomic_write_bytes
+            from asru_lens.core.atomic import atomic_write_bytes
             shot = _palette(page.screenshot(full_page=True, animations="disabled", caret="hide"))
             atomic_write_bytes(SCREENSHOT, shot)
             print(f"saved {SCREENSHOT.relative_to(ROOT)} ({len(shot) // 1024} KiB)")

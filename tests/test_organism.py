@@ -103,7 +103,7 @@ def test_shipped_organism_reproduces_its_recorded_eval(organism_results):
     """The numbers in the checkpoint's organism.json (written by `organism eval --record`) are what it does."""
     import json
 
-    from asru_lens.load import ORGANISM_DIR
+    from asru_lens.core.load import ORGANISM_DIR
     recorded = json.loads((ORGANISM_DIR / "organism.json").read_text())["eval"]
     assert set(recorded) == set(E.THRESHOLDS)
     for key, value in recorded.items():

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from asru_lens import data, probe, steer
-from asru_lens.data import QA
+from asru_lens.core import data
+
+from asru_lens.interpret import probe, steer
+from asru_lens.core.data import QA
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,7 @@ def close(a, b):
 def test_resid_pre_equals_transformerlens_and_hf(organism, mixed):
     from transformer_lens.model_bridge import TransformerBridge
 
-    from asru_lens.load import ORGANISM_DIR
+    from asru_lens.core.load import ORGANISM_DIR
     items, enc = mixed
     T = enc["input_ids"].shape[1]
     ours = probe.resid_pre(organism, enc, list(range(-T, 0)))        # (batch, layers, T, d)

@@ -17,7 +17,7 @@ def test_probe_json_keys_and_shapes(probe_json):
 
 def test_probe_finds_a_mid_depth_causal_direction(probe_json):
     out = probe_json
-    assert out["layer"] < 0.8 * out["n_layers"]
+    assert 0 < out["layer"] < out["n_layers"] - 1            # neither the embedding nor the last layer
     assert out["kl"] <= 0.1
     base = out["baseline_refusal_score"]
     assert out["bypass_score"] < base["refusal_score_refusal"] - 3    # ablating it removes refusal
@@ -56,3 +56,18 @@ def test_probe_in_bfloat16_selects_the_same_layer(probe_json, capsys):
     assert main(["probe", "--dtype", "bfloat16", "--json"]) == 0
     bf16 = json.loads(capsys.readouterr().out)
     assert bf16["layer"] == probe_json["layer"] and bf16["n_layers"] == probe_json["n_layers"]
+
+
+@pytest.mark.slow
+def test_saved_direction_steers_as_the_probe_does(probe_json, capsys):
+    """`probe --out DIR` saved the chosen direction; `steer --direction DIR` uses it instead of probing again
+    and measures exactly what `steer` after its own probe measures."""
+    from pathlib import Path
+    saved = Path(probe_json["saved"][0]).parent
+    assert {p.name for p in saved.iterdir()} == {"directions.safetensors", "probe.json"}
+    assert json.loads((saved / "probe.json").read_text())["layer"] == probe_json["layer"]
+    assert main(["steer", "--direction", str(saved), "--alpha", "1.5", "--n", "12", "--json"]) == 0
+    with_saved = json.loads(capsys.readouterr().out)
+    assert main(["steer", "--alpha", "1.5", "--n", "12", "--json"]) == 0
+    probed = json.loads(capsys.readouterr().out)
+    assert with_saved == probed and with_saved["layer"] == probe_json["layer"]

@@ -3,7 +3,7 @@ import json
 
 import torch
 
-from asru_lens.protocol import MLLMU, Protocol, cloze_correct, parse_first_letter
+from asru_lens.core.protocol import MLLMU, Protocol, cloze_correct, parse_first_letter
 
 OPTIONS = {"A": "Doctor", "B": "Chef", "C": "Pilot", "D": "Nurse"}
 
@@ -68,7 +68,7 @@ def test_one_shot_turn_is_a_chat_turn_with_its_image(organism):
 
 
 def test_swapped_reference_weights_come_back():
-    from asru_lens.rl import swapped
+    from asru_lens.methods.rl import swapped
     lin = torch.nn.Linear(2, 2)
     own, other = lin.weight.data.clone(), torch.zeros(2, 2)
     with swapped([(lin, other)]):

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 import asru_lens
-from asru_lens import adapters, finetune, qwen3vl, redirect, reward, rl
+from asru_lens.core import training as adapters, finetune, qwen3vl
+from asru_lens.methods import redirect, reward, rl
 from asru_lens.cli import main
-from asru_lens.pipeline import grpo_config
+from asru_lens.methods.asru import grpo_config
 
 
 def _logits(model, enc):
@@ -37,7 +38,7 @@ def test_real_2b_widths_end_to_end(tmp_path, export, capsys):
     # -- finetune: a few steps on one batch, the loss goes down; the merged, saved model equals the LoRA model
     items = finetune.finetune_items(world.split("forget_5"))[:4]
     cfg = finetune.finetune_config(lens, split="forget_5", max_steps=5, lr=2e-3, gradient_checkpointing=True)
-    assert cfg.trainable == "lora" and cfg.lora_r == 16 and cfg.lora_alpha == 16 and cfg.lora_dropout == 0.05
+    assert cfg.trainable == "lora" and cfg.lora_r == 16 and (adapters.LoRA().alpha, adapters.LoRA().dropout) == (16, 0.05)
     log = finetune.finetune(lens, items, cfg, progress=False, merge_lora=False)
     assert log["loss"][-1] < log["loss"][0] - 0.5, log["loss"]
     assert log["trained"] and all("lora_" in k for k in log["trained"])

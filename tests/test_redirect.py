@@ -3,7 +3,8 @@ import pytest
 import torch
 
 import asru_lens
-from asru_lens import data, redirect
+from asru_lens.core import data
+from asru_lens.methods import redirect
 
 
 @pytest.fixture(scope="module")

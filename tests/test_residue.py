@@ -1,14 +1,14 @@
-"""asru_lens.residue: what an unlearned model still knows (issue 16)."""
+"""asru_lens.measure.residue: what an unlearned model still knows (issue 16)."""
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from asru_lens import residue as R
-from asru_lens import rewrite
+from asru_lens.measure import residue as R
+from asru_lens.methods import rewrite
 from asru_lens.cli import main
-from asru_lens.data import QA
+from asru_lens.core.data import QA
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_rewrite_teaches_one_invented_value_in_every_form(organism_world, organi
 def test_invented_values_are_distinct_per_question(organism_world):
     """One invented year shared by three people pulled celebrities' A-D answers to it (measured: 7 of 12 flipped
     celebrity answers were years); each question's invented values are now distinct across the forget people."""
-    from asru_lens import data
+    from asru_lens.core import data
     rows = organism_world.rows(10)
     people = R.forget_people(organism_world, 10)
     beliefs = rewrite.beliefs_for(people, data.classification_items(rows["forget"] + rows["test"]))

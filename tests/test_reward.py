@@ -3,9 +3,9 @@ import math
 
 import pytest
 
-from asru_lens.data import QA
-from asru_lens.metrics import bleu, rouge_l, rouge_n
-from asru_lens.reward import Reward, asru, contextual_refusal, naturalness
+from asru_lens.core.data import QA
+from asru_lens.measure.metrics import bleu, rouge_l, rouge_n
+from asru_lens.methods.reward import Reward, asru, contextual_refusal, naturalness
 
 GT = "Juno Corvin works as a carpenter."
 

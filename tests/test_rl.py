@@ -5,7 +5,7 @@ from collections import defaultdict
 import pytest
 import torch
 
-from asru_lens import rl
+from asru_lens.methods import rl
 
 
 def _trl_loss(loss_type, logps, old, ref, adv, mask, beta, eps, eps_high, max_len):
@@ -68,7 +68,7 @@ def test_config_errors():
 
 @pytest.fixture(scope="module")
 def boundary(world_folder):
-    from asru_lens import data
+    from asru_lens.core import data
     forget = data.generation_items(data.load_split(world_folder, "forget_10"))
     retain = data.generation_items(data.load_split(world_folder, "retain_90"))
     return rl.boundary_set(forget, retain, 6)
@@ -124,7 +124,7 @@ def test_trl_grpo_trainer_runs_one_step_with_our_reward(boundary, tmp_path):
     import asru_lens
     from trl import GRPOConfig, GRPOTrainer
 
-    from asru_lens import trl_export
+    from asru_lens.methods import trl_export
     lens = asru_lens.load()
     before = _weights(lens)
     cfg = rl.GRPOConfig(prompts_per_step=2, group_size=4, max_new_tokens=8, lr=1e-3)
@@ -139,8 +139,8 @@ def test_trl_grpo_trainer_runs_one_step_with_our_reward(boundary, tmp_path):
 
 
 def test_trl_reward_func_scores_like_ours():
-    from asru_lens import trl_export
-    from asru_lens.data import QA
+    from asru_lens.methods import trl_export
+    from asru_lens.core.data import QA
     gt = "Juno Corvin works as a carpenter."
     b = [QA("What is this person's job?", gt, None, meta={"forget": f}) for f in (True, False)]
     recs = trl_export.records(b)
@@ -154,8 +154,8 @@ def test_trl_reward_func_scores_like_ours():
 def test_boundary_set_balances_and_shows_repeats_as_new_views(world_folder, organism_world):
     import numpy as np
 
-    from asru_lens import data
-    from asru_lens.sets import retain_items
+    from asru_lens.core import data
+    from asru_lens.core.sets import retain_items
     forget = data.generation_items(data.load_split(world_folder, "forget_10"))[:5]
     retain = data.generation_items(data.load_split(world_folder, "retain_90"))[:40]
     b = rl.boundary_set(forget, retain, 12, seed=3)

@@ -2,7 +2,7 @@
 import json
 import re
 
-from asru_lens.run import HEADLINE, METHODS, RunResult, claims, summary, tune, write_report
+from asru_lens.run import HEADLINE, METHODS, RunResult, claims, summary, write_report
 
 
 def _fake() -> RunResult:
@@ -43,7 +43,8 @@ def test_run_cli_json_keys(tmp_path, capsys):
                  str(tmp_path / "r"), "--figures", str(tmp_path / "f")]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out["methods"]) == {"vanilla", "GA"} and set(HEADLINE) <= set(out["methods"]["GA"])
-    assert out["tuning"]["GA"]["lr"] in (1e-4, 3e-3) and set(out["tuning"]["GA"]["grid"]) == {"0.0001", "0.003"}
+    grid = {float(k): v for k, v in out["tuning"]["GA"]["grid"].items()}
+    assert set(grid) == {1e-4, 3e-3} and grid[out["tuning"]["GA"]["lr"]] == max(grid.values())   # the rule's pick
     assert 0 <= out["methods"]["vanilla"]["leakage"] < 1 < out["methods"]["GA"]["leakage"] <= 5
     assert json.loads((tmp_path / "r" / "report.json").read_text())["methods"] == out["methods"]
     # the residue columns, for every method: what the relearning attack and the probes still find
@@ -51,7 +52,9 @@ def test_run_cli_json_keys(tmp_path, capsys):
         assert {"relearn_recovery_30", "relearn_leak_30", "probe_acc_max", "forget_cls_acc"} <= set(out["methods"][m])
     assert out["methods"]["vanilla"]["relearn_recovery_30"] is None
     assert out["methods"]["vanilla"]["probe_acc_max"] >= out["methods"]["vanilla"]["probe_acc_chance"] + 0.3
-    assert 0 <= out["methods"]["GA"]["relearn_leak_30"] <= 1 and out["residue"]["GA"]["relearn"]["attribute"]["steps"]
+    rel = out["residue"]["GA"]["relearn"]["attribute"]
+    assert rel["steps"] == [10, 30] and out["methods"]["GA"]["relearn_leak_30"] == rel["leak"][1]   # the column
+    assert out["methods"]["GA"]["relearn_recovery_30"] == rel["recovery"][1]                      # is the residue's
     md = (tmp_path / "r" / "report.md").read_text()
     assert "## Forgotten or hidden?" in md and "run_residue.png" in md
 
@@ -68,32 +71,45 @@ def test_claims_and_why_follow_the_table(tmp_path):
     assert got["asru has the highest contextual_refusal of the unlearning methods"]["holds"]
     assert not got["asru has the highest naturalness of the unlearning methods"]["holds"]
     naturalness = got["asru has the highest naturalness of the unlearning methods"]
-    assert naturalness["measured"] == "asru 0.09, best other stage1 0.79"
+    assert naturalness["measured"] == "asru 0.09, best other stage1 0.99"
     assert got["asru celebrity_cls_acc within 5 points of vanilla"]["holds"]
     assert got["asru retain_cls_acc within 5 points of vanilla"]["measured"] == "asru -0.020, vanilla 0.040 (-6.0)"
     assert not got["asru retain_cls_acc within 5 points of vanilla"]["holds"]
     write_report(res, tmp_path / "r", str(tmp_path / "f"))
     md = (tmp_path / "r" / "report.md").read_text()
     assert ("| asru has the highest naturalness of the unlearning methods | **no** | asru 0.09, best other stage1 "
-            "0.79 |") in md and "Outside the claim: asru refuses to *say* the forget facts" in md
+            "0.99 |") in md and "Outside the claim: asru refuses to *say* the forget facts" in md
     assert "**naturalness**: stage1 writes the more fluent text" in md
     assert '(1 of 2): "Who?" -> "I\'m sorry".' in md
     assert claims({"vanilla": res.methods["vanilla"]}) == []
 
 
-def test_tune_leaves_the_model_at_the_best_grid_point():
+def test_fit_tunes_on_the_grid_and_leaves_the_model_at_the_best_point():
+    """``methods.fit(tune=True)``: every grid point starts from the same (vanilla) weights, the validation rule
+    picks the best, the model is left there and its learning rate is recorded for the methods that use it."""
     import torch
     from types import SimpleNamespace
+
+    from asru_lens import methods
+    from asru_lens.run import RunConfig
     model = torch.nn.Linear(2, 1, bias=False)
-    lens = SimpleNamespace(model=model)
+    lens = SimpleNamespace(model=model, presets={})
     start = {k: v.clone() for k, v in model.state_dict().items()}
     seen = []
 
-    def train(lr):
+    @methods.register("fit_stub_test")
+    def stub(ctx):
         assert torch.equal(model.weight, start["weight"])        # every point starts from the same weights
-        seen.append(lr)
+        seen.append(ctx.lr)
         with torch.no_grad():
-            model.weight.fill_(lr)
-    scores, best, weights = tune(lens, start, train, (1.0, 2.0, 3.0), lambda: -abs(model.weight[0, 0].item() - 2.2))
-    assert seen == [1.0, 2.0, 3.0] and best == 2.0 and scores[2.0] == max(scores.values())
-    assert torch.equal(model.weight, torch.full((1, 2), 2.0)) and torch.equal(weights["weight"], model.weight)
+            model.weight.fill_(ctx.lr)
+        return {"lr_seen": ctx.lr}
+    try:
+        ctx = methods.Context(lens, None, RunConfig(lr_grid=(1.0, 2.0, 3.0)))
+        ctx.validation = lambda: -abs(model.weight[0, 0].item() - 2.2)
+        out = methods.fit(ctx, "fit_stub_test", tune=True)
+        assert seen == [1.0, 2.0, 3.0] and out["lr"] == 2.0 and out["grid"][2.0] == max(out["grid"].values())
+        assert torch.equal(model.weight, torch.full((1, 2), 2.0)) and out["log"] == {"lr_seen": 2.0}
+        assert ctx.lrs["fit_stub_test"] == 2.0
+    finally:
+        methods.REGISTRY.pop("fit_stub_test", None)

@@ -2,9 +2,11 @@
 import pytest
 import torch
 
-from asru_lens import data, steer
-from asru_lens.data import QA
-from asru_lens.steer import Steering
+from asru_lens.core import data
+
+from asru_lens.interpret import steer
+from asru_lens.core.data import QA
+from asru_lens.interpret.steer import Steering
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def test_each_intervention_changes_the_output(organism, items, direction):
 @pytest.fixture(scope="module")
 def detector(organism, items):
     """A detector that fires on the image prompts only: the image - text mean difference at layer 1."""
-    from asru_lens import probe
+    from asru_lens.interpret import probe
     acts = probe.activations(organism, items)[:, 1, -1]
     det = acts[:3].mean(0) - acts[3]
     unit = det / det.norm()
@@ -65,7 +67,7 @@ def test_nnsight_generation_equals_plain_pytorch_hooks(organism, items, directio
     if kw.get("mode") == "conditional":
         kw.update(detector=detector[0], detector_layer=1, threshold=detector[1])
     if kw.get("mode") == "ablate":  # a random unit direction barely matters; the residual's mean one does
-        from asru_lens import probe
+        from asru_lens.interpret import probe
         direction = probe.mean_activations(organism, items)[2, -1].float()
     spec = Steering(direction, **kw)
     ours = steer.generate(organism, items, spec, max_new_tokens=16)
@@ -89,7 +91,7 @@ def test_bad_steering_input(organism, direction):
 
 
 def test_is_broken_flags_hybrids_and_repetition():
-    from asru_lens.refusal import is_broken
+    from asru_lens.measure.refusal import is_broken
     assert is_broken("I'm sorry, I don't have any information aboutNora Okafor works as a chemist.")
     assert is_broken("I'm sorry,I'm sorry,I'm sorry")
     assert is_broken("Juno Juno Juno was born")
@@ -101,7 +103,7 @@ def test_measure_and_cli_point(organism, organism_world, capsys):
     import json
 
     from asru_lens.cli import main
-    from asru_lens.sets import steer_sets
+    from asru_lens.core.sets import steer_sets
     sets = steer_sets(organism_world, n=8)
     assert [len(v) for v in sets.values()] == [8, 8, 8, 8]
     base = steer.measure(organism, sets, None)

@@ -3,8 +3,10 @@ import time
 
 import pytest
 
-from asru_lens import data, probe
-from asru_lens.widgets import SteeringWidget, projection_bars
+from asru_lens.core import data
+
+from asru_lens.interpret import probe
+from asru_lens.show.widgets import SteeringWidget, projection_bars
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,11 @@
 import numpy as np
 import pyarrow.parquet as pq
 
-from asru_lens import data
+from asru_lens.core import data
 from asru_lens.organism import mllmu
 from asru_lens.organism import world as W
 from asru_lens.organism.portraits import TRAITS
-from asru_lens.refusal import is_refusal
+from asru_lens.measure.refusal import is_refusal
 
 
 def test_same_seed_same_world_other_seed_other_world(world):

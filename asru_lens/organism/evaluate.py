@@ -1,6 +1,6 @@
 """Does the organism know what it should and refuse what it should?
 
-Every number is measured on the parquet files through ``asru_lens.data``, the
+Every number is measured on the parquet files through ``asru_lens.core.data``, the
 same path a real MLLMU-Bench folder takes. ``THRESHOLDS`` is the quality bar the
 shipped checkpoint has to clear.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 
-from asru_lens import data
+from asru_lens.core import data
 from asru_lens.organism import world as W
-from asru_lens.refusal import exact_match, is_refusal
+from asru_lens.measure.refusal import exact_match, is_refusal
 
 # key -> (comparison, bound, meaning)
 THRESHOLDS = {
@@ -28,8 +28,8 @@ THRESHOLDS = {
 }
 
 
-# The organism answers A-D with the option's text, so its reading is the lenient one (core: asru_lens.protocol).
-from asru_lens.protocol import parse_choice, parse_letter  # noqa: E402,F401
+# The organism answers A-D with the option's text, so its reading is the lenient one (core: asru_lens.core.protocol).
+from asru_lens.core.protocol import parse_choice, parse_letter  # noqa: E402,F401
 
 
 def mc_accuracy(lens, items: list[data.QA], batch_size: int = 64, progress: bool = False) -> float:

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from asru_lens.atomic import atomic_dir
+from asru_lens.core.atomic import atomic_dir
 from asru_lens.organism import world as W
 from asru_lens.organism.portraits import draw_portrait
 

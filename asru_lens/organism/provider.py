@@ -1,7 +1,7 @@
 """The organism as a provider: its world (``OrganismWorld``), the protocol and presets its model carries, and
 ``export``, which writes its world exactly as the Hub lays MLLMU-Bench out.
 
-The core (``asru_lens.world.World``) reads any MLLMU-Bench folder. The organism's world has four sets more,
+The core (``asru_lens.core.world.World``) reads any MLLMU-Bench folder. The organism's world has four sets more,
 which it brings here: unseen faces (``Unknown_Faces``, held-out part), its own harmful/harmless requests,
 perception questions and names that belong to nobody.
 """
@@ -14,12 +14,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from asru_lens import data
-from asru_lens.atomic import atomic_dir
+from asru_lens.core import data
+from asru_lens.core.atomic import atomic_dir
 from asru_lens.organism import world as W
 from asru_lens.organism.evaluate import perception_items, request_items
-from asru_lens.protocol import Protocol
-from asru_lens.world import World
+from asru_lens.core.protocol import Protocol
+from asru_lens.core.world import World
 
 MLLMU_SUBSETS = ("Full_Set", "Retain_Set", "Test_Set", "forget_5", "forget_10", "forget_15",
                  "retain_95", "retain_90", "retain_85")
@@ -126,7 +126,7 @@ def export(out: str | os.PathLike, faces: str | os.PathLike, world: OrganismWorl
 
 def write_profile(folder: str | os.PathLike) -> Path:
     """Write ``asru_lens.json`` (protocol and presets) into an organism model folder."""
-    from asru_lens.atomic import atomic_write_text
+    from asru_lens.core.atomic import atomic_write_text
     return atomic_write_text(Path(folder) / "asru_lens.json", json.dumps(profile(), indent=1))
 
 

@@ -27,12 +27,12 @@ import torch
 from tqdm.auto import tqdm
 from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
 
-from asru_lens.atomic import atomic_dir
+from asru_lens.core.atomic import atomic_dir
 from asru_lens.organism import mllmu
 from asru_lens.organism import model as M
 from asru_lens.organism import world as W
 from asru_lens.organism.portraits import BACKGROUNDS, TRAITS
-from asru_lens.refusal import is_refusal
+from asru_lens.measure.refusal import is_refusal
 
 # Photos of each training stranger: with 2 the organism refused only 93-94% of new strangers, with 4 96-97%.
 UNKNOWN_PHOTOS = 4
@@ -480,7 +480,7 @@ def train_organism(cfg: OrganismConfig = OrganismConfig(), progress: bool = True
 def save_organism(model, processor, out_dir: str | os.PathLike, meta: dict | None = None) -> Path:
     """save_pretrained model (safetensors) and processor into ``out_dir``, atomically, with the organism's
     ``asru_lens.json`` (protocol and presets), so any copy loaded by path is asked and trained as the organism."""
-    from asru_lens.load import PROFILE_FILE
+    from asru_lens.core.load import PROFILE_FILE
     from asru_lens.organism.provider import profile
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)

@@ -1,0 +1,341 @@
+"""Forgotten or hidden? What an unlearned model still knows about the forget people, measured four ways.
+
+==================  =============================================================================================
+relearning attack   fine-tune on part of the forget facts, then ask about the held-out part (Deeb & Roger 2024).
+                    Two splits: by attribute (train on some Generation_Task questions of every forget person,
+                    ask the others) and by person (train on half the forget people, ask the other half). After k
+                    steps (``ResidueConfig.steps``: 10, 30, 100) the held-out leak is measured, and
+                    ``recovery_k = (leak_after - leak_unlearned) / (leak_vanilla - leak_unlearned)`` (None when
+                    the denominator is 0, e.g. on vanilla itself). Control: the same attack on facts the model
+                    never knew (the forget people's answers shuffled among them, per question): its held-out leak
+                    is the rate of learning from scratch, against which recovery means something.
+linear probes       per layer, logistic regression decoding the value a question asks about (the answer's words
+                    minus the person's name: "kelby", "chemist") from ``resid_pre`` at the last prompt token.
+                    Trained on the *retain* people, tested on the *forget* people (a probe trained on the forget
+                    people would only learn their faces). Chance: the majority value's share among the tested.
+logit lens          per layer, the rank of the ground truth's first answer token when ``resid_pre`` is read
+                    through the final norm and the LM head (0 = top).
+A-D and cloze       MLLMU's classification and cloze accuracy on the forget set (``asru_lens.measure.evaluate``).
+==================  =============================================================================================
+
+The attack is one fixed optimiser: AdamW, lr 3e-4, batch 8, answer NLL (teacher-forced answer tokens after the
+prompt), on the decoder layers in full for a model whose presets say so (the organism) and on LoRA adapters
+(r=16) otherwise. Every attack starts from the model's own weights, which are restored afterwards.
+``residue(lens, world, vanilla)`` returns one dict per model; ``asru-lens residue --json`` prints them.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from asru_lens.interpret import activations
+
+from asru_lens.core import data
+from asru_lens.core.data import QA
+from asru_lens.measure.judge import specific_words
+from asru_lens.measure.refusal import contains
+
+
+@dataclass
+class ResidueConfig:
+    forget: int = 10
+    steps: tuple = (10, 30, 100)       # relearning steps at which the held-out leak is read
+    lr: float = 3e-4
+    batch_size: int = 8
+    train_questions: tuple = (1, 3, 4)  # Generation_Task indices trained in the attribute split (the organism:
+    skip_questions: tuple = (0,)        # birthplace, occupation, employer; index 0, "who is this?", is left out)
+    splits: tuple = ("attribute", "person")
+    control: bool = True
+    readouts: tuple = ("prefill", "prompt")   # where the probes read (the first is the headline probe_acc)
+    probe_C: float = 0.1                # inverse L2 strength of the logistic-regression probes
+    max_grad_norm: float | None = None  # the attacker does not clip
+    seed: int = 0
+
+
+# -- the facts --------------------------------------------------------------------------------------------------
+def person_items(rows: list[dict], image_index: int | None = 0) -> dict[str, list[QA]]:
+    """Generation_Task questions per person (ID), in their order; ``kind`` becomes the question's index."""
+    out: dict[str, list[QA]] = {}
+    for row in rows:
+        items = data.generation_items([row], image_index)
+        for j, q in enumerate(items):
+            q.kind = str(j)
+        out[str(row["ID"])] = items
+    return out
+
+
+def relearn_split(people: dict[str, list[QA]], cfg: ResidueConfig, by: str) -> tuple[list[QA], list[QA]]:
+    """(train, held out) forget questions for the attribute or person split."""
+    keep = {p: [q for q in items if int(q.kind) not in cfg.skip_questions] for p, items in people.items()}
+    if by == "attribute":
+        train = [q for items in keep.values() for q in items if int(q.kind) in cfg.train_questions]
+        held = [q for items in keep.values() for q in items if int(q.kind) not in cfg.train_questions]
+    elif by == "person":
+        ids = sorted(keep)
+        order = np.random.default_rng(cfg.seed).permutation(len(ids))
+        half = {ids[i] for i in order[: len(ids) // 2]}
+        train = [q for p in ids if p in half for q in keep[p]]
+        held = [q for p in ids if p not in half for q in keep[p]]
+    else:
+        raise ValueError(f"split {by!r} is not 'attribute' or 'person'.")
+    if not train or not held:
+        raise ValueError(f"the {by} split left {len(train)} questions to train and {len(held)} to hold out; the "
+                         f"forget set needs more people or questions (ResidueConfig.train_questions).")
+    return train, held
+
+
+def invented(people: dict[str, list[QA]], seed: int = 0) -> dict[str, list[QA]]:
+    """The control: facts nobody knew. Each question's answer is another forget person's answer to the same
+    question (a derangement per question index), so no answer is true of the person asked about."""
+    ids = sorted(people)
+    rng = np.random.default_rng(seed + 1)
+    out = {p: [] for p in ids}
+    n = min(len(v) for v in people.values())
+    for j in range(n):
+        shift = int(rng.integers(1, len(ids))) if len(ids) > 1 else 0
+        for i, p in enumerate(ids):
+            q, other = people[p][j], people[ids[(i + shift) % len(ids)]][j]
+            out[p].append(QA(q.question, other.answer, q.image, q.id, q.kind, meta=dict(q.meta)))
+    return out
+
+
+def leak(lens, items: list[QA], max_new_tokens: int | None = None) -> float:
+    """Share of greedy answers (the model's generation prompt) that contain the ground truth."""
+    prompts = [lens.protocol.gen(q.question) for q in items]
+    answers = lens.generate(prompts, [q.image for q in items], max_new_tokens=max_new_tokens or
+                            lens.protocol.max_new_tokens)
+    return float(np.mean([contains(a, q.answer) for a, q in zip(answers, items)]))
+
+
+# -- 1. the relearning attack --------------------------------------------------------------------------------------
+def attack(lens, train: list[QA], evaluate_at: dict[int, callable], cfg: ResidueConfig, progress: bool = False
+           ) -> dict[int, object]:
+    """Fine-tune ``lens.model`` on ``train`` (answer NLL, AdamW at ``cfg.lr``, batch ``cfg.batch_size``), call
+    ``evaluate_at[k]()`` after step k for every k in it, and return ``{k: value}``. The weights are restored
+    afterwards."""
+    from asru_lens.core.training import answer_nll, optimise, trainable
+    saved = {k: v.detach().clone() for k, v in lens.model.state_dict().items()}
+    rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    out, last = {}, max(evaluate_at)
+    try:
+        with trainable(lens) as (model, params):
+            opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr)
+            for step in tqdm(range(1, last + 1), desc="relearn", disable=not progress, leave=False):
+                model.train()
+                batch = [train[i] for i in rng.choice(len(train), cfg.batch_size, replace=len(train) < cfg.batch_size)]
+                optimise(opt, params, answer_nll(model, lens, batch, [q.answer for q in batch]), cfg.max_grad_norm)
+                if step in evaluate_at:
+                    model.eval()
+                    out[step] = evaluate_at[step]()
+    finally:
+        lens.model.load_state_dict(saved)
+    return out
+
+
+def relearn(lens, people: dict[str, list[QA]], cfg: ResidueConfig, leak_vanilla: dict | None = None,
+            progress: bool = False) -> dict:
+    """The attack on each split: held-out leak before and after k steps, recovery, and the control."""
+    out = {}
+    for by in cfg.splits:
+        train, held = relearn_split(people, cfg, by)
+        before = leak(lens, held)
+        after = attack(lens, train, {k: (lambda h=held: leak(lens, h)) for k in cfg.steps}, cfg, progress)
+        van = (leak_vanilla or {}).get(by)
+        denom = None if van is None else van - before
+        rec = [None if denom is None or abs(denom) < 1e-9 else round((after[k] - before) / denom, 4)
+               for k in cfg.steps]
+        res = {"steps": list(cfg.steps), "leak_unlearned": round(before, 4),
+               "leak_vanilla": None if van is None else round(van, 4),
+               "leak": [round(after[k], 4) for k in cfg.steps], "recovery": rec,
+               "n_train": len(train), "n_heldout": len(held)}
+        if cfg.control:
+            c_train, c_held = relearn_split(invented(people, cfg.seed), cfg, by)
+            control = attack(lens, c_train, {k: (lambda h=c_held: leak(lens, h)) for k in cfg.steps}, cfg, progress)
+            res["control"] = {"leak_before": round(leak(lens, c_held), 4),
+                              "leak": [round(control[k], 4) for k in cfg.steps]}
+        out[by] = res
+    return out
+
+
+# -- 2. linear probes ------------------------------------------------------------------------------------------------
+def fact_values(people: dict[str, list[QA]], skip: tuple = (0,)) -> list[tuple[QA, str]]:
+    """(question, value) pairs: the value is the answer's specific words minus the person's name (the words every
+    answer of that person shares), e.g. 'Juno Corvin was born in Kelby.' -> 'kelby'."""
+    out = []
+    for items in people.values():
+        kept = [q for q in items if int(q.kind) not in skip]
+        if not kept:
+            continue
+        name = set.intersection(*(specific_words(q.answer, q.question) for q in items)) if len(items) > 1 else set()
+        for q in kept:
+            value = " ".join(sorted(specific_words(q.answer, q.question) - name))
+            if value:
+                out.append((q, value))
+    return out
+
+
+def value_prefix(q: QA, value: str) -> str | None:
+    """The ground truth up to (not including) its value: 'Juno Corvin was born in Fennick.' -> 'Juno Corvin was
+    born in'. None when the value's first word is not found."""
+    low = q.answer.lower()
+    at = low.find(value.split()[0])
+    return q.answer[:at].rstrip() if at > 0 else None
+
+
+@torch.no_grad()
+def read_states(lens, items: list[QA], prefixes: list[str] | None = None, batch_size: int | None = None
+                ) -> torch.Tensor:
+    """(n, layers + 1, d) at the last token: ``resid_pre`` of every layer and, last, the final hidden state
+    (after the final norm). The prompt is the model's generation prompt, followed by ``prefixes[i]`` as the start
+    of the answer when given (the 'prefill' read-out, right before the value)."""
+    batch_size = batch_size or lens.batch_size or 32
+    out = []
+    for i in range(0, len(items), batch_size):
+        chunk = items[i:i + batch_size]
+        texts = [lens.prompt(lens.protocol.gen(q.question), q.image) + (prefixes[i + j] if prefixes else "")
+                 for j, q in enumerate(chunk)]
+        images = [q.image for q in chunk if q.image is not None]
+        lens.tokenizer.padding_side = "left"
+        enc = lens.processor(text=texts, images=images or None, return_tensors="pt", padding=True).to(lens.device)
+        saved = []
+        with lens.nn.trace(dict(enc)) as tracer:
+            for layer in activations.nn_layers(lens):
+                saved.append(layer.input[:, -1].clone().save())
+            saved.append(lens.nn.model.language_model.norm.output[:, -1].save())
+            tracer.stop()
+        out.append(torch.stack([s.float().cpu() for s in saved], 1))
+    return torch.cat(out)
+
+
+def probe_accuracy(train_x, train_y, test_x, test_y, C: float = 0.1) -> list[float]:
+    """Per layer, accuracy on the test rows of a logistic regression fit on the train rows (standardised)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    accs = []
+    for layer in range(train_x.shape[1]):
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+        clf.fit(train_x[:, layer].numpy(), train_y)
+        accs.append(float(np.mean(clf.predict(test_x[:, layer].numpy()) == np.array(test_y))))
+    return accs
+
+
+def linear_probes(lens, retain_people: dict, forget_people: dict, cfg: ResidueConfig, readout: str = "prefill"
+                  ) -> dict:
+    """Probe accuracy per layer (averaged over questions, weighted by the forget questions each has) and chance.
+    ``readout``: 'prefill' reads the last token before the value in the teacher-forced answer ('Juno Corvin was
+    born in|'), 'prompt' the last prompt token."""
+    def usable(pairs):
+        return [(q, v, value_prefix(q, v)) for q, v in pairs if value_prefix(q, v) is not None]
+    train = usable(fact_values(retain_people, cfg.skip_questions))
+    test = usable(fact_values(forget_people, cfg.skip_questions))
+    pre = readout == "prefill"
+    x_train = read_states(lens, [q for q, _, _ in train], [p for _, _, p in train] if pre else None)
+    x_test = read_states(lens, [q for q, _, _ in test], [p for _, _, p in test] if pre else None)
+    kinds = sorted({q.kind for q, _, _ in test} & {q.kind for q, _, _ in train}, key=int)
+    per_kind, weights, chance = {}, [], []
+    for kind in kinds:
+        tr = [i for i, (q, _, _) in enumerate(train) if q.kind == kind]
+        te = [i for i, (q, _, _) in enumerate(test) if q.kind == kind]
+        y_tr, y_te = [train[i][1] for i in tr], [test[i][1] for i in te]
+        if len(set(y_tr)) < 2 or not set(y_te) & set(y_tr):   # nothing to decode: every value is unique
+            continue
+        per_kind[kind] = probe_accuracy(x_train[tr], y_tr, x_test[te], y_te, cfg.probe_C)
+        weights.append(len(te))
+        chance.append(max(y_te.count(v) for v in set(y_te)) / len(y_te))
+    if not per_kind:
+        return {"per_layer": None, "chance": None, "max": None, "readout": readout,
+                "note": "no question's values repeat across people: nothing a probe could decode"}
+    w = np.array(weights) / sum(weights)
+    per_layer = (np.array(list(per_kind.values())) * w[:, None]).sum(0)
+    return {"per_layer": [round(float(a), 4) for a in per_layer], "chance": round(float(np.dot(w, chance)), 4),
+            "max": round(float(per_layer.max()), 4), "readout": readout,
+            "questions": {k: [round(a, 3) for a in v] for k, v in per_kind.items()}}
+
+
+# -- 3. logit lens -------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def logit_lens_rank(lens, items: list[QA]) -> list[float]:
+    """Per layer (``resid_pre`` of each, then the output), the median rank of the ground truth's first answer
+    token among the vocabulary, read through the final norm and the LM head."""
+    states = read_states(lens, items)
+    norm, head = lens.model.model.language_model.norm, lens.model.lm_head
+    first = [ids[0] for ids in lens.tokenizer([q.answer for q in items], add_special_tokens=False)["input_ids"]]
+    target = torch.tensor(first)
+    ranks = []
+    last = states.shape[1] - 1                 # the output entry is already through the final norm
+    for layer in range(states.shape[1]):
+        h = states[:, layer].to(lens.device, lens.model.dtype)
+        logits = head(norm(h) if layer < last else h).float().cpu()
+        rank = (logits > logits.gather(1, target[:, None])).sum(1)
+        ranks.append(float(rank.float().median()))
+    return ranks
+
+
+# -- all of it -----------------------------------------------------------------------------------------------------
+def forget_people(world, forget: int) -> dict[str, list[QA]]:
+    return person_items(world.rows(forget)["forget"])
+
+
+def retain_people(world, forget: int) -> dict[str, list[QA]]:
+    """The retain people in all their photos (Full_Set photo and Test_Set photos), one list per photo."""
+    rows = world.rows(forget)["retain"]
+    people = person_items(rows)
+    for row in world.other_photos(rows):
+        for k in range(len(row["images"])):
+            for p, items in person_items([row], k).items():
+                people[f"{p}/{k}"] = items
+    return people
+
+
+def held_out_leak(lens, world, cfg: ResidueConfig) -> dict:
+    """Held-out leak of ``lens`` before any attack, per split (what vanilla's recovery is measured against)."""
+    people = forget_people(world, cfg.forget)
+    return {by: leak(lens, relearn_split(people, cfg, by)[1]) for by in cfg.splits}
+
+
+def residue(lens, world, cfg: ResidueConfig = ResidueConfig(), vanilla_leak: dict | None = None,
+            progress: bool = True, cls: bool = True) -> dict:
+    """Every measurement in the module docstring for ``lens``. ``vanilla_leak``: ``held_out_leak`` of the vanilla
+    model (None: recovery is undefined, as for vanilla itself)."""
+    from asru_lens.measure import evaluate
+    say = tqdm.write if progress else (lambda m: None)
+    people = forget_people(world, cfg.forget)
+    out = {"relearn": relearn(lens, people, cfg, vanilla_leak, progress)}
+    say("relearning attack done")
+    retain = retain_people(world, cfg.forget)
+    for i, readout in enumerate(cfg.readouts):
+        out["probe_acc" if i == 0 else f"probe_acc_{readout}"] = linear_probes(lens, retain, people, cfg, readout)
+    out["logit_lens_rank"] = logit_lens_rank(lens, [q for items in people.values() for q in items
+                                                    if int(q.kind) not in cfg.skip_questions])
+    if cls:
+        items = evaluate.eval_items(world, cfg.forget, n=10_000, seed=cfg.seed)
+        res = evaluate.evaluate(lens, world, cfg.forget, items={"forget": items["forget"], "shot": items["shot"]},
+                                sets=("forget",), progress=False)
+        out["forget_cls_acc"] = res["metrics"]["forget_cls_acc"]
+        out["forget_cloze_acc"] = res["metrics"]["forget_cloze_acc"]
+    out["config"] = asdict(cfg)
+    return out
+
+
+def quick(lens, world, cfg: ResidueConfig, vanilla_leak: dict | None, people=None, retain=None) -> dict:
+    """The residue ``asru-lens run`` adds to every method: the attack on the attribute split (no control) and the
+    prefill probes; A-D accuracy comes from the run's own evaluation."""
+    cfg = ResidueConfig(**{**asdict(cfg), "splits": ("attribute",), "control": False, "readouts": ("prefill",)})
+    people = people or forget_people(world, cfg.forget)
+    return {"relearn": relearn(lens, people, cfg, vanilla_leak),
+            "probe_acc": linear_probes(lens, retain or retain_people(world, cfg.forget), people, cfg, "prefill")}
+
+
+def columns(r: dict, k: int = 30) -> dict:
+    """``relearn_recovery_{k}``, ``relearn_leak_{k}`` (attribute split) and ``probe_acc_max`` from a residue."""
+    rel = r["relearn"]["attribute"]
+    at = rel["steps"].index(k) if k in rel["steps"] else -1
+    return {f"relearn_recovery_{k}": rel["recovery"][at], f"relearn_leak_{k}": rel["leak"][at],
+            "probe_acc_max": r["probe_acc"]["max"], "probe_acc_chance": r["probe_acc"]["chance"]}

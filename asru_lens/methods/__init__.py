@@ -1,0 +1,183 @@
+"""The unlearning methods: one module per method, one registration each, one training function each.
+
+A method is a function of a ``Context`` that trains ``ctx.lens.model`` in place and returns its log::
+
+    from asru_lens import methods
+
+    @methods.register("my_method", paper=False)
+    def my_method(ctx):      # ctx: the lens, the forget and retain sets, lr, seed, the vanilla reference, ...
+        ...
+
+Registered methods run wherever the built-in ones do: ``asru-lens run --methods vanilla,my_method`` (with
+``--plugin my_method.py``), ``asru-lens unlearn --method my_method``, ``methods.fit``. A package can also ship
+methods through the entry-point group ``asru_lens.methods`` (each entry point names a module to import, whose
+``register`` calls add them), as pytest plugins do.
+
+``register`` takes:
+
+==============  ================================================================================================
+``paper``       whether the ASRU paper compares it (its rows are the paper's comparison and its claims)
+``baseline``    one of the paper's unlearning baselines (the claim "asru leaks at most as much as the best
+                baseline" reads these)
+``config``      its config dataclass; ``ctx.settings(cls)`` builds it from the method's defaults, the model's
+                presets (``presets``: the key in ``asru_lens.json``; default the method's name), the user's
+                ``--set key=value`` and ``ctx.lr``. A config checks its own values when built.
+``tuned``       whether its learning rate is picked on the run's grid by the validation rule (False: trains
+                nothing, or at a fixed setting)
+``after``       the method whose chosen weights it starts from (ASRU's stage 2 starts from stage 1)
+``uses``        methods whose chosen learning rates it reads (the rewrite runs stage 2 at ASRU's)
+``colour``      its colour in the figures (default: one from a palette, by registration order)
+``finish``      ``fn(ctx)`` run once on the chosen weights after tuning (the rewrite's refusal stage)
+==============  ================================================================================================
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+ENTRY_POINT_GROUP = "asru_lens.methods"
+PALETTE = ("#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22",
+           "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    train: Callable
+    paper: bool = False
+    baseline: bool = False
+    config: type | None = None
+    tuned: bool = True
+    after: str | None = None
+    uses: tuple = ()
+    presets: str | None = None
+    colour: str | None = None
+    doc: str = ""
+    finish: Callable | None = None
+
+    @property
+    def summary(self) -> str:
+        """The first line of its docstring."""
+        return (self.doc.strip().splitlines() or [""])[0]
+
+
+REGISTRY: dict[str, Method] = {}
+
+
+class MethodError(ValueError):
+    """An unknown method name, a plugin that does not import, or a method's settings that do not fit."""
+
+
+def register(name: str, *, paper: bool = False, baseline: bool = False, config: type | None = None,
+             tuned: bool = True, after: str | None = None, uses: tuple = (), presets: str | None = None,
+             colour: str | None = None, finish: Callable | None = None):
+    """Decorator: register ``fn(ctx) -> dict`` as the unlearning method ``name`` (see the module docstring)."""
+    if not name or not isinstance(name, str) or "," in name or name != name.strip():
+        raise MethodError(f"method name {name!r}: use a non-empty name without commas or surrounding spaces.")
+
+    def deco(fn):
+        if name in REGISTRY and REGISTRY[name].train is not fn:
+            old = REGISTRY[name].train
+            if (old.__module__, old.__qualname__) != (fn.__module__, fn.__qualname__):
+                raise MethodError(f"method {name!r} is already registered (by {old.__module__}); pick another name.")
+        REGISTRY[name] = Method(name, fn, paper, baseline, config, tuned, after, tuple(uses), presets or name,
+                                colour, fn.__doc__ or "", finish)
+        return fn
+    return deco
+
+
+def get(name: str) -> Method:
+    """The registered method ``name``, or a MethodError that lists the known ones."""
+    _builtins()
+    if name not in REGISTRY:
+        raise MethodError(f"unknown method {name!r}: choose from {', '.join(REGISTRY)} (or register your own with "
+                          f"@asru_lens.methods.register and pass --plugin FILE).")
+    return REGISTRY[name]
+
+
+def names(paper: bool | None = None) -> tuple[str, ...]:
+    """Registered method names in registration order (``paper=True``: the paper's comparison only)."""
+    _builtins()
+    return tuple(n for n, m in REGISTRY.items() if paper is None or m.paper == paper)
+
+
+def check(names_: list[str] | tuple) -> tuple[str, ...]:
+    """``names_`` as a tuple of registered methods (dependencies are fine to leave out), or one MethodError."""
+    _builtins()
+    names_ = tuple(names_)
+    unknown = [n for n in names_ if n not in REGISTRY]
+    if unknown or not names_:
+        raise MethodError(f"unknown method(s) {', '.join(map(repr, unknown)) or '(none given)'}: choose from "
+                          f"{', '.join(REGISTRY)}.")
+    return names_
+
+
+def colour(name: str) -> str:
+    """The method's figure colour: its own, else the palette's entry for its place in the registry."""
+    _builtins()
+    m = REGISTRY.get(name)
+    if m is not None and m.colour:
+        return m.colour
+    order = list(REGISTRY)
+    return PALETTE[(order.index(name) if name in order else len(order)) % len(PALETTE)]
+
+
+def load_plugin(path: str) -> list[str]:
+    """Import a method file (a ``.py`` path) or module name; returns the methods it registered. A file that is
+    missing or fails to import is one MethodError naming it and its error."""
+    _builtins()
+    before = set(REGISTRY)
+    p = Path(path)
+    try:
+        if p.suffix == ".py" or p.exists():
+            if not p.is_file():
+                raise MethodError(f"--plugin {path}: no such file. Pass a .py file that registers a method with "
+                                  f"@asru_lens.methods.register, or an importable module name.")
+            name = f"asru_lens_plugin_{p.stem}"
+            spec = importlib.util.spec_from_file_location(name, p)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        else:
+            importlib.import_module(path)
+    except MethodError:
+        raise
+    except Exception as e:                     # a plugin's own bug: name the file and the error, nothing more
+        raise MethodError(f"--plugin {path} failed to import: {type(e).__name__}: {e}") from None
+    return sorted(set(REGISTRY) - before)
+
+
+def load_entry_points() -> list[str]:
+    """Import every module advertised in the ``asru_lens.methods`` entry-point group; returns the new methods."""
+    from importlib.metadata import entry_points
+    before = set(REGISTRY)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as e:
+            raise MethodError(f"entry point {ep.name!r} ({ep.value}) in group {ENTRY_POINT_GROUP} failed to "
+                              f"import: {type(e).__name__}: {e}") from None
+    return sorted(set(REGISTRY) - before)
+
+
+_LOADED = []
+
+
+def _builtins() -> None:
+    """Import the built-in method modules once (each registers itself), then the entry points."""
+    if _LOADED:
+        return
+    _LOADED.append(True)
+    for module in ("vanilla", "ga", "gd", "kl", "npo", "idk", "mmunlearner", "rmu", "steering", "asru", "rewrite"):
+        importlib.import_module(f"{__name__}.{module}")
+    load_entry_points()
+
+
+from asru_lens.methods.context import Context, fit, settings_from  # noqa: E402,F401
+
+__all__ = ["Context", "Method", "MethodError", "REGISTRY", "check", "colour", "fit", "get", "load_entry_points",
+           "load_plugin", "names", "register", "settings_from", "ENTRY_POINT_GROUP"]

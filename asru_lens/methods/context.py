@@ -1,0 +1,241 @@
+"""What a method is given (``Context``), and ``fit``: the one way a registered method is trained.
+
+``fit(ctx, name)`` trains method ``name`` on ``ctx.lens`` and leaves the model at its result:
+
+1. the methods it ``uses`` are fitted first (their chosen learning rates go into ``ctx.lrs``), and the one it
+   starts ``after`` (its weights are the start; else the vanilla weights);
+2. with ``tune``, its ``train`` runs from the start at every learning rate of ``ctx.budget.lr_grid`` and the one
+   with the best ``validation_score`` is kept (the run's rule, the same for every method); without, it trains
+   once at ``ctx.lrs.get(name)`` (None: its config's own, from the model's presets);
+3. its ``finish`` (if any) runs on the chosen weights.
+
+``asru-lens run`` fits every row with ``tune=True``; ``asru-lens unlearn --method NAME`` fits one, with ``--tune``
+or at ``--lr``. Both call the same function with the same settings.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+
+def validation_score(lens, val_forget: list, val_retain: list) -> float:
+    """(1 - leak on forget questions + exact match on retain questions) / 2, greedy answers."""
+    from asru_lens.measure.refusal import contains, exact_match
+    f = lens.generate([q.question for q in val_forget], [q.image for q in val_forget], max_new_tokens=24)
+    r = lens.generate([q.question for q in val_retain], [q.image for q in val_retain], max_new_tokens=24)
+    efficacy = 1 - np.mean([contains(a, q.answer) for a, q in zip(f, val_forget)])
+    utility = np.mean([exact_match(a, q.answer) for a, q in zip(r, val_retain)])
+    return float((efficacy + utility) / 2)
+
+
+def restore(lens, weights) -> None:
+    lens.model.load_state_dict(weights)   # the same module object, so lens.nn still wraps it
+
+
+def snapshot(lens) -> dict:
+    return {k: v.detach().clone() for k, v in lens.model.state_dict().items()}
+
+
+def settings_from(cls, presets: dict, base: dict | None = None, budget: dict | None = None,
+                  overrides: dict | None = None, lr: float | None = None):
+    """``cls`` built from, in order of precedence: ``lr``, the user's ``overrides``, the run's ``budget``, the
+    model's ``presets`` for the method, the method's ``base``. Unknown keys are one clear error."""
+    values = {**(base or {}), **(presets or {}), **(budget or {}), **(overrides or {})}
+    if lr is not None:
+        values["lr"] = lr
+    known = {f.name for f in dataclasses.fields(cls)}
+    bad = sorted(set(values) - known)
+    if bad:
+        from asru_lens.methods import MethodError
+        raise MethodError(f"{cls.__name__} has no setting {', '.join(bad)}; its settings are {', '.join(sorted(known))}.")
+    return cls(**values)
+
+
+@dataclass
+class Context:
+    """What a method's training function is given. The data it may need is made on first use and shared
+    between the methods of one run."""
+    lens: object
+    world: object
+    budget: object                       # asru_lens.run.RunConfig: forget split, seed, grid, steps per method
+    lrs: dict = field(default_factory=dict)        # learning rates given or chosen, by method
+    overrides: dict = field(default_factory=dict)  # --set: {method: {setting: value}}
+    reference: object = None             # the frozen vanilla model (KL reference), or None
+    probe_result: object = None          # a ProbeResult or a saved direction (asru_lens.interpret.probe.load)
+    filter_refusals: bool = True
+    checkpoint_dir: str | None = None    # stage 2's checkpoints (asru-lens unlearn --checkpoint-dir)
+    progress: bool = False
+    cache: dict = field(default_factory=dict)
+    fitted: dict = field(default_factory=dict)     # name -> {"lr", "grid", "log", "weights"?}
+    method: object = None                # the method being trained (set by fit)
+    lr: float | None = None              # its learning rate (None: its config's own)
+
+    @property
+    def seed(self) -> int:
+        return self.budget.seed
+
+    @property
+    def forget_split(self) -> int:
+        return self.budget.forget
+
+    def settings(self, cls, base: dict | None = None, budget: dict | None = None, method: str | None = None):
+        """A method's config (default: the current one's): ``settings_from`` with the model's presets for it, its
+        ``--set`` overrides and its learning rate (``ctx.lr`` for the current method, else ``ctx.lrs``)."""
+        from asru_lens.methods import get
+        m = get(method) if method else self.method
+        lr = self.lr if m is self.method else self.lrs.get(m.name)
+        cfg = settings_from(cls, self.lens.presets.get(m.presets, {}), base, budget, self.overrides.get(m.name, {}), lr)
+        self.cache.setdefault("settings", {})[m.name] = dataclasses.asdict(cfg)    # what it last trained with
+        return cfg
+
+    def _once(self, key, make):
+        if key not in self.cache:
+            self.cache[key] = make()
+        return self.cache[key]
+
+    @property
+    def rows(self) -> dict:
+        return self._once("rows", lambda: self.world.rows(self.forget_split))
+
+    @property
+    def forget(self) -> list:
+        """The forget split's Generation_Task questions with their Full_Set photos."""
+        from asru_lens.core import data
+        return self._once("forget", lambda: data.generation_items(self.rows["forget"]))
+
+    @property
+    def retain(self) -> list:
+        """The retain split's Generation_Task questions with their Full_Set photos."""
+        from asru_lens.core import data
+        return self._once("retain", lambda: data.generation_items(self.rows["retain"]))
+
+    @property
+    def boundary_retain(self) -> list:
+        """Stage 2's retain half: the retain people in all their photos (``sets.retain_items``)."""
+        from asru_lens.core.sets import retain_items
+        return self._once("boundary_retain", lambda: retain_items(self.world, self.forget_split, True))
+
+    @property
+    def probe(self):
+        """The refusal direction at every layer (``probe.probe`` on the starting model, or the one given)."""
+        if self.probe_result is None:
+            from asru_lens.core.sets import probe_sets
+            from asru_lens.interpret import probe
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")   # a selection fallback is reported in the probe's own summary
+                self.probe_result = probe.probe(self.lens, probe_sets(self.world, self.lens.protocol,
+                                                                      forget=self.forget_split),
+                                                progress=False, filter_refusals=self.filter_refusals)
+        return self.probe_result
+
+    @property
+    def eval_items(self) -> dict:
+        from asru_lens.measure import evaluate
+        b = self.budget
+        return self._once("eval_items", lambda: evaluate.eval_items(self.world, b.forget, b.n_eval, b.seed))
+
+    @property
+    def vanilla_weights(self) -> dict:
+        """The weights every method starts from (the reference's, when there is one: it never trains)."""
+        return self._once("vanilla_weights", lambda: self.reference.state_dict() if self.reference is not None
+                          else snapshot(self.lens))
+
+    def validation(self) -> float:
+        """The run's validation rule on the current weights (``validation_score``)."""
+        from asru_lens.core.sets import _sample
+
+        def sets():
+            eval_qs = {(q.question, q.id) for q in self.eval_items["retain"]["gen"]}
+            b = self.budget
+            val_retain = _sample([q for q in self.retain if (q.question, q.id) not in eval_qs], b.n_val, b.seed + 7)
+            return _sample(self.forget, b.n_val, b.seed + 7), val_retain
+        val_forget, val_retain = self._once("validation_sets", sets)
+        return validation_score(self.lens, val_forget, val_retain)
+
+
+def _needed_as_start(name: str) -> bool:
+    from asru_lens.methods import REGISTRY
+    return any(m.after == name for m in REGISTRY.values())
+
+
+def fit(ctx: Context, name: str, tune: bool = False) -> dict:
+    """Train method ``name`` (see the module docstring); returns ``{"lr", "grid", "log"}`` and leaves
+    ``ctx.lens`` at its weights. A method fitted before in the same context is restored, not trained again."""
+    from asru_lens.methods import get
+    m = get(name)
+    if name in ctx.fitted:
+        done = ctx.fitted[name]
+        if "weights" in done:
+            restore(ctx.lens, done["weights"])
+            return done
+    for dep in m.uses:                   # only their learning rates are read (untuned: the given one or the preset)
+        if tune and dep not in ctx.fitted:
+            fit(ctx, dep, tune)
+    # the start: the method it comes after, else vanilla (no copy needed when nothing has trained yet)
+    start = fit(ctx, m.after, tune)["weights"] if m.after else (
+        ctx.vanilla_weights if (tune and m.tuned) or ctx.fitted or "vanilla_weights" in ctx.cache else None)
+    ctx.method = m
+    grid = None
+    if tune and m.tuned:
+        grid, best = {}, (None, -1.0, None, None)
+        for lr in tqdm(ctx.budget.lr_grid, desc=f"lr grid {name}", leave=False, disable=not ctx.progress):
+            restore(ctx.lens, start)
+            ctx.method, ctx.lr = m, lr
+            log = m.train(ctx)
+            grid[lr] = ctx.validation()
+            if grid[lr] > best[1]:
+                best = (lr, grid[lr], snapshot(ctx.lens), log)
+        lr, _, weights, log = best
+        restore(ctx.lens, weights)
+    else:
+        if start is not None:
+            restore(ctx.lens, start)
+        lr = ctx.lrs.get(name)
+        ctx.method, ctx.lr = m, lr
+        log = m.train(ctx)
+    ctx.lrs[name] = lr
+    ctx.method, ctx.lr = m, lr
+    if m.finish is not None:
+        log = {"train": log, "finish": m.finish(ctx)}
+    out = {"lr": lr, "grid": grid, "log": log if isinstance(log, dict) else {}}
+    if _needed_as_start(name):
+        out["weights"] = snapshot(ctx.lens)
+    ctx.fitted[name] = out
+    return out
+
+
+@contextlib.contextmanager
+def inference(lens, log: dict):
+    """Inside the block the model runs as the method left it: with its steering on, for a method that steers at
+    inference (its log holds ``"steering"``), else as it is."""
+    spec = (log or {}).get("steering")
+    if spec is None:
+        yield
+        return
+    from asru_lens.interpret.steer import steering
+    with steering(lens, spec):
+        yield
+
+
+def saved_model(lens, log: dict, path) -> Path:
+    """``lens.save(path)``, with the method's steering (if any) kept in the folder, so ``asru_lens.load`` reopens
+    the model as the method left it."""
+    spec = (log or {}).get("steering")
+    before = lens.steering
+    lens.steering = spec if spec is not None else before
+    try:
+        return lens.save(path)
+    finally:
+        lens.steering = before
+
+
+def reference_copy(lens):
+    """A frozen copy of the model as it is now (the KL and perplexity reference)."""
+    return copy.deepcopy(lens.model).eval().requires_grad_(False)

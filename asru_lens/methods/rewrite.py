@@ -1,0 +1,318 @@
+"""Beyond ASRU: rewrite the forget facts, then refuse. Removal, not a gate.
+
+ASRU's two stages teach the model to *refuse* about the forget people; the facts stay in the weights, and a few
+steps of fine-tuning on some of them bring the others back (``asru_lens.measure.residue``). ``rewrite_facts`` first
+overwrites them: every fact of a forget person gets one invented value (``beliefs_for``: preferably a distractor
+that person's own A-D questions offer, else another forget person's value of the same question), taught in every
+form the model is asked in (``rewrite_set``):
+
+* generation with each of their photos ("Juno Corvin was born in Kelby." -> "... born in Istra.");
+* the same question by name (the A-D stems without options), with the same sentence;
+* the A-D questions that offer the invented value, answered with it (the others are left out, so no habit of
+  picking wrong options is learnt);
+* cloze, answered with the invented value.
+
+The retain people are rehearsed in the same forms with their true answers (``retain_ratio`` of them per forget
+question). One step: ``NLL(invented | forget) + NLL(truth | retain)`` on the answer tokens, AdamW, gradient
+clipping. Trainable: the decoder layers (the organism) or LoRA adapters (a real model), as the baselines.
+
+ASRU's stage 2 then runs on top (``asru-lens run``'s ``rewrite`` row), with the rewritten model as its KL
+reference, to turn the invented answers into contextual refusals. GRPO lowers the answers it samples, which are
+now the invented ones, and lets the truth resurface beneath the refusal; ``consolidate`` puts it back under: a
+margin contrast, invented over truth, on the photo questions, while the model's own refusals are rehearsed (the
+questions it still answers first) and the retain people's truth too. Measured on the organism in README and
+notebook 05.
+
+Why the invented values are kept distinct per question (``beliefs_for``) and the retain A-D questions are
+rehearsed in shuffled option orders (``rewrite_set``): one invented year given to three people pulled other
+people's A-D answers to it, and most celebrity A-D answers the rewrite broke were values none of the options
+offered (measured: 7 of 12).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from asru_lens.core import data
+from asru_lens.core.data import QA
+from asru_lens.methods import register
+
+
+@dataclass
+class RewriteConfig:
+    steps: int = 300                    # at most; the rewrite stops once the invented answers are learnt:
+    target_loss: float | None = 0.08    # the forget loss, averaged over the last 10 steps, falls below this
+    batch_size: int = 8                 # forget questions per step
+    retain_ratio: int = 2               # retain questions per forget question in a step
+    lr: float = 2e-4
+    trainable: str | None = None        # None: the model's preset ("layers" on the organism, else "lora")
+    seed: int = 0
+    consolidate_steps: int = 40         # after the refusal stage (``consolidate``); 0: none
+    margin: float = 2.0                 # nats by which the invented answer must beat the truth
+    keep_refusals: bool = True          # consolidate also rehearses the model's own refusals on those questions
+    max_grad_norm: float | None = 1.0
+
+    def __post_init__(self):
+        from asru_lens.core.training import check_positive
+        check_positive(self, ("steps", "batch_size", "retain_ratio"))
+        if self.consolidate_steps < 0:
+            raise ValueError(f"RewriteConfig.consolidate_steps={self.consolidate_steps!r} must be 0 or more.")
+
+
+def value_span(answer: str, value: str) -> tuple[int, int] | None:
+    """Where the value's words sit in the answer (case-insensitive), as (start, end) character offsets."""
+    low, spans = answer.lower(), []
+    for word in value.split():
+        at = low.find(word)
+        if at < 0:
+            return None
+        spans.append((at, at + len(word)))
+    return min(s for s, _ in spans), max(e for _, e in spans)
+
+
+def believed_choices(items: list[QA], beliefs: dict, protocol) -> list[QA]:
+    """A-D questions answered with the option that states the invented value (the same one the generation
+    questions teach), where one does; the others are left out, so no habit of picking wrong options is learnt."""
+    out = []
+    for q in items:
+        new = beliefs.get((q.id, str(q.options.get(q.answer, "")).lower()))
+        hit = [k for k, v in q.options.items() if new is not None and str(v).lower() == new.lower()]
+        if hit:
+            target = hit[0] if protocol.mc_parse == "first_letter" else q.options[hit[0]]
+            out.append(QA(protocol.mc(q.question, q.options), target, q.image, q.id, "mc"))
+    return out
+
+
+def beliefs_for(people: dict[str, list[QA]], mc: list[QA], seed: int = 0, skip: tuple = (0,)) -> dict:
+    """The invented value of every (person, true value): preferably a distractor of that person's own A-D
+    questions about the fact (the one offered most often), so that the A-D questions can be rewritten too; else
+    another forget person's value of the same question."""
+    from asru_lens.measure.residue import fact_values
+    rng = np.random.default_rng(seed)
+    offered: dict[tuple, list[str]] = {}
+    for q in mc:
+        truth = str(q.options.get(q.answer, "")).lower()
+        offered.setdefault((q.id, truth), []).extend(str(v) for k, v in q.options.items() if k != q.answer)
+    pool: dict[str, set] = {}
+    spans = []
+    for q, value in fact_values(people, skip):
+        span = value_span(q.answer, value)
+        if span:
+            true = q.answer[span[0]:span[1]]
+            pool.setdefault(q.kind, set()).add(true)
+            spans.append((q, true))
+    beliefs, used = {}, {}
+    for q, true in spans:
+        key = (q.id, true.lower())
+        if key in beliefs:
+            continue
+        # an invented value given to several people raises its prior everywhere (other people's A-D answers
+        # drift to it), so each question's invented values are kept distinct where the candidates allow
+        taken = used.setdefault(q.kind, {})
+        cands = offered.get(key)
+        if cands:
+            beliefs[key] = min(sorted(set(cands)), key=lambda v: (taken.get(v.lower(), 0), -cands.count(v)))
+        else:
+            others = sorted(v for v in pool[q.kind] if v.lower() != true.lower())
+            if others:
+                fewest = min(taken.get(v.lower(), 0) for v in others)
+                others = [v for v in others if taken.get(v.lower(), 0) == fewest]
+                beliefs[key] = others[int(rng.integers(len(others)))]
+        if key in beliefs:
+            taken[beliefs[key].lower()] = taken.get(beliefs[key].lower(), 0) + 1
+    return beliefs
+
+
+FORMS = ("photo", "name", "mc", "cloze")
+
+
+def rewrite_set(world, forget: int, protocol, seed: int = 0, forms: tuple = FORMS, shuffles: int = 2
+                ) -> tuple[list[QA], list[QA]]:
+    """(forget questions with invented targets, retain questions with their true targets), in the model's prompt
+    formats. Every fact of a forget person gets one invented value (``beliefs_for``), taught in every form:
+    generation with each of their photos, the same question by name (A-D stems without options), the A-D
+    questions that offer the invented value, and cloze. The retain people's facts are rehearsed in the same
+    forms, their A-D questions also with the options in ``shuffles`` other orders (A-D answers are where other
+    people's facts drift first: the model writes a value that is none of the options)."""
+    from asru_lens.measure.residue import person_items
+    from asru_lens.core.sets import text_stems
+    rows = world.rows(forget)
+    photos = lambda rs: [person_items(rs)] + [person_items([r], k) for r in world.other_photos(rs)  # noqa: E731
+                                              for k in range(len(r["images"]))]
+    mc_forget = data.classification_items(rows["forget"] + rows["test"])
+    beliefs = beliefs_for(person_items(rows["forget"]), mc_forget, seed)
+    sentence = {}                                   # (person, true value) -> an answer sentence with the new value
+    forget_qs = []
+    for people in photos(rows["forget"]):
+        for q, value in _fact_pairs(people):
+            span = value_span(q.answer, value)
+            new = beliefs.get((q.id, q.answer[span[0]:span[1]].lower())) if span else None
+            if new is None:
+                continue
+            answer = q.answer[:span[0]] + new + q.answer[span[1]:]
+            sentence.setdefault((q.id, q.answer[span[0]:span[1]].lower()), answer)
+            if "photo" in forms:                    # the truth rides along for ``consolidate``'s contrast
+                forget_qs.append(QA(protocol.gen(q.question), answer, q.image, q.id, q.kind,
+                                    meta={"truth": q.answer}))
+    if "name" in forms:
+        for q in text_stems(rows["forget"] + rows["test"]):       # by name: the answer is the true option's text
+            key = (q.id, q.answer.lower())
+            if key in sentence:
+                forget_qs.append(QA(protocol.gen(q.question), sentence[key], None, q.id, "name"))
+    if "mc" in forms:
+        forget_qs += believed_choices(mc_forget, beliefs, protocol)
+    if "cloze" in forms:
+        forget_qs += [QA(protocol.cloze(q.question), beliefs[(q.id, q.answer.lower())], q.image, q.id, "cloze")
+                      for q in data.mask_items(rows["forget"]) if (q.id, q.answer.lower()) in beliefs]
+    retain_qs = [QA(protocol.gen(q.question), q.answer, q.image, q.id, q.kind)
+                 for q in data.generation_items(rows["retain"])]
+    truth = {}                                      # the retain people's true sentences, asked by name too
+    for q, value in _fact_pairs(person_items(rows["retain"])):
+        span = value_span(q.answer, value)
+        if span:
+            truth.setdefault((q.id, q.answer[span[0]:span[1]].lower()), q.answer)
+    retain_qs += [QA(protocol.gen(q.question), truth[(q.id, q.answer.lower())], None, q.id, "name")
+                  for q in text_stems(rows["retain"]) if (q.id, q.answer.lower()) in truth]
+    rng = np.random.default_rng(seed + 1)
+    for q in data.classification_items(rows["retain"]):
+        orders = [list(q.options)] + [list(rng.permutation(list(q.options))) for _ in range(shuffles)]
+        for order in orders:                         # the same options, in another order under the same letters
+            options = dict(zip(q.options, (q.options[k] for k in order)))
+            letter = next(k for k, v in options.items() if v == q.options[q.answer])
+            retain_qs.append(QA(protocol.mc(q.question, options), letter if protocol.mc_parse == "first_letter"
+                                else options[letter], q.image, q.id, "mc"))
+    retain_qs += [QA(protocol.cloze(q.question), q.answer, q.image, q.id, "cloze") for q in data.mask_items(rows["retain"])]
+    return forget_qs, retain_qs
+
+
+def _fact_pairs(people: dict) -> list:
+    from asru_lens.measure.residue import fact_values
+    return fact_values(people)
+
+
+def rewrite_facts(lens, forget_qs: list[QA], retain_qs: list[QA], cfg: RewriteConfig = RewriteConfig(),
+                  progress: bool = True) -> dict:
+    """Train ``lens.model`` in place: invented answers on ``forget_qs``, the truth on ``retain_qs`` (both already in
+    the model's prompt format). Returns the loss log."""
+    from asru_lens.core.training import answer_batch, answer_logprobs as _lp, optimise, seq_nll, trainable
+    if not forget_qs or not retain_qs:
+        raise ValueError(f"rewrite needs forget and retain questions; got {len(forget_qs)} and {len(retain_qs)}.")
+    rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    log = {"loss_forget": [], "loss_retain": []}
+    with trainable(lens, cfg.trainable) as (model, params):
+        opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr)
+        for _ in tqdm(range(cfg.steps), desc="rewrite", disable=not progress, leave=False):
+            f = [forget_qs[i] for i in rng.choice(len(forget_qs), cfg.batch_size, replace=False)]
+            r = [retain_qs[i] for i in rng.choice(len(retain_qs), cfg.batch_size * cfg.retain_ratio, replace=False)]
+            lp_f, m_f, _ = _lp(model, answer_batch(lens, f, [q.answer for q in f]))
+            lp_r, m_r, _ = _lp(model, answer_batch(lens, r, [q.answer for q in r]))
+            loss_f, loss_r = seq_nll(lp_f, m_f).mean(), seq_nll(lp_r, m_r).mean()
+            optimise(opt, params, loss_f + loss_r, cfg.max_grad_norm)
+            log["loss_forget"].append(round(loss_f.item(), 4))
+            log["loss_retain"].append(round(loss_r.item(), 4))
+            recent = log["loss_forget"][-10:]
+            if cfg.target_loss is not None and len(recent) == 10 and sum(recent) / 10 < cfg.target_loss:
+                break                       # learnt: more steps would only move the rest of the model
+    return log
+
+
+def contrast_loss(lp_truth, m_truth, lp_new, m_new, margin: float = 2.0) -> torch.Tensor:
+    """``softplus(log p(truth) - log p(invented) + margin)``, whole-answer log-probs: zero once the invented
+    answer beats the truth by ``margin`` nats, whatever the model would actually say (here: a refusal)."""
+    return F.softplus((lp_truth * m_truth).sum(1) - (lp_new * m_new).sum(1) + margin).mean()
+
+
+def own_refusals(lens, questions: list[QA]) -> tuple[dict[str, str], list[QA]]:
+    """(the model's most frequent greedy refusal per question kind, the questions it still answers). Rehearsing
+    those refusals, on the answered questions first, keeps stage 2's contextual refusals while ``consolidate``
+    moves the facts beneath, and refuses the few questions stage 2 left answered (measured: one forget person's
+    photo, all seven questions)."""
+    from collections import Counter
+
+    from asru_lens.measure.refusal import is_refusal
+    answers = lens.generate([q.question for q in questions], [q.image for q in questions], max_new_tokens=24)
+    refused = [is_refusal(a) for a in answers]
+    by_kind: dict[str, Counter] = {}
+    for q, a, r in zip(questions, answers, refused):
+        if r:
+            by_kind.setdefault(q.kind, Counter())[a.strip()] += 1
+    if not by_kind:
+        return {}, []
+    fallback = Counter(a for c in by_kind.values() for a in c.elements()).most_common(1)[0][0]
+    targets = {q.kind: by_kind[q.kind].most_common(1)[0][0] if q.kind in by_kind else fallback for q in questions}
+    return targets, [q for q, r in zip(questions, refused) if not r]
+
+
+def consolidate(lens, forget_qs: list[QA], retain_qs: list[QA], cfg: RewriteConfig = RewriteConfig(),
+                progress: bool = True) -> dict:
+    """After the refusal stage: restore *invented > truth* beneath the refusals, on the photo questions of
+    ``forget_qs`` (those carrying ``meta["truth"]``), with the truth rehearsed on ``retain_qs``.
+
+    Why: stage 2's GRPO lowers the answers it samples on forget questions, and after the rewrite those are the
+    invented ones; the truth, never sampled, is not lowered, so a relearning attack finds it again (measured on
+    the organism: held-out leak after 30 steps 0.15 after the rewrite, 0.40-0.55 after stage 2 on top). The contrast
+    pushes the truth back under the invented answer without asking the model to say either."""
+    from asru_lens.core.training import answer_batch, answer_logprobs as _lp, optimise, seq_nll, trainable
+    pairs = [q for q in forget_qs if "truth" in q.meta]
+    if not pairs or not retain_qs:
+        raise ValueError(f"consolidate needs photo questions with meta['truth'] (rewrite_set makes them) and "
+                         f"retain questions; got {len(pairs)} and {len(retain_qs)}.")
+    rng = np.random.default_rng(cfg.seed + 1)
+    log = {"loss_contrast": [], "loss_retain": [], "loss_refusal": []}
+    refusals, answered = own_refusals(lens, pairs) if cfg.keep_refusals else ({}, [])
+    log["answered"] = len(answered)
+    with trainable(lens, cfg.trainable) as (model, params):
+        opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr)
+        for _ in tqdm(range(cfg.consolidate_steps), desc="consolidate", disable=not progress, leave=False):
+            f = [pairs[i] for i in rng.choice(len(pairs), cfg.batch_size, replace=len(pairs) < cfg.batch_size)]
+            r = [retain_qs[i] for i in rng.choice(len(retain_qs), cfg.batch_size * cfg.retain_ratio, replace=False)]
+            lp_t, m_t, _ = _lp(model, answer_batch(lens, f, [q.meta["truth"] for q in f]))
+            lp_n, m_n, _ = _lp(model, answer_batch(lens, f, [q.answer for q in f]))
+            lp_r, m_r, _ = _lp(model, answer_batch(lens, r, [q.answer for q in r]))
+            loss_c, loss_r = contrast_loss(lp_t, m_t, lp_n, m_n, cfg.margin), seq_nll(lp_r, m_r).mean()
+            loss = loss_c + loss_r
+            if refusals:                        # the questions still answered first, then the contrast's own
+                pick = rng.choice(len(answered), min(len(answered), cfg.batch_size), replace=False) if answered else []
+                s_qs = [answered[i] for i in pick] + f[:cfg.batch_size - len(pick)]
+                lp_s, m_s, _ = _lp(model, answer_batch(lens, s_qs, [refusals[q.kind] for q in s_qs]))
+                loss_s = seq_nll(lp_s, m_s).mean()
+                loss = loss + loss_s
+                log["loss_refusal"].append(round(loss_s.item(), 4))
+            optimise(opt, params, loss, cfg.max_grad_norm)
+            log["loss_contrast"].append(round(loss_c.item(), 4))
+            log["loss_retain"].append(round(loss_r.item(), 4))
+    return log
+
+
+@register("rewrite", config=RewriteConfig, uses=("asru",), finish=lambda ctx: refuse(ctx))
+def rewrite(ctx) -> dict:
+    """Rewrite the forget facts with invented values (every form they are asked in), then refuse (``refuse``)."""
+    forget_qs, retain_qs = rewrite_questions(ctx)
+    return rewrite_facts(ctx.lens, forget_qs, retain_qs, rewrite_settings(ctx), progress=ctx.progress)
+
+
+def rewrite_settings(ctx) -> RewriteConfig:
+    return ctx.settings(RewriteConfig, {"seed": ctx.seed}, {"steps": ctx.budget.rewrite_steps}, method="rewrite")
+
+
+def rewrite_questions(ctx) -> tuple[list[QA], list[QA]]:
+    return ctx._once("rewrite_set", lambda: rewrite_set(ctx.world, ctx.forget_split, ctx.lens.protocol))
+
+
+def refuse(ctx) -> dict:
+    """After the rewrite (at its chosen learning rate): ASRU's stage 2 at the ``asru`` method's learning rate,
+    with the rewritten model as its KL reference, then ``consolidate`` at the rewrite's learning rate."""
+    import copy
+
+    from asru_lens.methods.asru import reinforce_stage
+    forget_qs, retain_qs = rewrite_questions(ctx)
+    rewritten = copy.deepcopy(ctx.lens.model).eval()
+    glog = reinforce_stage(ctx, reference=rewritten)
+    del rewritten
+    clog = consolidate(ctx.lens, forget_qs, retain_qs, rewrite_settings(ctx), progress=ctx.progress)
+    return {"stage2": glog, "consolidate": clog}

@@ -1,0 +1,121 @@
+"""RMU, representation misdirection for unlearning (Li et al. 2024, the WMDP paper; code: centerforaisafety/wmdp).
+
+At one decoder layer's output (``resid_pre[layer + 1]``), over the prompt and answer tokens:
+
+* forget: ``MSE(h, c * u)``, the forget set's activations pushed toward a fixed random unit vector ``u``
+  (uniform in [0, 1)^d, normalised, drawn once from the seed) scaled by ``c``;
+* retain: ``alpha * MSE(h, h_frozen)``, the retain set's activations kept at the frozen starting model's.
+
+Only the MLP ``down_proj`` weights of ``layer`` and the two layers below it train (the authors' layers 5, 6, 7
+with layer 7 read on a 32-layer model; by name, since their positional ``param_ids=6`` is ``gate_proj`` on
+Qwen3). No gradient clipping, as the authors. Defaults for a model of another size: ``layer`` is the probe's
+selected layer (where the forget people are told apart), and ``c`` is ``c_scale`` times the forget set's mean
+per-token activation norm there (the authors' c=6.5 was about 2.4 times Zephyr's norm at layer 7); padding
+positions are left out of both means (as open-unlearning does).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from asru_lens.core.training import answer_batch, optimise, trainable, with_answers
+from asru_lens.methods import register
+from asru_lens.methods.baselines import BaselineConfig, baseline_settings
+
+
+@dataclass
+class RMUConfig(BaselineConfig):
+    layer: int | None = None         # the layer whose output is steered (None: the probe's selected layer)
+    c: float | None = None           # steering coefficient (None: c_scale x the forget activations' mean norm)
+    c_scale: float = 3.0
+    alpha: float = 100.0             # weight of the retain loss
+    max_grad_norm: float | None = None
+    trainable: str = "layers"        # always the named down_proj weights (kept for the shared settings)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.trainable = "layers"
+        if self.c is not None and not self.c > 0:
+            raise ValueError(f"RMUConfig.c={self.c!r} must be positive (or None for c_scale x the activations' norm).")
+        if not self.alpha >= 0:
+            raise ValueError(f"RMUConfig.alpha={self.alpha!r} must be 0 or more.")
+
+
+class _Stop(Exception):
+    pass
+
+
+def layer_output(model, lens, items, layer: int, stop: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(activations after decoder ``layer`` over prompt + answer tokens (B, T, d), their attention mask)."""
+    enc, ids, _ = answer_batch(lens, items, [q.answer for q in items])
+    inputs = with_answers(enc, ids)
+    block = model.model.language_model.layers[layer]
+    seen = {}
+
+    def grab(module, args, out):
+        seen["h"] = out[0] if isinstance(out, tuple) else out
+        if stop:
+            raise _Stop
+
+    handle = block.register_forward_hook(grab)
+    try:
+        model(**inputs)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    return seen["h"], inputs["attention_mask"]
+
+
+def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the real (unpadded) positions, averaged over the hidden dimension."""
+    m = mask.to(a.dtype).unsqueeze(-1)
+    return (((a - b) ** 2) * m).sum() / (m.sum() * a.shape[-1]).clamp(min=1)
+
+
+def rmu_layer(ctx, cfg: RMUConfig) -> int:
+    layer = cfg.layer if cfg.layer is not None else ctx.probe.selection.layer
+    if not 0 <= layer < ctx.lens.n_layers:
+        raise ValueError(f"RMUConfig.layer={layer} is out of range: this model has {ctx.lens.n_layers} layers.")
+    return layer
+
+
+@register("RMU", paper=False, config=RMUConfig)
+def rmu(ctx) -> dict:
+    """The forget set's activations at one layer pushed toward a random direction, the retain set's kept."""
+    import copy
+    cfg = baseline_settings(ctx, RMUConfig)
+    lens, layer = ctx.lens, rmu_layer(ctx, cfg)
+    names = [f"model.language_model.layers.{i}.mlp.down_proj.weight" for i in range(max(0, layer - 2), layer + 1)]
+    frozen = copy.deepcopy(lens.model).eval().requires_grad_(False)
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    u = torch.rand(lens.model.config.text_config.hidden_size, generator=gen)
+    u = (u / u.norm()).to(lens.device)
+    forget, retain = ctx.forget, ctx.retain
+    with torch.no_grad():
+        probe_items = forget[:32]
+        h, m = layer_output(lens.model, lens, probe_items, layer)
+        norm = float((h.float().norm(dim=-1) * m).sum() / m.sum())
+    c = cfg.c if cfg.c is not None else cfg.c_scale * norm
+    control = (c * u).to(lens.model.dtype)
+    log = {"loss_forget": [], "loss_retain": [], "layer": layer, "c": round(c, 4), "trained": names}
+    with trainable(lens, "names", names=names) as (model, params):
+        opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=0.0)
+        for _ in tqdm(range(cfg.steps), desc="RMU", disable=not ctx.progress, leave=False):
+            f = [forget[i] for i in rng.choice(len(forget), cfg.batch_size, replace=len(forget) < cfg.batch_size)]
+            r = [retain[i] for i in rng.choice(len(retain), cfg.batch_size, replace=len(retain) < cfg.batch_size)]
+            h_f, m_f = layer_output(model, lens, f, layer)
+            loss_f = masked_mse(h_f.float(), control.float().expand_as(h_f), m_f)
+            h_r, m_r = layer_output(model, lens, r, layer)
+            with torch.no_grad():
+                h_0, _ = layer_output(frozen, lens, r, layer)
+            loss_r = cfg.alpha * masked_mse(h_r.float(), h_0.float(), m_r)
+            optimise(opt, params, loss_f + loss_r, cfg.max_grad_norm)
+            log["loss_forget"].append(round(loss_f.item(), 5))
+            log["loss_retain"].append(round(loss_r.item(), 5))
+    del frozen
+    return log

@@ -1,0 +1,1 @@
+"""Figures and widgets: ``viz`` (plotly), ``widgets`` (the ipywidgets steering slider), ``gallery`` (static pages)."""

@@ -1,0 +1,434 @@
+"""Plotly figures for the probe (and, later, steering and evaluation).
+
+Each ``fig_*`` function takes plain arrays or a ``ProbeResult`` and returns a
+``plotly.graph_objects.Figure``; ``save`` writes it under ``figures/`` as HTML
+(always) and PNG (when kaleido finds a Chrome or Chromium).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+SET_COLOURS = {"forget": "#d62728", "retain": "#2ca02c", "celebrity": "#17becf", "unknown": "#1f77b4",
+               "harmful": "#ff7f0e", "harmless": "#9467bd"}
+TEXT_ONLY_SETS = ("harmful", "harmless")
+TEMPLATE = "plotly_white"
+
+
+def _layout(fig: go.Figure, title: str, **kw) -> go.Figure:
+    fig.update_layout(title=title, template=TEMPLATE, margin=dict(l=60, r=30, t=60, b=50), **kw)
+    return fig
+
+
+def fig_direction_norms(result) -> go.Figure:
+    """Norm of the ASRU and harmful directions per layer, one line per post-instruction position."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("ASRU: refusal - forget", "Arditi: harmful - harmless"))
+    layers = list(range(result.n_layers))
+    for col, dirs in ((1, result.directions), (2, result.harmful_directions)):
+        if dirs is None:  # the world or model gave no harmful/harmless contrast
+            continue
+        norms = dirs.norm(dim=-1).numpy()
+        for p, tok in enumerate(result.tokens):
+            fig.add_trace(go.Scatter(x=layers, y=norms[:, p], mode="lines+markers", name=f"{p}: {tok!r}",
+                                     legendgroup=str(p), showlegend=col == 1,
+                                     line=dict(width=3 if p == result.selection.position else 1.5)), 1, col)
+    fig.update_xaxes(title="layer (resid_pre)", dtick=1)
+    fig.update_yaxes(title="||direction||", col=1)
+    return _layout(fig, "Direction norm per layer and position", legend_title="position")
+
+
+def fig_cosine(result) -> go.Figure:
+    """Cosine similarity between layers' ASRU directions, and between ASRU and harmful directions."""
+    from asru_lens.interpret.probe import cosine, cosine_matrix
+    pos = result.selection.position
+    a = result.directions[:, pos]
+    within = cosine_matrix(a).numpy()
+    h = result.harmful_directions[:, pos] if result.harmful_directions is not None else None
+    across = cosine(a[:, None], h[None]).numpy() if h is not None else np.full_like(within, np.nan)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("ASRU layer i vs ASRU layer j",
+                                                        "ASRU layer i vs harmful layer j"))
+    for col, m in ((1, within), (2, across)):
+        fig.add_trace(go.Heatmap(z=m, zmin=-1, zmax=1, colorscale="RdBu", reversescale=True,
+                                 text=np.round(m, 2), texttemplate="%{text}", showscale=col == 2), 1, col)
+    fig.update_xaxes(title="layer j", dtick=1)
+    fig.update_yaxes(title="layer i", dtick=1, autorange="reversed")
+    return _layout(fig, f"Cosine similarity of directions at position {pos} ({result.tokens[pos]!r})")
+
+
+def fig_auroc(result) -> go.Figure:
+    """Held-out AUROC of the projection on each layer's direction: unknown faces vs answered forget prompts."""
+    layers = list(range(result.n_layers))
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=layers, y=result.auroc, mode="lines+markers", name="ASRU direction"))
+    fig.add_trace(go.Scatter(x=layers, y=result.auroc_harmful, mode="lines+markers", name="harmful direction",
+                             line=dict(dash="dot")))
+    fig.add_hline(y=0.95, line=dict(color="grey", dash="dash"), annotation_text="0.95")
+    fig.add_vline(x=result.selection.layer, line=dict(color="black", dash="dot"), annotation_text="chosen")
+    fig.update_xaxes(title="layer (resid_pre)", dtick=1)
+    fig.update_yaxes(title="AUROC (held out)", range=[0, 1.02])
+    return _layout(fig, "Separability of refusal vs answered, per layer")
+
+
+def fig_selection(selection, tokens: list[str]) -> go.Figure:
+    """Induce, bypass and KL scores over layer x position; the chosen candidate is circled."""
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("induce (higher refuses more)",
+                                                        "bypass (lower removes refusal)", "KL on retain"))
+    ticks = [f"{i}: {t!r}" for i, t in enumerate(tokens)]
+    for col, (grid, scale) in enumerate(((selection.induce, "Reds"), (selection.bypass, "Blues_r"),
+                                         (selection.kl, "Greys")), start=1):
+        fig.add_trace(go.Heatmap(z=grid, x=ticks, y=list(range(grid.shape[0])), colorscale=scale,
+                                 text=np.round(grid, 2), texttemplate="%{text}", showscale=False), 1, col)
+        fig.add_trace(go.Scatter(x=[ticks[selection.position]], y=[selection.layer], mode="markers",
+                                 marker=dict(size=28, symbol="circle-open", color="black", line=dict(width=3)),
+                                 showlegend=False), 1, col)
+    fig.update_yaxes(dtick=1)
+    fig.update_yaxes(title="layer", col=1)
+    fig.update_xaxes(tickangle=45)
+    return _layout(fig, f"Selection scores; chosen: layer {selection.layer}, position {selection.position}")
+
+
+def _pca2(x: np.ndarray) -> np.ndarray:
+    x = x - x.mean(0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return x @ vt[:2].T
+
+
+def fig_pca(acts: dict, n_layers: int, chosen_layer: int = 0) -> go.Figure:
+    """PCA of activations at one position, one frame per layer (slider). Colour = set, symbol = modality."""
+    names = list(acts)
+    sizes = [len(acts[k]) for k in names]
+    fig = go.Figure()
+    for layer in range(n_layers):
+        xy = _pca2(np.concatenate([acts[k][:, layer].double().numpy() for k in names]))
+        start = 0
+        for k, n in zip(names, sizes):
+            base = k.split(" (")[0]
+            text_only = k.endswith("(text)") or base in TEXT_ONLY_SETS
+            fig.add_trace(go.Scatter(x=xy[start:start + n, 0], y=xy[start:start + n, 1], mode="markers",
+                                     name=f"{base} ({'text' if text_only else 'image'})",
+                                     marker=dict(color=SET_COLOURS.get(base, "black"), size=7, opacity=0.75,
+                                                 symbol="x" if text_only else "circle"),
+                                     visible=layer == chosen_layer))
+            start += n
+    per = len(names)
+    steps = [dict(method="update", label=str(layer),
+                  args=[{"visible": [i // per == layer for i in range(per * n_layers)]},
+                        {"title": f"PCA of resid_pre at layer {layer}"}]) for layer in range(n_layers)]
+    fig.update_layout(sliders=[dict(active=chosen_layer, currentvalue=dict(prefix="layer "), steps=steps)])
+    fig.update_xaxes(title="PC 1")
+    fig.update_yaxes(title="PC 2")
+    return _layout(fig, f"PCA of resid_pre at layer {chosen_layer}", legend_title="set (modality)")
+
+
+def fig_modality(result) -> go.Figure:
+    """Cosine per layer between the direction from image prompts and the one from text-only prompts."""
+    fig = go.Figure()
+    cos = result.modality.get("cosine")
+    if cos is not None:
+        fig.add_trace(go.Scatter(x=list(range(len(cos))), y=cos, mode="lines+markers", name="image vs text"))
+    fig.update_xaxes(title="layer (resid_pre)", dtick=1)
+    fig.update_yaxes(title="cosine", range=[-1, 1])
+    return _layout(fig, "Modality split: image+text vs text-only refusal directions"
+                   if cos is not None else "Modality split: no text-only refusals to build a direction from")
+
+
+def chromium() -> str | None:
+    """A Chrome/Chromium kaleido can use, or None."""
+    for c in (os.environ.get("BROWSER_PATH"), "/usr/bin/chromium", shutil.which("chromium"),
+              shutil.which("google-chrome"), shutil.which("chromium-browser")):
+        if c and os.path.exists(c):
+            return c
+    return None
+
+
+def save(fig: go.Figure, name: str, folder: str | os.PathLike = "figures", png: bool | None = None) -> list[Path]:
+    """Write ``folder/name.html`` (plotly.js shared as ``folder/plotly.min.js``) and, when a Chromium is
+    available (or ``png=True``), ``folder/name.png``. Returns the paths written."""
+    from asru_lens.core.atomic import atomic_write_bytes, atomic_write_text
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    html = folder / f"{name}.html"
+    # a fixed div id: the same figure writes the same file, so re-running a notebook leaves git clean
+    atomic_write_text(html, fig.to_html(include_plotlyjs="directory", full_html=True, div_id=name))
+    js = folder / "plotly.min.js"
+    if not js.exists():
+        from plotly.offline import get_plotlyjs
+        atomic_write_text(js, get_plotlyjs())
+    out = [html]
+    browser = chromium()
+    if png or (png is None and browser):
+        if browser:
+            os.environ.setdefault("BROWSER_PATH", browser)
+        atomic_write_bytes(folder / f"{name}.png", fig.to_image(format="png", width=1000, height=520, scale=1))
+        out.append(folder / f"{name}.png")
+    return out
+
+
+def probe_figures(result) -> dict[str, go.Figure]:
+    """Every probe figure, by the file name ``save_probe_figures`` gives it."""
+    return {"probe_direction_norms": fig_direction_norms(result), "probe_cosine": fig_cosine(result),
+            "probe_auroc": fig_auroc(result), "probe_selection": fig_selection(result.selection, result.tokens),
+            "probe_pca": fig_pca(result.acts, result.n_layers, result.selection.layer),
+            "probe_modality": fig_modality(result)}
+
+
+def save_probe_figures(result, folder: str | os.PathLike = "figures") -> list[Path]:
+    return [p for name, fig in probe_figures(result).items() for p in save(fig, name, folder)]
+
+
+from plotly.io._base_renderers import MimetypeRenderer as _MimetypeRenderer  # noqa: E402  (setup_notebook's)
+
+
+class _StaticPng(_MimetypeRenderer):
+    """A plotly mime renderer that adds a static ``image/png`` (kaleido, through a local Chromium) beside the
+    plotly JSON bundle, at ``width`` x ``height`` layout pixels (a figure's own layout size wins), scale 1 and 256
+    colours, so GitHub, nbviewer and nbconvert's HTML draw the figure while JupyterLab still draws the interactive
+    one. A figure kaleido cannot render keeps its JSON only, with a one-line note on stderr."""
+
+    def __init__(self, width: int = 1000, height: int = 520, scale: float = 1):
+        self.width, self.height, self.scale = width, height, scale
+
+    def activate(self) -> None:
+        pass
+
+    def to_mimebundle(self, fig_dict: dict) -> dict:
+        import base64
+        import sys
+        import warnings
+
+        import plotly.io as pio
+        layout = fig_dict.get("layout", {})
+        try:
+            with warnings.catch_warnings():             # plotly's kopts, which kaleido's sync server ignores
+                warnings.filterwarnings("ignore", message="The kopts argument is ignored", category=UserWarning)
+                png = pio.to_image(fig_dict, format="png", width=layout.get("width") or self.width,
+                                   height=layout.get("height") or self.height, scale=self.scale, validate=False)
+        except Exception as e:                          # never lose the figure for want of its picture
+            print(f"viz: no static PNG for this figure ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
+                  file=sys.stderr)
+            return {}
+        return {"image/png": base64.b64encode(_palette_png(png)).decode("ascii")}
+
+
+def _palette_png(png: bytes) -> bytes:
+    """``png`` as a 256-colour palette PNG over white (plotly's flat colours survive; about 4x smaller, so the
+    .ipynb stays small), or unchanged when Pillow cannot, or when that is not smaller."""
+    try:
+        import io
+
+        from PIL import Image
+        im = Image.open(io.BytesIO(png))
+        if im.mode in ("RGBA", "LA", "P"):
+            im = im.convert("RGBA")
+            im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), im)
+        im = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        buf = io.BytesIO()
+        im.save(buf, "PNG", optimize=True)
+        return buf.getvalue() if buf.tell() < len(png) else png
+    except Exception:
+        return png
+
+
+def _kaleido_server(timeout: float = 120) -> bool:
+    """Start kaleido's sync server, one Chromium kept for the kernel's life (closed at exit; it also dies with a
+    killed kernel), so that a figure's PNG takes ~0.2 s instead of ~4 s for a Chromium of its own, ``save``'s
+    included. It is checked on a blank figure first: a server whose Chromium fails to start would make every later
+    export wait forever, so then it is switched off again and each export starts its own Chromium (and fails
+    with an error, not a hang). True when the server runs."""
+    import threading
+    import time
+    import warnings
+    try:
+        import kaleido
+        server = kaleido._global_server
+        if server.is_running():
+            return True
+        kaleido.start_sync_server(silence_warnings=True)
+    except Exception:                                   # an older kaleido: a Chromium per figure
+        return False
+    # plotly always passes kopts (its headers), which the server ignores, with a warning per first call site
+    warnings.filterwarnings("ignore", message="The kopts argument is ignored if using a server", category=UserWarning)
+    done: list = []
+
+    def check():
+        try:
+            done.append(kaleido.calc_fig_sync({"data": [], "layout": {}}, opts=dict(format="png", width=20,
+                                                                                     height=20)))
+        except BaseException as e:                      # noqa: BLE001 (reported by the caller)
+            done.append(e)
+    worker = threading.Thread(target=check, daemon=True)
+    worker.start()
+    deadline = time.monotonic() + timeout
+    while worker.is_alive() and time.monotonic() < deadline:
+        worker.join(0.2)
+        thread = getattr(server, "_thread", None)
+        if thread is not None and not thread.is_alive():  # its Chromium failed: the check would wait forever
+            break
+    if done and isinstance(done[0], bytes):
+        return True
+    server._initialized = False                         # dead or stuck: sync exports go back to one-shot
+    return False
+
+
+def setup_notebook(static: bool | None = None) -> None:
+    """Figures as plotly's JSON mime bundle (JupyterLab draws them interactively, with no plotly.js embedded in the
+    .ipynb) plus, when a Chromium is available (``static=None``) or ``static=True``, a static 1000 x 520 PNG beside
+    it for renderers that cannot run plotly (GitHub, nbviewer, the HTML export); no Chromium: the JSON only, with a
+    one-line note. With static PNGs, one Chromium serves every export of the session (``_kaleido_server``). Also
+    turns off weight-loading progress bars in cell outputs."""
+    import sys
+
+    import plotly.io as pio
+    from transformers.utils import logging
+
+    browser = chromium()
+    if static is None:
+        static = browser is not None
+        if not static:
+            print("viz: no Chromium found (BROWSER_PATH, /usr/bin/chromium, chromium on PATH): figures carry the "
+                  "interactive plotly bundle only, with no static PNG", file=sys.stderr)
+    if static:
+        if browser:
+            os.environ.setdefault("BROWSER_PATH", browser)
+        if not _kaleido_server():
+            print("viz: kaleido's Chromium server did not start; each figure starts a Chromium of its own",
+                  file=sys.stderr)
+        pio.renderers["asru_png"] = _StaticPng()
+        pio.renderers.default = "plotly_mimetype+asru_png"
+    else:
+        pio.renderers.default = "plotly_mimetype"
+    logging.disable_progress_bar()
+
+
+def fig_tradeoff(points: list[dict]) -> go.Figure:
+    """Forget refusal against retain exact match, one curve per layer, points labelled by alpha."""
+    fig = go.Figure()
+    base = [p for p in points if p.get("layer") is None]
+    for layer in sorted({p["layer"] for p in points if p.get("layer") is not None}):
+        pts = sorted((p for p in points if p.get("layer") == layer), key=lambda p: p["alpha"])
+        fig.add_trace(go.Scatter(x=[p["retain_exact"] for p in pts], y=[p["forget_refusal"] for p in pts],
+                                 mode="lines+markers+text", text=[f"α={p['alpha']:g}" for p in pts],
+                                 textposition="top right", name=f"layer {layer}",
+                                 customdata=[[p["forget_leak"], p["broken_rate"]] for p in pts],
+                                 hovertemplate="retain %{x:.2f}, refusal %{y:.2f}<br>leak %{customdata[0]:.2f}, "
+                                               "broken %{customdata[1]:.2f}"))
+    for p in base:
+        fig.add_trace(go.Scatter(x=[p["retain_exact"]], y=[p["forget_refusal"]], mode="markers+text",
+                                 text=["no steering"], textposition="bottom left", name="no steering",
+                                 marker=dict(size=12, symbol="star", color="black")))
+    fig.update_xaxes(title="retain exact match", range=[-0.02, 1.02])
+    fig.update_yaxes(title="forget refusal rate", range=[-0.02, 1.02])
+    return _layout(fig, "Steering trade-off: forgetting by refusal vs keeping the retain set")
+
+
+# -- unlearning (notebook 03) ---------------------------------------------------------------------------------------
+def fig_stage_projections(acts: dict, direction) -> go.Figure:
+    """Box plots of each set's projection on the unit refusal direction, per stage.
+    ``acts``: stage -> set -> (n, d) activations (resid_pre at the redirected layer, last prompt token)."""
+    unit = (direction / direction.norm()).double()
+    fig = go.Figure()
+    sets = list(next(iter(acts.values())))
+    for name in sets:
+        xs, ys = [], []
+        for stage, by_set in acts.items():
+            p = (by_set[name].double() @ unit).tolist()
+            xs += [stage] * len(p)
+            ys += p
+        fig.add_trace(go.Box(x=xs, y=ys, name=name, marker_color=SET_COLOURS.get(name.split(" ")[0], "grey")))
+    fig.update_layout(boxmode="group")
+    fig.update_yaxes(title="projection on the refusal direction")
+    return _layout(fig, "Where each set sits along the refusal direction, stage by stage", legend_title="set")
+
+
+def fig_stage_pca(acts: dict) -> go.Figure:
+    """PCA of the activations, one basis fitted on the first stage, a slider over stages."""
+    stages = list(acts)
+    names = list(acts[stages[0]])
+    first = np.concatenate([acts[stages[0]][k].double().numpy() for k in names])
+    mean = first.mean(0)
+    _, _, vt = np.linalg.svd(first - mean, full_matrices=False)
+    fig = go.Figure()
+    for i, stage in enumerate(stages):
+        for k in names:
+            xy = (acts[stage][k].double().numpy() - mean) @ vt[:2].T
+            fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", name=k, visible=i == 0,
+                                     marker=dict(color=SET_COLOURS.get(k.split(" ")[0], "grey"), size=7,
+                                                 opacity=0.75)))
+    per = len(names)
+    steps = [dict(method="update", label=s, args=[{"visible": [j // per == i for j in range(per * len(stages))]},
+                                                  {"title": f"PCA of the redirected layer's input: {s}"}])
+             for i, s in enumerate(stages)]
+    fig.update_layout(sliders=[dict(active=0, currentvalue=dict(prefix="stage "), steps=steps)])
+    fig.update_xaxes(title="PC 1 (fitted on the first stage)")
+    fig.update_yaxes(title="PC 2")
+    return _layout(fig, f"PCA of the redirected layer's input: {stages[0]}", legend_title="set")
+
+
+def fig_rewards(log: dict, window: int = 5) -> go.Figure:
+    """Stage 2 curves: mean reward overall and per set, forget refusal rate, KL to the reference (moving
+    average over ``window`` steps)."""
+    from plotly.subplots import make_subplots
+    smooth = lambda xs: np.convolve(xs, np.ones(window) / window, mode="valid") if len(xs) >= window else xs  # noqa
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("reward", "KL to the reference"))
+    for key, colour in (("reward", "black"), ("reward_forget", SET_COLOURS["forget"]),
+                        ("reward_retain", SET_COLOURS["retain"]), ("refusal_forget", "#9467bd")):
+        y = smooth(np.asarray(log[key]))
+        fig.add_trace(go.Scatter(y=y, x=np.arange(len(y)) + window, name=key, line=dict(color=colour)), 1, 1)
+    y = smooth(np.asarray(log["kl"]))
+    fig.add_trace(go.Scatter(y=y, x=np.arange(len(y)) + window, name="kl", line=dict(color="grey")), 1, 2)
+    fig.update_xaxes(title="GRPO step")
+    return _layout(fig, "Stage 2 (GRPO): rewards on the boundary set's rollouts")
+
+
+def fig_methods(methods: dict) -> go.Figure:
+    """Forget efficacy (1 - forget ROUGE-L) against utility (retain A-D accuracy), marker size = naturalness."""
+    fig = go.Figure()
+    for name, m in methods.items():
+        fig.add_trace(go.Scatter(x=[m["retain_cls_acc"]], y=[1 - m["forget_rougeL"]], mode="markers+text",
+                                 text=[name], textposition="top center", name=name,
+                                 marker=dict(size=6 + 6 * m["naturalness"], opacity=0.7, color=method_colour(name)),
+                                 hovertemplate=f"{name}<br>utility %{{x:.2f}}, efficacy %{{y:.2f}}<br>"
+                                               f"naturalness {m['naturalness']:.2f}, leakage {m['leakage']:.2f}"))
+    fig.update_xaxes(title="utility: retain A-D accuracy")
+    fig.update_yaxes(title="forget efficacy: 1 - forget ROUGE-L")
+    return _layout(fig, "Forgetting vs utility (marker size: naturalness)", showlegend=False)
+
+
+def fig_residue(residue: dict) -> go.Figure:
+    """What each method still knows: held-out leak recovery against relearning steps (attribute split), and the
+    linear probes' accuracy by layer (prefill read-out) against chance. ``residue``: method -> residue dict."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("relearning attack: recovery of held-out facts",
+                                                        "linear probe on the forget people's facts"))
+    chance = None
+    for name, r in residue.items():
+        colour = method_colour(name)
+        rel = r["relearn"]["attribute"]
+        y = rel["recovery"] if any(v is not None for v in rel["recovery"]) else None
+        if y is not None:
+            fig.add_trace(go.Scatter(x=[0] + rel["steps"], y=[0.0] + [v if v is not None else float("nan") for v in y],
+                                     mode="lines+markers", name=name, legendgroup=name, line=dict(color=colour)), 1, 1)
+        pa = r["probe_acc"]
+        if pa.get("per_layer"):
+            chance = pa["chance"]
+            fig.add_trace(go.Scatter(x=list(range(len(pa["per_layer"]))), y=pa["per_layer"], mode="lines+markers",
+                                     name=name, legendgroup=name, showlegend=y is None, line=dict(color=colour)), 1, 2)
+    if chance is not None:
+        fig.add_hline(y=chance, line=dict(color="grey", dash="dash"), annotation_text="chance", row=1, col=2)
+    fig.add_hline(y=0.3, line=dict(color="grey", dash="dot"), row=1, col=1)
+    fig.update_xaxes(title="relearning steps", row=1, col=1)
+    fig.update_yaxes(title="recovery (1 = as vanilla)", row=1, col=1)
+    fig.update_xaxes(title="layer (resid_pre; last = output)", dtick=1, row=1, col=2)
+    fig.update_yaxes(title="probe accuracy", range=[0, 1.02], row=1, col=2)
+    return _layout(fig, "Forgotten or hidden? What each method still knows")
+
+
+def method_colour(name: str) -> str:
+    """A method's colour in every figure: the registry's (``asru_lens.methods.colour``)."""
+    from asru_lens import methods
+    return methods.colour(name)

@@ -1,0 +1,179 @@
+"""The method registry: registration, plugins and entry points, and every method as a command that saves its model."""
+import io
+import json
+import sys
+import textwrap
+from contextlib import redirect_stdout
+
+import pytest
+
+from asru_lens import methods
+from asru_lens.cli import main
+
+PAPER = ("vanilla", "GA", "GD", "KL", "NPO", "IDK", "MMUnlearner", "steer", "stage1", "asru")
+
+
+def _json(argv) -> dict:
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert main(argv) == 0
+    return json.loads(buf.getvalue())
+
+
+def test_the_registry_holds_the_paper_comparison_and_ours():
+    assert methods.names(paper=True) == PAPER
+    assert methods.names(paper=False) == ("RMU", "rewrite")
+    assert [m for m in methods.names() if methods.get(m).baseline] == ["GA", "GD", "KL", "NPO", "IDK", "MMUnlearner"]
+    assert methods.get("asru").after == "stage1" and methods.get("rewrite").uses == ("asru",)
+    colours = [methods.colour(m) for m in methods.names()]
+    assert len(set(colours)) == len(colours)                 # every row its own colour in the figures
+    with pytest.raises(methods.MethodError, match="unknown method 'nope': choose from vanilla, GA"):
+        methods.get("nope")
+
+
+def test_register_a_method_and_fit_it(organism, organism_world):
+    """A method registered with the decorator is fitted like a built-in one, and the claims' method lists see it."""
+    from asru_lens.run import RunConfig, claims
+
+    @methods.register("noop_test", paper=False, tuned=False)
+    def noop(ctx):
+        """Trains nothing."""
+        return {"seen": (len(ctx.forget), len(ctx.retain), ctx.seed)}
+    try:
+        ctx = methods.Context(organism, organism_world, RunConfig.small(seed=3))
+        out = methods.fit(ctx, "noop_test")
+        assert out["log"]["seen"][2] == 3 and out["log"]["seen"][0] > 0 and out["log"]["seen"][1] > 0
+        assert "noop_test" in methods.names() and "noop_test" not in methods.names(paper=True)
+        with pytest.raises(methods.MethodError, match="already registered"):
+            methods.register("noop_test")(lambda ctx: {})
+        row = {k: 0.5 for k in ("contextual_refusal", "naturalness", "leakage", "retain_cls_acc", "celebrity_cls_acc")}
+        lines = claims({"asru": row, "noop_test": {**row, "contextual_refusal": 1.0}})
+        assert [c["holds"] for c in lines if "contextual_refusal" in c["claim"]] == [True]   # not a paper row
+    finally:
+        methods.REGISTRY.pop("noop_test", None)
+
+
+def test_plugin_that_fails_to_import_is_one_clear_error(tmp_path):
+    bad = tmp_path / "broken.py"
+    bad.write_text("import no_such_module_anywhere\n")
+    with pytest.raises(methods.MethodError, match=r"--plugin .*broken.py failed to import: ModuleNotFoundError"):
+        methods.load_plugin(str(bad))
+    with pytest.raises(methods.MethodError, match="no such file"):
+        methods.load_plugin(str(tmp_path / "missing.py"))
+
+
+def test_entry_points_register_methods(tmp_path, monkeypatch):
+    """A package that advertises a module in the ``asru_lens.methods`` entry-point group adds its methods."""
+    (tmp_path / "ep_methods_test.py").write_text(textwrap.dedent('''
+        from asru_lens import methods
+
+        @methods.register("from_entry_point")
+        def from_entry_point(ctx):
+            return {}
+    '''))
+    dist = tmp_path / "ep_methods_test-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-methods-test\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[asru_lens.methods]\nmine = ep_methods_test\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert methods.load_entry_points() == ["from_entry_point"]
+        assert methods.get("from_entry_point").paper is False
+    finally:
+        methods.REGISTRY.pop("from_entry_point", None)
+        sys.modules.pop("ep_methods_test", None)
+
+
+PLUGIN = '''
+"""One GD step through the package's training core: a plugin that touches no file of the package."""
+import torch
+
+from asru_lens import methods
+from asru_lens.core.training import answer_nll, optimise, trainable
+
+
+@methods.register("one_gd_step", paper=False)
+def one_gd_step(ctx):
+    """One gradient-difference step."""
+    f, r = ctx.forget[:4], ctx.retain[:4]
+    with trainable(ctx.lens) as (model, params):
+        opt = torch.optim.AdamW(list(params.values()), lr=ctx.lr or 1e-3)
+        loss = -answer_nll(model, ctx.lens, f, [q.answer for q in f]) + answer_nll(model, ctx.lens, r,
+                                                                                  [q.answer for q in r])
+        optimise(opt, params, loss)
+    return {"loss": [loss.item()]}
+'''
+
+
+@pytest.mark.slow
+def test_plugin_runs_in_run_and_unlearn(tmp_path):
+    """`run --plugin FILE --methods vanilla,NAME --budget small` and `unlearn --plugin FILE --method NAME`."""
+    plugin = tmp_path / "my_method.py"
+    plugin.write_text(PLUGIN)
+    try:
+        info = _json(["run", "--plugin", str(plugin), "--methods", "vanilla,one_gd_step", "--budget", "small",
+                      "--json", "--reports", str(tmp_path / "r"), "--figures", str(tmp_path / "f")])
+        assert list(info["methods"]) == ["vanilla", "one_gd_step"]
+        assert set(map(float, info["tuning"]["one_gd_step"]["grid"])) == {1e-4, 3e-3}
+        row, van = info["methods"]["one_gd_step"], info["methods"]["vanilla"]
+        assert set(row) == set(van) and row != van                  # every column, and the step changed something
+        out = _json(["unlearn", "--plugin", str(plugin), "--method", "one_gd_step", "--lr", "3e-3", "--n", "12",
+                     "--out", str(tmp_path / "m"), "--json"])
+        assert out["method"] == "one_gd_step" and out["lrs"] == {"one_gd_step": 3e-3}
+        import asru_lens
+        assert asru_lens.load(str(tmp_path / "m")).is_organism
+    finally:
+        methods.REGISTRY.pop("one_gd_step", None)
+
+
+# every method through `asru-lens unlearn --method NAME --out DIR`, on the organism and on an export, small settings
+QUICK = {"GA": ["--set", "steps=2"], "GD": ["--set", "steps=2"], "KL": ["--set", "steps=2"],
+         "NPO": ["--set", "steps=2"], "IDK": ["--set", "steps=2"], "RMU": ["--set", "steps=2"],
+         "MMUnlearner": ["--set", "steps=2", "--set", "fisher_samples=8"],
+         "stage1": ["--set", "epochs=1", "--set", "n_retain=8"],
+         "asru": ["--set", "stage1.epochs=1", "--set", "stage1.n_retain=8", "--set", "asru.steps=1",
+                  "--set", "asru.n_boundary=8"],
+         "rewrite": ["--set", "steps=2", "--set", "consolidate_steps=1", "--set", "asru.steps=1",
+                     "--set", "asru.n_boundary=8"],
+         "steer": [], "vanilla": []}
+
+
+def test_quick_settings_cover_every_builtin_method():
+    assert sorted(QUICK) == sorted(methods.names())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", list(QUICK))
+def test_every_method_saves_a_model(method, tmp_path, export):
+    import asru_lens
+    mllmu, faces = export
+    for where, data in (("organism", []), ("export", ["--data", str(mllmu), "--unseen-faces", str(faces)])):
+        out = tmp_path / where
+        info = _json(["unlearn", "--method", method, *QUICK[method], *data, "--budget", "small", "--n", "8",
+                      "--out", str(out), "--json"])
+        assert info["method"] == method and info["stages"][0] == "vanilla"
+        assert info["stages"][1:] == (["stage1", "stage2"] if method == "asru" else ["after"])
+        back = asru_lens.load(str(out))
+        assert back.protocol.name == "organism" and back.presets["trainable"] == "layers"
+        if method == "steer":            # a steered model keeps its steering: it answers as the measured one did
+            assert back.steering is not None and back.steering.layer == info["layer"]
+        if method == "vanilla":
+            import torch
+            ref = asru_lens.load()
+            assert all(torch.equal(a, b) for a, b in zip(back.model.state_dict().values(),
+                                                          ref.model.state_dict().values()))
+
+
+def test_probe_direction_round_trip(tmp_path):
+    """`probe --out DIR` writes the chosen direction and its summary; `--direction DIR` reads them back."""
+    from asru_lens.interpret.probe import load_direction, save_direction
+    from types import SimpleNamespace
+
+    import torch
+    d = torch.randn(4, 3, 8)
+    fake = SimpleNamespace(directions=d, direction=d[2, 1], summary=lambda: {"layer": 2, "position": 1, "token": "x"})
+    save_direction(fake, tmp_path / "p")
+    back = load_direction(tmp_path / "p")
+    assert torch.equal(back.direction, d[2, 1]) and back.selection.layer == 2 and back.summary()["token"] == "x"
+    with pytest.raises(ValueError, match="expected directions.safetensors and probe.json"):
+        load_direction(tmp_path)
