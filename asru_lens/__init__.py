@@ -16,7 +16,14 @@ import importlib.abc
 import importlib.util
 import sys
 
-from asru_lens.core.load import Lens, ModelLoadError, load
+
+def __getattr__(name):
+    # Lens, ModelLoadError and load on first use: the CLI refuses a bad argument before torch is imported
+    if name in ("Lens", "ModelLoadError", "load"):
+        from asru_lens.core import load as _load
+        return getattr(_load, name)
+    raise AttributeError(f"module 'asru_lens' has no attribute {name!r}")
+
 
 # short name -> the module's place in the subpackages (``from asru_lens import probe`` as the notebooks write it)
 SHORT_NAMES = {

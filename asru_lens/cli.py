@@ -282,7 +282,7 @@ def _method_settings(args, method: str) -> tuple[dict, dict]:
     import dataclasses
 
     from asru_lens import methods
-    from asru_lens.pipeline import chain
+    from asru_lens.methods import chain
     lrs = {(k or method): v for k, v in (args.lr or {}).items()}
     overrides: dict = {}
     for m, name, value in args.set or []:
@@ -313,12 +313,12 @@ def _direction(args):
 
 def cmd_unlearn(args) -> int:
     from asru_lens import methods
-    from asru_lens.pipeline import unlearn
-    from asru_lens.run import RunConfig
 
     _plugins(args)
     methods.get(args.method)
     lrs, overrides = _method_settings(args, args.method)
+    from asru_lens.pipeline import unlearn
+    from asru_lens.run import RunConfig
     if args.steps is not None:
         overrides.setdefault("asru", {})["steps"] = args.steps
     if args.checkpoint_dir:
@@ -348,13 +348,14 @@ def cmd_unlearn(args) -> int:
 
 def cmd_run(args) -> int:
     from asru_lens import methods
-    from asru_lens.measure.judge import make_judge
-    from asru_lens.run import HEADLINE, RunConfig, run, summary, write_report
 
     _plugins(args)
+    chosen = methods.check([m.strip() for m in args.methods.split(",") if m.strip()]) if args.methods else None
+    from asru_lens.measure.judge import make_judge
+    from asru_lens.run import HEADLINE, RunConfig, run, summary, write_report
     cfg = RunConfig.named(args.budget, forget=args.forget, seed=args.seed)
-    if args.methods:
-        cfg.methods = methods.check([m.strip() for m in args.methods.split(",") if m.strip()])
+    if chosen:
+        cfg.methods = chosen
     if args.residue is not None:
         cfg.residue = args.residue
     judge = make_judge(args.judge)
@@ -499,7 +500,7 @@ def _model_args(p, data_help: str = "MLLMU-Bench folder (flat or Hub layout) or 
 
 def _method_names() -> list[str]:
     from asru_lens import methods
-    return list(methods.names())
+    return list(methods.ORDER)          # the built-in ones, without importing them (the help stays fast)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -655,16 +656,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from asru_lens.core.data import DataError
-    from asru_lens.core.load import ModelLoadError
-    from asru_lens.methods import MethodError
-
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ModelLoadError, DataError, MethodError, ValueError) as e:
-        print(f"asru-lens: error: {e}", file=sys.stderr)
-        return 2
+    except (ValueError, RuntimeError) as e:
+        # DataError and MethodError are ValueErrors; ModelLoadError is told by name (importing it imports torch)
+        if isinstance(e, ValueError) or type(e).__name__ == "ModelLoadError":
+            print(f"asru-lens: error: {e}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

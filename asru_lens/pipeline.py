@@ -52,15 +52,6 @@ def behaviour(lens, sets: dict, max_new_tokens: int = 24) -> dict:
     return out
 
 
-def chain(name: str) -> list[str]:
-    """The methods fitted in turn to get ``name``: the ones it comes ``after``, then itself."""
-    from asru_lens import methods
-    out = [name]
-    while methods.get(out[0]).after:
-        out.insert(0, methods.get(out[0]).after)
-    return out
-
-
 @dataclass
 class UnlearnResult:
     method: str
@@ -95,6 +86,7 @@ def unlearn(lens, world: World, method: str = "asru", budget=None, lrs: dict | N
     from asru_lens import methods
     from asru_lens.core.training import default_trainable
     from asru_lens.methods.context import Context, fit, inference, reference_copy, saved_model
+    from asru_lens.methods import chain
     from asru_lens.run import RunConfig
     budget = budget or RunConfig.preset()
     stages = chain(method)

@@ -47,8 +47,9 @@ def test_register_a_method_and_fit_it(organism, organism_world):
         with pytest.raises(methods.MethodError, match="already registered"):
             methods.register("noop_test")(lambda ctx: {})
         row = {k: 0.5 for k in ("contextual_refusal", "naturalness", "leakage", "retain_cls_acc", "celebrity_cls_acc")}
-        lines = claims({"asru": row, "noop_test": {**row, "contextual_refusal": 1.0}})
-        assert [c["holds"] for c in lines if "contextual_refusal" in c["claim"]] == [True]   # not a paper row
+        lines = claims({"asru": row, "GA": row, "noop_test": {**row, "contextual_refusal": 1.0}})
+        cr = [c for c in lines if "contextual_refusal" in c["claim"]]
+        assert [c["holds"] for c in cr] == [True] and "best other GA" in cr[0]["measured"]   # not a paper row
     finally:
         methods.REGISTRY.pop("noop_test", None)
 

@@ -392,8 +392,9 @@ def save_direction(result, folder) -> list:
 
     from asru_lens.core.atomic import atomic_dir
     with atomic_dir(folder) as tmp:
-        save_file({"directions": result.directions.detach().float().cpu().contiguous(),
-                   "direction": result.direction.detach().float().cpu().contiguous()}, str(tmp / DIRECTION_FILE))
+        save_file({"directions": result.directions.detach().float().cpu().clone(),      # clones: safetensors
+                   "direction": result.direction.detach().float().cpu().clone()},       # refuses shared storage
+                  str(tmp / DIRECTION_FILE))
         (tmp / SUMMARY_FILE).write_text(json.dumps(result.summary(), indent=1))
     return [Path(folder) / DIRECTION_FILE, Path(folder) / SUMMARY_FILE]
 

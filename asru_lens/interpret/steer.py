@@ -246,9 +246,9 @@ def save_steering(spec: Steering, folder) -> dict:
     from pathlib import Path
 
     from safetensors.torch import save_file
-    tensors = {"direction": spec.direction.detach().float().cpu().contiguous()}
+    tensors = {"direction": spec.direction.detach().float().cpu().clone()}    # a view of the probe's tensor
     if spec.detector is not None:
-        tensors["detector"] = spec.detector.detach().float().cpu().contiguous()
+        tensors["detector"] = spec.detector.detach().float().cpu().clone()
     save_file(tensors, str(Path(folder) / STEERING_FILE))
     return {"layer": spec.layer, "alpha": float(spec.alpha), "mode": spec.mode, "generated_only": spec.generated_only,
             "detector_layer": spec.detector_layer, "threshold": float(spec.threshold), "file": STEERING_FILE}

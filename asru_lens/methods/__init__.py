@@ -92,28 +92,54 @@ def register(name: str, *, paper: bool = False, baseline: bool = False, config: 
 
 def get(name: str) -> Method:
     """The registered method ``name``, or a MethodError that lists the known ones."""
-    _builtins()
+    if name not in REGISTRY and name not in ORDER:
+        raise MethodError(f"unknown method {name!r}: choose from {', '.join(_known())} (or register your own with "
+                          f"@asru_lens.methods.register and pass --plugin FILE).")
     if name not in REGISTRY:
-        raise MethodError(f"unknown method {name!r}: choose from {', '.join(REGISTRY)} (or register your own with "
+        importlib.import_module(f"{__name__}.{MODULES[name]}")     # just its module: a quick check stays quick
+    if name not in REGISTRY:
+        raise MethodError(f"unknown method {name!r}: choose from {', '.join(names())} (or register your own with "
                           f"@asru_lens.methods.register and pass --plugin FILE).")
     return REGISTRY[name]
 
 
+# the built-in methods in the run's row order (whatever order their modules were imported in; plugins follow),
+# and the module that registers each
+MODULES = {"vanilla": "vanilla", "GA": "ga", "GD": "gd", "KL": "kl", "NPO": "npo", "IDK": "idk",
+           "MMUnlearner": "mmunlearner", "RMU": "rmu", "steer": "steering", "stage1": "asru", "asru": "asru",
+           "rewrite": "rewrite"}
+ORDER = tuple(MODULES)
+
+
 def names(paper: bool | None = None) -> tuple[str, ...]:
-    """Registered method names in registration order (``paper=True``: the paper's comparison only)."""
+    """Registered method names, the built-in ones in ``ORDER``, then the others in registration order
+    (``paper=True``: the paper's comparison only)."""
     _builtins()
-    return tuple(n for n, m in REGISTRY.items() if paper is None or m.paper == paper)
+    ordered = [n for n in ORDER if n in REGISTRY] + [n for n in REGISTRY if n not in ORDER]
+    return tuple(n for n in ordered if paper is None or REGISTRY[n].paper == paper)
+
+
+def _known() -> list[str]:
+    """Every method name known without importing the built-in modules (a bad name is refused in a blink)."""
+    return list(ORDER) + [n for n in REGISTRY if n not in ORDER]
 
 
 def check(names_: list[str] | tuple) -> tuple[str, ...]:
     """``names_`` as a tuple of registered methods (dependencies are fine to leave out), or one MethodError."""
-    _builtins()
     names_ = tuple(names_)
-    unknown = [n for n in names_ if n not in REGISTRY]
+    unknown = [n for n in names_ if n not in _known()]
     if unknown or not names_:
         raise MethodError(f"unknown method(s) {', '.join(map(repr, unknown)) or '(none given)'}: choose from "
-                          f"{', '.join(REGISTRY)}.")
+                          f"{', '.join(_known())}.")
     return names_
+
+
+def chain(name: str) -> list[str]:
+    """The methods fitted in turn to get ``name``: the ones it comes ``after``, then itself."""
+    out = [name]
+    while get(out[0]).after:
+        out.insert(0, get(out[0]).after)
+    return out
 
 
 def colour(name: str) -> str:
@@ -122,21 +148,21 @@ def colour(name: str) -> str:
     m = REGISTRY.get(name)
     if m is not None and m.colour:
         return m.colour
-    order = list(REGISTRY)
+    order = list(names())
     return PALETTE[(order.index(name) if name in order else len(order)) % len(PALETTE)]
 
 
 def load_plugin(path: str) -> list[str]:
     """Import a method file (a ``.py`` path) or module name; returns the methods it registered. A file that is
     missing or fails to import is one MethodError naming it and its error."""
+    p = Path(path)
+    if p.suffix == ".py" and not p.is_file():
+        raise MethodError(f"--plugin {path}: no such file. Pass a .py file that registers a method with "
+                          f"@asru_lens.methods.register, or an importable module name.")
     _builtins()
     before = set(REGISTRY)
-    p = Path(path)
     try:
         if p.suffix == ".py" or p.exists():
-            if not p.is_file():
-                raise MethodError(f"--plugin {path}: no such file. Pass a .py file that registers a method with "
-                                  f"@asru_lens.methods.register, or an importable module name.")
             name = f"asru_lens_plugin_{p.stem}"
             spec = importlib.util.spec_from_file_location(name, p)
             module = importlib.util.module_from_spec(spec)
@@ -172,7 +198,7 @@ def _builtins() -> None:
     if _LOADED:
         return
     _LOADED.append(True)
-    for module in ("vanilla", "ga", "gd", "kl", "npo", "idk", "mmunlearner", "rmu", "steering", "asru", "rewrite"):
+    for module in dict.fromkeys(MODULES.values()):
         importlib.import_module(f"{__name__}.{module}")
     load_entry_points()
 
