@@ -83,9 +83,9 @@ def test_each_method_trains_the_organism(method, organism_world):
     from asru_lens.run import RunConfig
     lens = asru_lens.load()
     grad = {k: p.requires_grad for k, p in lens.model.named_parameters()}
+    extra = {"MMUnlearner": {"fisher_samples": 8}, "RMU": {"layer": 2}}.get(method, {})   # RMU: no probe needed
     ctx = methods.Context(lens, organism_world, RunConfig.small(), lrs={method: 1e-3},
-                          overrides={method: {"steps": 3, "batch_size": 2, **({"fisher_samples": 8}
-                                                                             if method == "MMUnlearner" else {})}})
+                          overrides={method: {"steps": 3, "batch_size": 2, **extra}})
     forget = ctx.forget[:4]
     nll = lambda: T.answer_nll(lens.model, lens, forget, [q.answer for q in forget]).item()  # noqa: E731
     before = nll()

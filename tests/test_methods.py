@@ -107,13 +107,14 @@ def one_gd_step(ctx):
 
 
 @pytest.mark.slow
-def test_plugin_runs_in_run_and_unlearn(tmp_path):
+def test_plugin_runs_in_run_and_unlearn(tmp_path, probe_json):
     """`run --plugin FILE --methods vanilla,NAME --budget small` and `unlearn --plugin FILE --method NAME`."""
     plugin = tmp_path / "my_method.py"
     plugin.write_text(PLUGIN)
     try:
         info = _json(["run", "--plugin", str(plugin), "--methods", "vanilla,one_gd_step", "--budget", "small",
-                      "--json", "--reports", str(tmp_path / "r"), "--figures", str(tmp_path / "f")])
+                      "--direction", _saved_direction(probe_json), "--json", "--reports", str(tmp_path / "r"),
+                      "--figures", str(tmp_path / "f")])
         assert list(info["methods"]) == ["vanilla", "one_gd_step"]
         assert set(map(float, info["tuning"]["one_gd_step"]["grid"])) == {1e-4, 3e-3}
         row, van = info["methods"]["one_gd_step"], info["methods"]["vanilla"]
@@ -143,15 +144,20 @@ def test_quick_settings_cover_every_builtin_method():
     assert sorted(QUICK) == sorted(methods.names())
 
 
+def _saved_direction(probe_json) -> str:
+    from pathlib import Path
+    return str(Path(probe_json["saved"][0]).parent)         # `probe --out DIR`, made once per test process
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", list(QUICK))
-def test_every_method_saves_a_model(method, tmp_path, export):
+def test_every_method_saves_a_model(method, tmp_path, export, probe_json):
     import asru_lens
     mllmu, faces = export
     for where, data in (("organism", []), ("export", ["--data", str(mllmu), "--unseen-faces", str(faces)])):
         out = tmp_path / where
         info = _json(["unlearn", "--method", method, *QUICK[method], *data, "--budget", "small", "--n", "8",
-                      "--out", str(out), "--json"])
+                      "--direction", _saved_direction(probe_json), "--out", str(out), "--json"])
         assert info["method"] == method and info["stages"][0] == "vanilla"
         assert info["stages"][1:] == (["stage1", "stage2"] if method == "asru" else ["after"])
         back = asru_lens.load(str(out))
