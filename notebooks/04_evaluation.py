@@ -100,8 +100,7 @@ pd.DataFrame(run.summary(result)["claims"])
 
 # %% [markdown]
 # For comparison, the full budget (`asru-lens run`: 40 forget steps per baseline, the five-point grid
-# 3e-5 ... 3e-3, 100 stage 2 steps per grid point, up to 240 questions per set; 11.4 minutes on 2 CPU cores)
-# measured:
+# 3e-5 ... 3e-3, 80 stage 2 steps per grid point, up to 240 questions per set; README, "Quickstart") measured:
 #
 # | method | forget cls | forget ROUGE-L | forget cloze | test cls | retain cls | retain ROUGE-L | celebrity cls | contextual refusal (0-5) | leakage (0-5, 5 = none) | naturalness (1-5) |
 # |---|---|---|---|---|---|---|---|---|---|---|
@@ -111,13 +110,15 @@ pd.DataFrame(run.summary(result)["claims"])
 # | KL | 0.762 | 0.300 | 0.600 | 0.550 | 0.942 | 0.875 | 0.971 | 2.88 | 3.76 | 5.00 |
 # | NPO | 0.875 | 0.535 | 0.500 | 0.662 | 0.954 | 0.942 | 0.979 | 1.89 | 2.71 | 4.97 |
 # | IDK | 0.925 | 0.048 | 0.500 | 0.725 | 0.950 | 0.970 | 0.979 | 3.05 | 4.88 | 4.25 |
+# | MMUnlearner | 0.750 | 0.581 | 0.467 | 0.575 | 0.917 | 0.930 | 0.946 | 1.76 | 2.83 | 4.99 |
 # | steer | 0.800 | 0.297 | 0.433 | 0.537 | 0.821 | 0.264 | 0.871 | 2.84 | 3.79 | 5.00 |
 # | stage1 | 0.925 | 0.717 | 0.467 | 0.688 | 0.963 | 0.974 | 0.971 | 1.05 | 1.50 | 5.00 |
-# | **asru** | 0.912 | 0.063 | 0.533 | 0.637 | 0.963 | 0.992 | 0.963 | **3.62** | **5.00** | 5.00 |
+# | **asru** | 0.912 | 0.062 | 0.533 | 0.650 | 0.967 | 0.993 | 0.967 | **3.61** | **5.00** | 5.00 |
 #
-# There every claim line holds: ASRU has the best contextual refusal (3.62, next IDK 3.05), leaks nothing,
+# There every claim line holds: ASRU has the best contextual refusal (3.61, next IDK 3.05), leaks nothing,
 # writes answers as natural as any method's (5.00, a tie with several), and keeps retain and celebrity accuracy
-# within 0.0 and 1.7 points of vanilla. Its forget A-D accuracy does not move: it refuses to *say* the facts,
+# within 0.4 and 1.2 points of vanilla. MMUnlearner, the paper's multimodal baseline, lowers forget A-D the
+# most of the baselines (0.750) but answers rather than refuses (contextual refusal 1.76). Its forget A-D accuracy does not move: it refuses to *say* the facts,
 # but the multiple-choice probe still finds them.
 
 # %% [markdown]
