@@ -133,7 +133,8 @@ def test_residue_cli_vanilla_and_asru(unlearned_export, export, capsys):
         assert set(r) >= {"relearn", "probe_acc", "logit_lens_rank", "forget_cls_acc"}
         assert len(r["probe_acc"]["per_layer"]) == 5 and len(r["logit_lens_rank"]) == 5
         assert r["relearn"]["attribute"]["steps"] == [10, 30] and "control" in r["relearn"]["attribute"]
-    assert van["relearn"]["attribute"]["recovery"] == [None, None]
+    # recovery is undefined on vanilla itself: it already states every held-out fact the attack is read on
+    assert van["relearn"]["attribute"]["leak_unlearned"] >= 0.9 and van["relearn"]["attribute"]["recovery"] == [None] * 2
     assert van["probe_acc"]["max"] >= van["probe_acc"]["chance"] + 0.3
     rel = asru["relearn"]["attribute"]
     assert rel["leak_unlearned"] <= 0.05 and rel["recovery"][1] >= 0.8
