@@ -89,6 +89,12 @@ def merge(lens, policy) -> None:
     lens._nn = None            # the nnsight wrapper held the old module tree
 
 
+def frozen_copy(lens):
+    """A frozen copy of ``lens.model`` as it is now (a KL, perplexity or activation reference)."""
+    import copy
+    return copy.deepcopy(lens.model).eval().requires_grad_(False)
+
+
 def layer_params(model) -> dict:
     """The language model's decoder-layer parameters, by their names in ``model``."""
     return {f"model.language_model.layers.{k}": p for k, p in model.model.language_model.layers.named_parameters()}

@@ -8,7 +8,6 @@ same trainable parameters and forget-step budget for every baseline.
 from __future__ import annotations
 
 import contextlib
-import copy
 from dataclasses import dataclass
 from typing import Callable
 
@@ -16,8 +15,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from asru_lens.core.training import (answer_batch, answer_logprobs, check_positive, default_trainable, optimise,
-                                     trainable)
+from asru_lens.core.training import (answer_batch, answer_logprobs, check_positive, default_trainable, frozen_copy,
+                                     optimise, trainable)
 
 
 @dataclass
@@ -74,7 +73,7 @@ def forget_loop(lens, forget: list, retain: list, cfg: BaselineConfig, loss: Cal
     if not forget or not retain:
         raise ValueError(f"{desc} needs forget and retain questions; got {len(forget)} and {len(retain)}.")
     what = "mask" if mask is not None else cfg.trainable
-    ref = copy.deepcopy(lens.model).eval().requires_grad_(False) if reference and what != "lora" else None
+    ref = frozen_copy(lens) if reference and what != "lora" else None
     rng = np.random.default_rng(cfg.seed)
     log = []
     with trainable(lens, what, mask=mask, checkpointing=cfg.gradient_checkpointing) as (model, params):

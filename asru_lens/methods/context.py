@@ -15,7 +15,6 @@ or at ``--lr``. Both call the same function with the same settings.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import warnings
 from dataclasses import dataclass, field
@@ -236,6 +235,4 @@ def saved_model(lens, log: dict, path) -> Path:
         lens.steering = before
 
 
-def reference_copy(lens):
-    """A frozen copy of the model as it is now (the KL and perplexity reference)."""
-    return copy.deepcopy(lens.model).eval().requires_grad_(False)
+from asru_lens.core.training import frozen_copy as reference_copy  # noqa: E402,F401  (the KL reference)

@@ -19,14 +19,13 @@ safetensors plus optimiser, RNG and log state, written atomically; ``resume=True
 from __future__ import annotations
 
 import contextlib
-import copy
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from asru_lens.core.training import answer_tokens, completion_logprobs, optimise, trainable  # noqa: F401
+from asru_lens.core.training import answer_tokens, completion_logprobs, frozen_copy, optimise, trainable  # noqa: F401
 from asru_lens.measure.refusal import is_refusal
 from asru_lens.methods.reward import Reward
 
@@ -228,7 +227,7 @@ def _reference(lens, policy, cfg: GRPOConfig, reference=None, reference_patch=No
             with policy.disable_adapter(), swapped(reference_patch or []):
                 yield
         return ref_ctx, policy
-    return contextlib.nullcontext, copy.deepcopy(lens.model).eval().requires_grad_(False)
+    return contextlib.nullcontext, frozen_copy(lens)
 
 
 def train_grpo(lens, boundary: list, reward: Reward | None = None, cfg: GRPOConfig = GRPOConfig(),

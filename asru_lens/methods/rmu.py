@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from asru_lens.core.training import answer_batch, optimise, trainable, with_answers
+from asru_lens.core.training import answer_batch, frozen_copy, optimise, trainable, with_answers
 from asru_lens.methods import register
 from asru_lens.methods.baselines import BaselineConfig, baseline_settings
 
@@ -86,11 +86,10 @@ def rmu_layer(ctx, cfg: RMUConfig) -> int:
 @register("RMU", paper=False, config=RMUConfig)
 def rmu(ctx) -> dict:
     """The forget set's activations at one layer pushed toward a random direction, the retain set's kept."""
-    import copy
     cfg = baseline_settings(ctx, RMUConfig)
     lens, layer = ctx.lens, rmu_layer(ctx, cfg)
     names = [f"model.language_model.layers.{i}.mlp.down_proj.weight" for i in range(max(0, layer - 2), layer + 1)]
-    frozen = copy.deepcopy(lens.model).eval().requires_grad_(False)
+    frozen = frozen_copy(lens)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     u = torch.rand(lens.model.config.text_config.hidden_size, generator=gen)
