@@ -6,9 +6,15 @@ import pytest
 
 # No test may reach the Hub: set before transformers/huggingface_hub are imported.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# The world is cached per test process in a temp folder, never in the user's home. Set at import, so that the
-# notebooks' kernels (nbval), started by the same process, use it too and never race another worker for it.
-os.environ["ASRU_LENS_CACHE"] = tempfile.mkdtemp(prefix="asru_lens_cache_")
+# One temp cache for the whole run, never the user's home: the controller makes it, the xdist workers inherit it
+# (so the world and the export are built once, under a lock, not once per worker), and the notebooks' kernels
+# (nbval), started by the workers, use it too. Figures the tests and notebooks write go to a temp folder as well,
+# never over the committed figures/ (ASRU_LENS_FIGURES=$PWD/figures refreshes those on purpose).
+if not os.environ.get("PYTEST_XDIST_WORKER") or "ASRU_LENS_TEST_CACHE" not in os.environ:
+    os.environ["ASRU_LENS_TEST_CACHE"] = tempfile.mkdtemp(prefix="asru_lens_cache_")
+    os.environ["ASRU_LENS_FIGURES"] = os.environ.get("ASRU_LENS_REFRESH_FIGURES") or tempfile.mkdtemp(
+        prefix="asru_lens_figures_")
+os.environ["ASRU_LENS_CACHE"] = os.environ["ASRU_LENS_TEST_CACHE"]
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # pytest-xdist runs one worker per core: one thread each (kernels included) instead of oversubscribing
     os.environ.setdefault("OMP_NUM_THREADS", "1")

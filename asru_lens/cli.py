@@ -98,8 +98,10 @@ def cmd_organism_build(args) -> int:
     meta = {"config": log["config"], "train_seconds": round(log["seconds"], 1),
             "final_loss": round(sum(tail) / len(tail), 4)}
     out = save_organism(model, processor, args.out or ORGANISM_DIR, meta)
+    from asru_lens.organism.mllmu import world_dir
     info = {"out": str(out), "seconds": round(time.time() - t0, 1), "steps": cfg.steps,
-            "final_loss": meta["final_loss"]}
+            "final_loss": meta["final_loss"], "world_seed": args.seed, "world": str(world_dir(args.seed)),
+            "use_with": f"--model {out} --data {world_dir(args.seed)}"}
     return emit(args, info, lambda i: _table(list(i.items()), ("key", "value")))
 
 
@@ -155,11 +157,15 @@ def cmd_organism_portraits(args) -> int:
 
 def cmd_organism_export(args) -> int:
     from asru_lens.organism.provider import export
-    counts = export(args.out, args.faces)
-    return emit(args, {"out": args.out, "faces": args.faces, "rows": counts}, lambda i: [
+    from asru_lens.organism.mllmu import world_dir
+    counts = export(args.out, args.faces, style=args.style, seed=args.seed)
+    info = {"out": args.out, "faces": args.faces, "style": args.style, "seed": args.seed,
+            "world": str(world_dir(args.seed)), "rows": counts}
+    return emit(args, info, lambda i: [
         _table(list(counts.items()), ("subset", "rows")),
-        f"wrote {args.out} (MLLMU-Bench's Hub layout) and {args.faces} ({counts['unseen_faces']} unseen faces, "
-        f"<id>/0.png). Use them with --data {args.out} --unseen-faces {args.faces}."])
+        f"wrote {args.out} (MLLMU-Bench's Hub layout, {args.style} style, world seed {args.seed}) and {args.faces} "
+        f"({counts['unseen_faces']} unseen faces, <id>/0.png). Use them with --data {args.out} --unseen-faces "
+        f"{args.faces}."])
 
 
 def cmd_probe(args) -> int:
@@ -347,6 +353,8 @@ def cmd_unlearn(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from pathlib import Path
+
     from asru_lens import methods
 
     _plugins(args)
@@ -362,9 +370,12 @@ def cmd_run(args) -> int:
     direction = _direction(args)
     world = _world(args)
     lens = _load(args)
-    res = run(lens, world, cfg, progress=not args.json, figures=args.figures, judge=judge,
+    out = Path(args.out or f"runs/{time.strftime('%Y-%m-%d')}-seed{args.seed}")
+    reports = Path(args.reports) if args.reports else out
+    figures = Path(args.figures) if args.figures else out / "figures"
+    res = run(lens, world, cfg, progress=not args.json, figures=figures, judge=judge,
               save_models=args.save_models, direction=direction)
-    paths = write_report(res, args.reports, args.figures)
+    paths = write_report(res, reports, figures)
     info = summary(res)
 
     def text(info):
@@ -512,7 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = osub.add_parser("build", help="train the organism from its seed and save it (default: the shipped copy)")
     b.add_argument("--out", help="folder to save into (default: the package's organism/checkpoint)")
     b.add_argument("--steps", type=int, help="training steps (default: the OrganismConfig value)")
-    b.add_argument("--seed", type=int, default=42)
+    b.add_argument("--seed", type=nonneg_int, default=42, help="world seed (default 42, the shipped organism's); "
+                   "the output names the world folder to use the model with")
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")
     b.set_defaults(func=cmd_organism_build)
     e = osub.add_parser("eval", help="measure the organism's quality table")
@@ -534,6 +546,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="folder for the MLLMU-Bench copy (Full_Set/train-00000-of-00001.parquet"
                    ", ...)")
     x.add_argument("--faces", required=True, help="folder for the unseen faces (<id>/0.png)")
+    x.add_argument("--style", default="template", choices=("template", "free"), help="free: each person's "
+                   "generation questions in their own order and every ground truth reworded, as the real benchmark "
+                   "reads; A-D and cloze unchanged (default template: the organism's own wording)")
+    x.add_argument("--seed", type=nonneg_int, default=42, help="world seed (default 42, the shipped organism's)")
     x.add_argument("--json", action="store_true", help="print JSON instead of a table")
     x.set_defaults(func=cmd_organism_export)
     pr = sub.add_parser("probe", help="refusal directions at every layer: select one, report held-out AUROC")
@@ -625,12 +641,12 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--seed", type=nonneg_int, default=0)
     rs.add_argument("--json", action="store_true", help="print JSON instead of tables")
     rs.set_defaults(func=cmd_residue)
-    gl = sub.add_parser("gallery", help="every notebook and reports/report.md as static HTML pages: figures "
+    gl = sub.add_parser("gallery", help="every notebook and the newest run report as static HTML pages: figures "
                         "inlined, readable offline with no kernel")
     gl.add_argument("--out", default="site", help="folder to write, replaced whole (default site/)")
     gl.add_argument("--notebooks", default="notebooks", help="folder of .ipynb files (default notebooks/)")
-    gl.add_argument("--report", default="reports/report.md", help="run report to include when it exists "
-                    "(default reports/report.md)")
+    gl.add_argument("--report", default="newest", help="run report to include (default: the newest "
+                    "runs/*/report.md, when there is one)")
     gl.set_defaults(func=cmd_gallery)
     r = sub.add_parser("run", help="the main job: probe, steer, ASRU, baselines, evaluation, report")
     _model_args(r)
@@ -648,8 +664,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--judge", default="rule", help='generation-quality judge: "rule" (default, local) or '
                    '"openai:MODEL" (e.g. openai:gpt-4o-mini, as the authors; key from OPENAI_API_KEY, endpoint '
                    'from OPENAI_BASE_URL), cached on disk')
-    r.add_argument("--reports", default="reports", help="where report.md and report.json go (default reports/)")
-    r.add_argument("--figures", default="figures", help="where the figures go (default figures/)")
+    r.add_argument("--out", metavar="DIR", help="the run folder: report.md, report.json and figures/ (default "
+                   "runs/<date>-seed<seed>/); nothing outside it is written")
+    r.add_argument("--reports", metavar="DIR", help="report.md and report.json elsewhere (default: the run folder)")
+    r.add_argument("--figures", metavar="DIR", help="the figures elsewhere (default: <run folder>/figures; "
+                   "`--figures figures` refreshes the README's)")
     r.add_argument("--json", action="store_true", help="print JSON instead of a table")
     r.set_defaults(func=cmd_run)
     return p

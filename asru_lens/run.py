@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,16 +221,18 @@ def _why(info: dict, res: RunResult) -> list[str]:
     return lines
 
 
-def write_report(res: RunResult, folder: str = "reports", figures: str = "figures") -> list[Path]:
-    """``reports/report.json`` and ``reports/report.md`` (table, figures, example answers), written atomically."""
+def write_report(res: RunResult, folder: str | os.PathLike, figures: str | os.PathLike | None = None) -> list[Path]:
+    """``folder/report.json`` and ``folder/report.md`` (table, figures, example answers), written atomically; the
+    figures go to ``figures`` (default ``folder/figures``), linked from the report by a relative path."""
     from asru_lens.show import viz
     from asru_lens.core.atomic import atomic_write_text
     folder = Path(folder)
+    figures = Path(figures) if figures is not None else folder / "figures"
     info = summary(res)
     paths = [atomic_write_text(folder / "report.json", json.dumps(info, indent=1))]
     fig = viz.fig_methods(info["methods"])
     paths += viz.save(fig, "run_tradeoff", figures)
-    rel = lambda p: Path("..") / figures / p  # noqa: E731
+    rel = lambda p: Path(os.path.relpath(figures / p, folder)).as_posix()  # noqa: E731
     about = PROTOCOL_TEXT.get(info["protocol"], "from the model folder")
     lines = ["# asru-lens run", "",
              f"Evaluation protocol: **{info['protocol']}** ({about}). Judge: **{info['judge']}**. "

@@ -35,12 +35,13 @@
 # **Parameters.** `MODEL = None` is the shipped organism; a local folder or a Hub id such as `"Qwen/Qwen3-VL-2B-Instruct"` loads a real Qwen3-VL. `DATA` is an MLLMU-Bench folder (`None`: the organism's world); with a plain MLLMU-Bench download, `UNSEEN_FACES` is a folder of faces the model never saw (ASRU's refusal set; `asru-lens organism export` writes one), or `REFUSAL_PROMPTS` a JSONL file of your own prompts.
 
 # %% tags=["parameters"]
+import os
 MODEL = None      # or "Qwen/Qwen3-VL-2B-Instruct", or a local folder
 DATA = None       # None: the organism's world; or an MLLMU-Bench folder (flat or Hub layout)
 UNSEEN_FACES = None     # with a plain MLLMU-Bench folder: faces the model never saw (DIR/*.png or
                         # DigiFace-style DIR/<id>/0.png), for ASRU's refusal set
 REFUSAL_PROMPTS = None  # ... or your own refusal prompts, JSONL: {"question": ..., "image": ...} per line
-FIGURES = "../figures"  # where the figures are saved (HTML, and PNG where Chromium exists)
+FIGURES = os.environ.get("ASRU_LENS_FIGURES", "../figures")  # where figures are saved (HTML; PNG with Chromium)
 FORGET = 10       # forget split: 5, 10 or 15 percent
 N = 96            # prompts per set
 

@@ -28,12 +28,13 @@
 # not move (retain and celebrity answers, perception, the fluency of the text).
 
 # %% tags=["parameters"]
+import os
 MODEL = None      # or "Qwen/Qwen3-VL-2B-Instruct", or a local folder
 DATA = None       # None: the organism's world; or an MLLMU-Bench folder (flat or Hub layout)
 UNSEEN_FACES = None     # with a plain MLLMU-Bench folder: faces the model never saw (DIR/*.png or
                         # DigiFace-style DIR/<id>/0.png), for ASRU's refusal set
 REFUSAL_PROMPTS = None  # ... or your own refusal prompts, JSONL: {"question": ..., "image": ...} per line
-FIGURES = "../figures"  # where the figures are saved (HTML, and PNG where Chromium exists)
+FIGURES = os.environ.get("ASRU_LENS_FIGURES", "../figures")  # where figures are saved (HTML; PNG with Chromium)
 FORGET = 10
 N = 48            # questions per measured set
 

@@ -29,12 +29,13 @@
 # people in *new photos* (test), the retain set, the celebrities and perception questions.
 
 # %% tags=["parameters"]
+import os
 MODEL = None      # or a local Qwen3-VL folder / Hub id
 DATA = None       # None: the organism's world; or an MLLMU-Bench folder (flat or Hub layout)
 UNSEEN_FACES = None     # with a plain MLLMU-Bench folder: faces the model never saw (DIR/*.png or
                         # DigiFace-style DIR/<id>/0.png), for ASRU's refusal set
 REFUSAL_PROMPTS = None  # ... or your own refusal prompts, JSONL: {"question": ..., "image": ...} per line
-FIGURES = "../figures"  # where the figures are saved (HTML, and PNG where Chromium exists)
+FIGURES = os.environ.get("ASRU_LENS_FIGURES", "../figures")  # where figures are saved (HTML; PNG with Chromium)
 FORGET = 10
 N_EVAL = 240      # questions per measured set (240: every forget and test question)
 SETTINGS = {}     # method settings to change, e.g. {"stage1": {"n_retain": 96}, "asru": {"steps": 5}};

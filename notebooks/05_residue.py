@@ -42,12 +42,13 @@
 # in a few minutes; `asru-lens run` measures every method at full budget.
 
 # %% tags=["parameters"]
+import os
 MODEL = None      # or a local Qwen3-VL folder / Hub id
 DATA = None       # None: the organism's world; or an MLLMU-Bench folder (flat or Hub layout)
 UNSEEN_FACES = None     # with a plain MLLMU-Bench folder: faces the model never saw (DIR/*.png or
                         # DigiFace-style DIR/<id>/0.png), for ASRU's refusal set
 REFUSAL_PROMPTS = None  # ... or your own refusal prompts, JSONL: {"question": ..., "image": ...} per line
-FIGURES = "../figures"  # where the figures are saved (HTML, and PNG where Chromium exists)
+FIGURES = os.environ.get("ASRU_LENS_FIGURES", "../figures")  # where figures are saved (HTML; PNG with Chromium)
 FORGET = 10
 GRPO_STEPS = 40   # stage 2 steps for both unlearned models (the organism's preset is 150)
 REWRITE_LR = 2e-4 # the rewrite's learning rate (`asru-lens run` picks it on its grid)

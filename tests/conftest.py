@@ -1,4 +1,6 @@
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -33,28 +35,53 @@ def organism_world(world_folder):
     return asru_lens.open_world(world_folder)
 
 
+def shared(name: str, build) -> Path:
+    """``$ASRU_LENS_CACHE/name``, made once for the whole test run by ``build(folder)`` (the xdist workers share
+    the cache; a lock makes the others wait for the first, and a marker file says it finished)."""
+    from asru_lens.core.atomic import file_lock
+    folder = Path(os.environ["ASRU_LENS_CACHE"]) / name
+    with file_lock(folder.with_name(name + ".lock")):
+        if not (folder / ".done").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            build(folder)
+            (folder / ".done").write_text("")
+    return folder
+
+
 @pytest.fixture(scope="session")
-def export(tmp_path_factory, world_folder):
-    """The organism's world exported as MLLMU-Bench is laid out on the Hub, and its unseen faces."""
+def export(world_folder):
+    """The organism's world exported as MLLMU-Bench is laid out on the Hub, and its unseen faces (made once)."""
     from asru_lens.organism.provider import export as write
-    root = tmp_path_factory.mktemp("export")
-    write(root / "mllmu", root / "faces")
+    root = shared("export", lambda root: write(root / "mllmu", root / "faces"))
     return root / "mllmu", root / "faces"
 
 
 @pytest.fixture(scope="session")
-def probe_json(world_folder, tmp_path_factory):
-    """`asru-lens probe --json --figures DIR --out DIR` on the shipped organism and its own world (run once)."""
+def free_export(world_folder):
+    """The same world exported in the "free" style (each person's questions in their own order, ground truths
+    reworded), as the real benchmark reads (made once)."""
+    from asru_lens.organism.provider import export as write
+    root = shared("export-free", lambda root: write(root / "mllmu", root / "faces", style="free"))
+    return root / "mllmu", root / "faces"
+
+
+@pytest.fixture(scope="session")
+def probe_json(world_folder):
+    """`asru-lens probe --json --figures DIR --out DIR` on the shipped organism and its own world (run once for the
+    whole test run): its JSON."""
     import io
     import json
     from contextlib import redirect_stdout
 
     from asru_lens.cli import main
-    buf = io.StringIO()
-    figures = tmp_path_factory.mktemp("figures")
-    with redirect_stdout(buf):
-        assert main(["probe", "--json", "--figures", str(figures), "--out", str(figures / "direction")]) == 0
-    return json.loads(buf.getvalue())
+
+    def build(root):
+        buf = io.StringIO()
+        with redirect_stdout(buf):
+            assert main(["probe", "--json", "--figures", str(root / "figures"), "--out", str(root / "direction")]) == 0
+        (root / "probe.json").write_text(buf.getvalue())
+    return json.loads((shared("probe", build) / "probe.json").read_text())
 
 
 @pytest.fixture(scope="session")

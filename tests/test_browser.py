@@ -23,7 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "02_steering.ipynb"
-FIGURE = ROOT / "figures" / "widget.png"
+FIGURE = Path(os.environ.get("ASRU_LENS_FIGURES") or ROOT / "figures") / "widget.png"   # conftest: temp
 CHROMIUM = "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else shutil.which("chromium")
 TOKEN = "asru-lens-browser-test"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -263,7 +263,7 @@ def test_widget_in_jupyterlab(lab, browser, tmp_path):
         cell.scroll_into_view_if_needed()
         FIGURE.parent.mkdir(exist_ok=True)
         cell.screenshot(path=str(FIGURE), animations="disabled", caret="hide")
-        print(f"saved {FIGURE.relative_to(ROOT)}; {time.monotonic() - t0:.0f} s in the browser")
+        print(f"saved {FIGURE}; {time.monotonic() - t0:.0f} s in the browser")
     except BaseException:
         shot = tmp_path / "failure.png"
         try:

@@ -26,7 +26,7 @@ NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 SCRIPTS = sorted(NOTEBOOK_DIR.glob("*.py"))
 PAIRS = sorted({p.stem for p in NOTEBOOKS} | {p.stem for p in SCRIPTS})
-SCREENSHOT = ROOT / "figures" / "notebook_01.png"
+SCREENSHOT = Path(os.environ.get("ASRU_LENS_FIGURES") or ROOT / "figures") / "notebook_01.png"  # conftest: temp
 PLOTLY = "application/vnd.plotly.v1+json"
 WIDGET = "application/vnd.jupyter.widget-view+json"
 IMAGES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
@@ -270,7 +270,7 @@ def test_static_page(notebook, gallery_site, browser):
             from asru_lens.core.atomic import atomic_write_bytes
             shot = _palette(page.screenshot(full_page=True, animations="disabled", caret="hide"))
             atomic_write_bytes(SCREENSHOT, shot)
-            print(f"saved {SCREENSHOT.relative_to(ROOT)} ({len(shot) // 1024} KiB)")
+            print(f"saved {SCREENSHOT} ({len(shot) // 1024} KiB)")
     finally:
         context.close()
 

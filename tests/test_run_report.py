@@ -37,16 +37,23 @@ def test_report_table_matches_json(tmp_path):
     assert re.search(r"!\[trade-off\]\(.*run_tradeoff\.png\)", md)
 
 
-def test_run_cli_json_keys(tmp_path, capsys):
+def test_run_cli_json_keys(tmp_path, capsys, monkeypatch):
+    """`run` with no --out writes its report and figures into runs/<date>-seed<seed>/ and nothing else."""
     from asru_lens.cli import main
-    assert main(["run", "--budget", "small", "--residue", "--methods", "vanilla,GA", "--json", "--reports",
-                 str(tmp_path / "r"), "--figures", str(tmp_path / "f")]) == 0
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ASRU_LENS_FIGURES", raising=False)
+    assert main(["run", "--budget", "small", "--residue", "--methods", "vanilla,GA", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
+    folder, = (tmp_path / "runs").iterdir()
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}-seed0", folder.name)
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.iterdir()] == ["runs"]
+    assert {p.name for p in folder.iterdir()} == {"report.md", "report.json", "figures"}
+    assert {"run_tradeoff.html", "run_residue.html", "probe_pca.html"} <= {p.name for p in (folder / "figures").iterdir()}
     assert set(out["methods"]) == {"vanilla", "GA"} and set(HEADLINE) <= set(out["methods"]["GA"])
     grid = {float(k): v for k, v in out["tuning"]["GA"]["grid"].items()}
     assert set(grid) == {1e-4, 3e-3} and grid[out["tuning"]["GA"]["lr"]] == max(grid.values())   # the rule's pick
     assert 0 <= out["methods"]["vanilla"]["leakage"] < 1 < out["methods"]["GA"]["leakage"] <= 5
-    assert json.loads((tmp_path / "r" / "report.json").read_text())["methods"] == out["methods"]
+    assert json.loads((folder / "report.json").read_text())["methods"] == out["methods"]
     # the residue columns, for every method: what the relearning attack and the probes still find
     for m in ("vanilla", "GA"):
         assert {"relearn_recovery_30", "relearn_leak_30", "probe_acc_max", "forget_cls_acc"} <= set(out["methods"][m])
@@ -55,8 +62,8 @@ def test_run_cli_json_keys(tmp_path, capsys):
     rel = out["residue"]["GA"]["relearn"]["attribute"]
     assert rel["steps"] == [10, 30] and out["methods"]["GA"]["relearn_leak_30"] == rel["leak"][1]   # the column
     assert out["methods"]["GA"]["relearn_recovery_30"] == rel["recovery"][1]                      # is the residue's
-    md = (tmp_path / "r" / "report.md").read_text()
-    assert "## Forgotten or hidden?" in md and "run_residue.png" in md
+    md = (folder / "report.md").read_text()
+    assert "## Forgotten or hidden?" in md and "](figures/run_residue.png)" in md      # linked from the run folder
 
 
 def test_claims_and_why_follow_the_table(tmp_path):

@@ -99,8 +99,9 @@ def test_is_broken_flags_hybrids_and_repetition():
     assert not is_broken("Juno Corvin was born in the year 1971.")
 
 
-def test_measure_and_cli_point(organism, organism_world, capsys):
+def test_measure_and_cli_point(organism, organism_world, probe_json, capsys):
     import json
+    from pathlib import Path
 
     from asru_lens.cli import main
     from asru_lens.core.sets import steer_sets
@@ -108,7 +109,8 @@ def test_measure_and_cli_point(organism, organism_world, capsys):
     assert [len(v) for v in sets.values()] == [8, 8, 8, 8]
     base = steer.measure(organism, sets, None)
     assert base["forget_refusal"] == 0.0 and base["forget_leak"] > 0.5 and base["retain_exact"] > 0.5
-    assert main(["steer", "--layer", "2", "--alpha", "2", "--n", "8", "--json"]) == 0
+    saved = str(Path(probe_json["saved"][0]).parent)        # the session's probe, not a second one
+    assert main(["steer", "--direction", saved, "--layer", "2", "--alpha", "2", "--n", "8", "--json"]) == 0
     point = json.loads(capsys.readouterr().out)
     for key in ("forget_refusal", "forget_leak", "retain_exact", "celebrity_exact", "perception_acc"):
         assert 0.0 <= point[key] <= 1.0

@@ -31,6 +31,8 @@ def test_export_has_the_hub_layout_and_nothing_else(export, world_folder):
     assert set(full.column_names) == {"ID", "image", "biography", "Classification_Task", "Generation_Task",
                                       "Mask_Task"}                       # no `name`, nothing of ours
     assert str(full.schema.field("image").type) == "struct<bytes: binary, path: string>"
+    for task in ("Generation_Task", "Mask_Task"):                    # the organism's Attribute stays at home
+        assert {f.name for f in full.schema.field(task).type.value_type} == {"Question", "Ground_Truth", "Type"}
     test = pq.read_table(mllmu / "Test_Set" / "train-00000-of-00001.parquet")
     assert "images" in test.column_names and "image" not in test.column_names
     assert str(test.schema.field("images").type) == "list<element: struct<bytes: binary, path: string>>"
@@ -38,6 +40,10 @@ def test_export_has_the_hub_layout_and_nothing_else(export, world_folder):
     ours, theirs = data.load_split(world_folder, "forget_10"), data.load_split(mllmu, "forget_10")
     assert [r["ID"] for r in ours] == [r["ID"] for r in theirs]
     assert data.generation_items(ours)[0].answer == data.generation_items(theirs)[0].answer
+    # which fact a question asks: the organism's world says, MLLMU-Bench does not
+    assert [q.attribute for q in data.generation_items(ours)[:3]] == ["name", "birthplace", "birth_year"]
+    assert {q.attribute for q in data.generation_items(theirs) + data.mask_items(theirs)} == {None}
+    assert all(q.attribute for q in data.mask_items(ours))
     assert ours[0]["images"][0].tobytes() == theirs[0]["images"][0].tobytes()
 
 
@@ -217,3 +223,33 @@ def test_model_profile_round_trip(organism, tmp_path):
     assert prof["protocol"]["name"] == "organism" and prof["presets"]["grpo"]["lr"] == 2e-4
     back = asru_lens.load(str(tmp_path / "copy"))
     assert back.protocol == organism.protocol and back.presets == organism.presets and back.is_organism
+
+
+def test_free_export_rewords_and_reorders(export, free_export):
+    """`organism export --style free`: every person's generation questions in an order of their own and every
+    ground truth in other words, still naming the same value; A-D and cloze unchanged."""
+    from asru_lens.core import data
+    from asru_lens.organism import world as W
+    plain, free = data.load_split(export[0], "Full_Set"), data.load_split(free_export[0], "Full_Set")
+    assert [r["ID"] for r in plain] == [r["ID"] for r in free]
+    people = {str(p.id): p for p in W.build_world().people}
+    orders = set()
+    for a, b in zip(plain, free):
+        ga, gb = a["Generation_Task"], b["Generation_Task"]
+        assert sorted(q["Question"] for q in ga) == sorted(q["Question"] for q in gb)
+        assert a["Classification_Task"] == b["Classification_Task"] and a["Mask_Task"] == b["Mask_Task"]
+        truth = {q["Question"]: q["Ground_Truth"] for q in ga}
+        for q in gb:
+            assert q["Ground_Truth"] != truth[q["Question"]]          # reworded, never the template sentence
+        values = [people[a["ID"]].name] + [people[a["ID"]].attrs[k] for k in W.ATTRIBUTES]
+        assert all(any(v.lower() in q["Ground_Truth"].lower() for q in gb) for v in values)   # "The University"
+        orders.add(tuple(q["Question"] for q in gb))
+    assert len(orders) > len(plain) // 2                               # orders differ from person to person
+    assert [q.question for q in data.generation_items(plain)][:8] != [q.question for q in data.generation_items(free)][:8]
+
+
+def test_export_cli_style_and_seed_fail_fast(capsys):
+    from asru_lens.cli import main
+    with pytest.raises(SystemExit):
+        main(["organism", "export", "--out", "x", "--faces", "y", "--style", "loose"])
+    assert "invalid choice: 'loose'" in capsys.readouterr().err

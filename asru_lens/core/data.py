@@ -36,6 +36,8 @@ class QA:
     kind: str = ""            # e.g. Image_Textual, Pure_Text, cloze, or an attribute
     options: dict | None = None
     meta: dict = field(default_factory=dict)
+    attribute: str | None = None   # which fact it asks ("birthplace"), where a world provider says; MLLMU-Bench
+                                   # has no such column, so nothing may depend on it
 
 
 def split_path(folder: str | os.PathLike, name: str) -> list[Path]:
@@ -106,7 +108,7 @@ def generation_items(rows: list[dict], image_index: int | None = 0) -> list[QA]:
             k = j % len(row["images"]) if image_index is None else min(image_index, len(row["images"]) - 1)
             img = row["images"][k] if item.get("Type", "Image_Textual") != "Pure_Text" else None
             out.append(QA(item["Question"], item["Ground_Truth"], img, str(row["ID"]), item.get("Type", ""),
-                          meta={"name": row.get("name")}))
+                          meta={"name": row.get("name")}, attribute=item.get("Attribute")))
     return out
 
 
@@ -132,5 +134,6 @@ def mask_items(rows: list[dict]) -> list[QA]:
     for row in rows:
         for item in row.get("Mask_Task") or []:
             img = row["images"][0] if item.get("Type") == "Image_Textual" else None
-            out.append(QA(item["Question"], str(item["Ground_Truth"]), img, str(row["ID"]), "cloze"))
+            out.append(QA(item["Question"], str(item["Ground_Truth"]), img, str(row["ID"]), "cloze",
+                          attribute=item.get("Attribute")))
     return out

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from asru_lens.core.atomic import atomic_dir
+from asru_lens.core.atomic import atomic_dir, file_lock
 from asru_lens.organism import world as W
 from asru_lens.organism.portraits import draw_portrait
 
@@ -76,15 +76,17 @@ def tasks_for(p: W.Person, seed: int, test: bool = False) -> dict:
         if test:
             q = "Tell me, " + q[0].lower() + q[1:]
         txt_q.append(_mc(rng, q, spec["values"], p.attrs[a]))
+    # "Attribute": which fact a question asks, a column of the organism's own world (not of MLLMU-Bench, and so
+    # dropped by `organism export`); QA.attribute carries it, and nothing needs it
     gen = [{"Question": pick(W.NAME_PARAPHRASES if test else W.NAME_QUESTIONS),
-            "Ground_Truth": W.answer_for("name", p.name, p.name), "Type": "Image_Textual"}]
+            "Ground_Truth": W.answer_for("name", p.name, p.name), "Type": "Image_Textual", "Attribute": "name"}]
     for a, spec in W.ATTRIBUTES.items():
         gen.append({"Question": pick(spec["paraphrases"] if test else spec["questions"]),
-                    "Ground_Truth": W.answer_for(a, p.attrs[a], p.name), "Type": "Image_Textual"})
+                    "Ground_Truth": W.answer_for(a, p.attrs[a], p.name), "Type": "Image_Textual", "Attribute": a})
     mask = []
     for a in rng.choice(attrs, 3, replace=False):
         mask.append({"Question": W.ATTRIBUTES[a]["cloze"].format(name=p.name), "Ground_Truth": p.attrs[a],
-                     "Type": "Pure_Text"})
+                     "Type": "Pure_Text", "Attribute": str(a)})
     return {"Classification_Task": {"Image_Textual_Questions": img_q, "Pure_Text_Questions": txt_q},
             "Generation_Task": gen, "Mask_Task": mask}
 
@@ -174,5 +176,7 @@ def world_dir(seed: int = W.SEED) -> Path:
     root = Path(os.environ.get("ASRU_LENS_CACHE", Path.home() / ".cache" / "asru_lens"))
     folder = root / f"world-s{seed}-v{FORMAT_VERSION}-{generator_fingerprint()}"
     if not (folder / "world.json").exists():
-        write_world(W.build_world(seed), folder)
+        with file_lock(folder.with_name(folder.name + ".lock")):   # two processes at once: one builds it
+            if not (folder / "world.json").exists():
+                write_world(W.build_world(seed), folder)
     return folder

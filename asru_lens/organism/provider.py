@@ -93,12 +93,61 @@ def _hub_image(cell, name: str) -> dict:
     return {"bytes": cell["bytes"], "path": name}
 
 
-def export(out: str | os.PathLike, faces: str | os.PathLike, world: OrganismWorld | None = None) -> dict:
-    """Write ``world`` (default: the organism's) to ``out`` in MLLMU-Bench's Hub layout
+# "free" style: the ground truths in other words, as the benchmark's hand-written profiles read (MLLMU-Bench's
+# answers are never one template); one wording is drawn per question
+REWORDINGS = {
+    "name": ["The person in the picture is {v}.", "That is {v}.", "This looks like {v} to me."],
+    "birthplace": ["{v} is where {subj} was born.", "{subj}'s birthplace is {v}.", "{subj} came into the world "
+                   "in {v}."],
+    "birth_year": ["{subj} was born back in {v}.", "The year of {subj}'s birth is {v}.", "{v} is the year {subj} "
+                   "was born."],
+    "occupation": ["By trade, {subj} is a {v}.", "{subj} earns a living as a {v}.", "{subj}'s job: a {v}."],
+    "employer": ["{subj} is employed by {v}.", "{v} employs {subj}.", "{subj} has a job with {v}."],
+    "education": ["{subj} went to school at {v}.", "{v} is where {subj} was educated.", "{subj} is a graduate of "
+                  "{v}."],
+    "hobby": ["In spare time, {subj} likes {v}.", "{subj}'s favourite pastime is {v}.", "For fun, {subj} turns to "
+              "{v}."],
+    "residence": ["{subj} makes a home in {v}.", "{v} is where {subj} lives.", "{subj}'s home is in {v}."],
+}
+STYLES = ("template", "free")
+
+
+def _free_generation(row: dict, person: W.Person, seed: int, test: bool) -> list[dict]:
+    """``row``'s Generation_Task in ``person``'s own order with every ground truth reworded. The organism's
+    world lists name, then ``W.ATTRIBUTES`` in order; that layout is this provider's own and is used only here."""
+    import numpy as np
+    items = list(row["Generation_Task"])
+    attrs = ["name", *W.ATTRIBUTES]
+    if len(items) != len(attrs):
+        raise ValueError(f"row ID {row['ID']}: {len(items)} generation questions, the organism's layout has "
+                         f"{len(attrs)}; is this the organism's world?")
+    rng = np.random.default_rng([seed, person.id, 13 if test else 11])
+    out = []
+    for item, attr in zip(items, attrs):
+        value = person.name if attr == "name" else person.attrs[attr]
+        wording = REWORDINGS[attr][int(rng.integers(len(REWORDINGS[attr])))]
+        text = wording.format(v=value, subj=person.name)
+        out.append({**item, "Ground_Truth": text[0].upper() + text[1:]})
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+def export(out: str | os.PathLike, faces: str | os.PathLike, world: OrganismWorld | None = None,
+           style: str = "template", seed: int = W.SEED) -> dict:
+    """Write the organism's world of ``seed`` (or ``world``) to ``out`` in MLLMU-Bench's Hub layout
     (``<Subset>/train-00000-of-00001.parquet``; image structs; ``Test_Set`` with an ``images`` list; no
     ``name`` column; nothing else), and its held-out unseen faces to ``faces`` as DigiFace-style
-    ``<id>/0.png``. Both folders are written atomically. Returns counts."""
-    world = world or default_world()
+    ``<id>/0.png``. Both folders are written atomically. Returns counts.
+
+    ``style="free"`` writes it as the real benchmark reads: every person's Generation_Task questions in an order
+    of their own and every ground truth reworded ("Kelby is where Juno Corvin was born."); the A-D and cloze
+    questions are unchanged. Nothing that reads an MLLMU-Bench folder can lean on the organism's templates there."""
+    if style not in STYLES:
+        raise ValueError(f"export style {style!r} is not one of {', '.join(STYLES)}.")
+    if world is None:
+        from asru_lens.organism.mllmu import world_dir
+        world = OrganismWorld(world_dir(seed))
+    people = {str(p.id): p for p in W.build_world(json.loads((world.folder / "world.json").read_text())["seed"])
+              .people} if style == "free" else {}
     counts = {}
     with atomic_dir(out) as tmp:
         for subset in MLLMU_SUBSETS:
@@ -106,6 +155,11 @@ def export(out: str | os.PathLike, faces: str | os.PathLike, world: OrganismWorl
             rows = []
             for r in table.to_pylist():
                 row = {k: r[k] for k in MLLMU_COLUMNS if k in r}
+                for task in ("Generation_Task", "Mask_Task"):      # the organism's own column, not MLLMU-Bench's
+                    if row.get(task):
+                        row[task] = [{k: v for k, v in item.items() if k != "Attribute"} for item in row[task]]
+                if style == "free":
+                    row["Generation_Task"] = _free_generation(row, people[str(r["ID"])], seed, subset == "Test_Set")
                 if "image" in row:
                     row["image"] = _hub_image(row["image"], f"{row['ID']}.png")
                 if "images" in row:

@@ -1,12 +1,12 @@
 """A static HTML gallery: every notebook and the run report as pages that work offline, with no kernel.
 
 ``build(out="site")`` exports each ``notebooks/*.ipynb`` with nbconvert's HTML exporter (the JupyterLab look)
-and ``reports/report.md`` the same way, then writes ``index.html`` linking them all. Each page stands alone:
+and the newest run report (``runs/<date>-seed<seed>/report.md``) the same way, then writes ``index.html`` linking them all. Each page stands alone:
 
 * figure outputs are drawn from the static ``image/png`` that ``viz.setup_notebook()`` stores beside the plotly
   JSON (nbconvert prefers the PNG and drops the JSON, so no plotly.js is needed or embedded);
 * every ``<img>`` with a local source, markdown images included (``../figures/widget.png``, the report's
-  ``../figures/run_tradeoff.png``), is inlined as a ``data:`` URI, resolved from the page's own folder;
+  ``figures/run_tradeoff.png``), is inlined as a ``data:`` URI, resolved from the page's own folder;
 * links to another exported notebook (``03_unlearning.ipynb``) or to the report point at its page.
 
 A saved widget state (notebook 02) is kept: with a network the page draws the panel by loading a widget manager
@@ -118,10 +118,16 @@ def _notebook_paths(notebooks: str | Path | Iterable[str | Path]) -> list[Path]:
     return [Path(p) for p in notebooks]
 
 
+def newest_report(runs: str | Path = "runs") -> Path | None:
+    """The newest ``runs/*/report.md`` that ``asru-lens run`` wrote, or None."""
+    found = sorted(Path(runs).glob("*/report.md"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
 def build(out: str | Path = "site", notebooks: str | Path | Iterable[str | Path] = "notebooks",
-          report: str | Path | None = "reports/report.md") -> list[Path]:
-    """Export every notebook (a folder's ``*.ipynb``, or a list of paths) and ``report`` (skipped with a note
-    when it does not exist, or when None) to static HTML under ``out``, plus ``out/index.html``.
+          report: str | Path | None = "newest") -> list[Path]:
+    """Export every notebook (a folder's ``*.ipynb``, or a list of paths) and ``report`` (``"newest"``: the
+    newest ``runs/*/report.md``; skipped with a note when it does not exist, or when None) to static HTML under ``out``, plus ``out/index.html``.
 
     Returns the pages written, the index first. ``out`` is replaced whole and atomically."""
     import warnings
@@ -136,6 +142,11 @@ def build(out: str | Path = "site", notebooks: str | Path | Iterable[str | Path]
         raise FileExistsError(f"{out} exists and was not written by asru_lens.show.gallery.build; "
                               f"choose an empty or new folder")
     sources = _notebook_paths(notebooks)
+    if report == "newest":
+        report = newest_report()
+        if report is None:
+            print("gallery: no runs/*/report.md (write one with `asru-lens run`); the gallery has the notebooks "
+                  "only", file=sys.stderr)
     report = Path(report) if report is not None else None
     if report is not None and not report.is_file():
         print(f"gallery: no {report} (write it with `asru-lens run`); the gallery has the notebooks only",

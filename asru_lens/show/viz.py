@@ -165,9 +165,32 @@ def save(fig: go.Figure, name: str, folder: str | os.PathLike = "figures", png: 
     if png or (png is None and browser):
         if browser:
             os.environ.setdefault("BROWSER_PATH", browser)
-        atomic_write_bytes(folder / f"{name}.png", fig.to_image(format="png", width=1000, height=520, scale=1))
-        out.append(folder / f"{name}.png")
+        image = _png(fig, strict=bool(png))
+        if image is not None:
+            atomic_write_bytes(folder / f"{name}.png", image)
+            out.append(folder / f"{name}.png")
     return out
+
+
+def _png(fig: go.Figure, strict: bool, tries: int = 3) -> bytes | None:
+    """``fig`` as a 1000 x 520 PNG through kaleido. kaleido 1.x sometimes loses a race with its own page on a
+    loaded machine (``ReferenceError: kaleido_scopes is not defined``), so a failure is retried; after ``tries``
+    it raises when the PNG was asked for (``strict``) and otherwise warns on stderr and returns None, so that a
+    command never loses its result, or its HTML figure, for want of a picture."""
+    import sys
+    import time
+    for attempt in range(tries):
+        try:
+            return fig.to_image(format="png", width=1000, height=520, scale=1)
+        except Exception as e:                          # noqa: BLE001 (kaleido raises its own JavaScript errors)
+            if attempt == tries - 1:
+                if strict:
+                    raise
+                print(f"viz: no PNG for this figure after {tries} tries ({type(e).__name__}: "
+                      f"{str(e).splitlines()[0][:120]}); its HTML is written", file=sys.stderr)
+                return None
+            time.sleep(1.0 + attempt)
+    return None
 
 
 def probe_figures(result) -> dict[str, go.Figure]:
