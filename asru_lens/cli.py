@@ -373,15 +373,27 @@ def cmd_run(args) -> int:
     out = Path(args.out or f"runs/{time.strftime('%Y-%m-%d')}-seed{args.seed}")
     reports = Path(args.reports) if args.reports else out
     figures = Path(args.figures) if args.figures else out / "figures"
-    res = run(lens, world, cfg, progress=not args.json, figures=figures, judge=judge,
-              save_models=args.save_models, direction=direction)
+    try:
+        res = run(lens, world, cfg, progress=not args.json, figures=figures, judge=judge,
+                  save_models=args.save_models, direction=direction, tasks=out / "tasks", resume=args.resume)
+    except KeyboardInterrupt:
+        finished = sorted(p.stem for p in (out / "tasks").glob("*.json") if p.name != "config.json")
+        argv = [a for a in getattr(args, "argv", []) if a != "--resume"]
+        again = " ".join(["asru-lens", *argv, *([] if args.out else ["--out", str(out)]), "--resume"])
+        print(f"\nasru-lens run: interrupted with {len(finished)} of {len(cfg.methods)} tasks finished "
+              f"({', '.join(finished) or 'none'}), kept in {out / 'tasks'}.\nResume with: {again}", file=sys.stderr)
+        return 130
     paths = write_report(res, reports, figures)
     info = summary(res)
+    info["resumed"] = res.extra.get("resumed", [])
 
     def text(info):
         lines = [_table([(m, *(_fmt(v.get(k)) for k in HEADLINE)) for m, v in info["methods"].items()],
                         ("method",) + HEADLINE), f"protocol: {info['protocol']}, judge: {info['judge']}"]
         lines += [f"note: {n}" for n in info["notes"]] + [f"wrote {p}" for p in paths]
+        if info["resumed"]:
+            lines.append(f"resumed: {len(info['resumed'])} finished tasks read back from {out / 'tasks'} "
+                         f"({', '.join(info['resumed'])})")
         if args.save_models:
             lines.append(f"saved each method's model under {args.save_models}/ (reopen with asru_lens.load)")
         return lines
@@ -439,6 +451,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_residue(args) -> int:
     from asru_lens.core.load import load
+    from asru_lens.measure.attacks import ablation_attack, by_name_attack
     from asru_lens.measure.residue import ResidueConfig, held_out_leak, residue
 
     cfg = ResidueConfig(forget=args.forget, seed=args.seed, control=not args.no_control,
@@ -447,16 +460,22 @@ def cmd_residue(args) -> int:
     bad = [s for s in cfg.splits if s not in ("attribute", "person")]
     if bad or sorted(cfg.steps) != list(cfg.steps):
         raise ValueError(f"--splits takes attribute and/or person (got {bad}); --steps must be increasing.")
+    saved = _direction(args)                     # a bad --direction is named before any model loads
+    refusal = None if saved is None else saved.direction
     world = _world(args)
     kw = dict(dtype=args.dtype, device_map=args.device_map, batch_size=args.batch_size)
     vanilla = load(args.vanilla, **kw)
     out = {"models": {}, "protocol": vanilla.protocol.name, "notes": list(world.missing().values())}
     out["models"]["vanilla"] = residue(vanilla, world, cfg, None, progress=not args.json)
+    out["models"]["vanilla"]["by_name"] = by_name_attack(vanilla, world, args.forget)
+    out["models"]["vanilla"]["ablation"] = ablation_attack(vanilla, world, args.forget, refusal)
     if args.model is not None:
         leak_vanilla = {by: r["leak_unlearned"] for by, r in out["models"]["vanilla"]["relearn"].items()}
         del vanilla
-        out["models"][args.model] = residue(load(args.model, **kw), world, cfg, leak_vanilla,
-                                            progress=not args.json)
+        lens = load(args.model, **kw)
+        out["models"][args.model] = residue(lens, world, cfg, leak_vanilla, progress=not args.json)
+        out["models"][args.model]["by_name"] = by_name_attack(lens, world, args.forget)
+        out["models"][args.model]["ablation"] = ablation_attack(lens, world, args.forget, refusal)
 
     def text(out):
         lines = []
@@ -469,7 +488,14 @@ def cmd_residue(args) -> int:
                                                   "control leak")),
                       f"probe accuracy per layer ({pa.get('readout')}): {pa['per_layer']} (chance {pa['chance']})",
                       f"logit-lens rank of the first answer token per layer: {r['logit_lens_rank']}",
-                      f"forget A-D accuracy: {_fmt(r.get('forget_cls_acc'))}, cloze: {_fmt(r.get('forget_cloze_acc'))}"]
+                      f"forget A-D accuracy: {_fmt(r.get('forget_cls_acc'))}, cloze: {_fmt(r.get('forget_cloze_acc'))}",
+                      f"asked by name, no photo ({r['by_name']['n']} facts): states the fact "
+                      f"{_fmt(r['by_name']['leak'])}, refuses {_fmt(r['by_name']['refusal'])}",
+                      f"direction ablated from every layer: leak {_fmt(r['ablation']['leak'])} (own forget-minus-"
+                      f"retain direction per layer {r['ablation']['own_direction']}, before "
+                      f"{_fmt(r['ablation']['before'])}" + (f", vanilla's refusal direction "
+                      f"{_fmt(r['ablation']['refusal_direction'])}" if "refusal_direction" in r["ablation"] else "")
+                      + ")"]
         return lines
     return emit(args, out, text)
 
@@ -639,6 +665,8 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--splits", help="attribute,person (default both)")
     rs.add_argument("--no-control", action="store_true", help="skip the control attack on invented facts")
     rs.add_argument("--seed", type=nonneg_int, default=0)
+    rs.add_argument("--direction", metavar="DIR", help="a probe saved by `asru-lens probe --out DIR`: its refusal "
+                    "direction is also ablated (the attack's second direction)")
     rs.add_argument("--json", action="store_true", help="print JSON instead of tables")
     rs.set_defaults(func=cmd_residue)
     gl = sub.add_parser("gallery", help="every notebook and the newest run report as static HTML pages: figures "
@@ -666,6 +694,8 @@ def build_parser() -> argparse.ArgumentParser:
                    'from OPENAI_BASE_URL), cached on disk')
     r.add_argument("--out", metavar="DIR", help="the run folder: report.md, report.json and figures/ (default "
                    "runs/<date>-seed<seed>/); nothing outside it is written")
+    r.add_argument("--resume", action="store_true", help="continue an interrupted run in its folder (--out, or "
+                   "today's default): the methods it finished are read back, the others trained")
     r.add_argument("--reports", metavar="DIR", help="report.md and report.json elsewhere (default: the run folder)")
     r.add_argument("--figures", metavar="DIR", help="the figures elsewhere (default: <run folder>/figures; "
                    "`--figures figures` refreshes the README's)")
@@ -676,6 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)      # for the resume hint after Ctrl-C
     try:
         return args.func(args)
     except (ValueError, RuntimeError) as e:

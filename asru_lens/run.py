@@ -13,8 +13,9 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -86,14 +87,64 @@ def check_methods(names) -> tuple:
     return registry.check(names)
 
 
+# -- finished tasks: one method's result (and the weights a later method starts from), kept as soon as it is done --
+def task_config(cfg: RunConfig, lens, world) -> dict:
+    """What a resumed run must share with the interrupted one."""
+    return {"budget": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
+            "model": lens.name, "world": str(getattr(world, "folder", ""))}
+
+
+def start_tasks(folder: Path, config: dict, resume: bool) -> dict[str, dict]:
+    """The finished tasks in ``folder`` (``{}`` unless ``resume``), after checking they belong to this run; a new
+    run clears what an older one left."""
+    import shutil
+
+    from asru_lens.core.atomic import atomic_write_text
+    saved = folder / "config.json"
+    if resume:
+        if not saved.is_file():
+            raise ValueError(f"--resume: {folder} holds no interrupted run (no config.json); run without --resume, "
+                             f"or pass the run folder with --out.")
+        before = json.loads(saved.read_text())
+        if before != json.loads(json.dumps(config)):
+            diff = sorted(k for k in set(before["budget"]) | set(config["budget"])
+                          if before["budget"].get(k) != config["budget"].get(k))
+            raise ValueError(f"--resume: the run in {folder} was started with other settings ({', '.join(diff) or 'model or data'}"
+                             f"); resume it with the same command, or start a new run with another --out.")
+        return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if p.name != "config.json"}
+    shutil.rmtree(folder, ignore_errors=True)
+    atomic_write_text(saved, json.dumps(config, indent=1))
+    return {}
+
+
+def save_task(folder: Path, name: str, record: dict, weights: dict | None) -> None:
+    """``folder/NAME.json`` (and ``NAME.safetensors`` when a later method starts from it), each written atomically,
+    the weights first: a task whose JSON exists is finished."""
+    from asru_lens.core.atomic import atomic_write_bytes, atomic_write_text
+    if weights is not None:
+        from safetensors.torch import save
+        atomic_write_bytes(folder / f"{name}.safetensors", save({k: v.contiguous() for k, v in weights.items()}))
+    atomic_write_text(folder / f"{name}.json", json.dumps(record))
+
+
+def load_weights(folder: Path, name: str) -> dict:
+    from safetensors.torch import load_file
+    return load_file(str(folder / f"{name}.safetensors"))
+
+
 def run(lens, world, cfg: RunConfig | None = None, progress: bool = True, figures: str | None = None,
-        judge=None, save_models: str | None = None, direction=None) -> RunResult:
+        judge=None, save_models: str | None = None, direction=None, tasks: str | os.PathLike | None = None,
+        resume: bool = False) -> RunResult:
     """Run every method in ``cfg.methods`` on ``lens`` (restored to vanilla between methods) in ``world``
     (``asru_lens.open_world``). ``judge``: generation quality (default the rule-based judge). ``figures``: write
     the run's figures there. ``save_models``: keep each method's chosen model in ``save_models/NAME``.
-    ``direction``: a saved probe (``probe.load``) instead of probing again."""
+    ``direction``: a saved probe (``probe.load``) instead of probing again. ``tasks``: a folder where each
+    method's result is kept as soon as it finishes; with ``resume``, the methods finished there are read back
+    instead of trained again (``res.extra["resumed"]`` names them)."""
     cfg = cfg or RunConfig()
     check_methods(cfg.methods)
+    tasks = Path(tasks) if tasks is not None else None
+    done = start_tasks(tasks, task_config(cfg, lens, world), resume) if tasks is not None else {}
     judge = judge or evaluate.rule_judge
     say = tqdm.write if progress else (lambda m: None)
     res, t0 = RunResult(), time.time()
@@ -139,7 +190,25 @@ def run(lens, world, cfg: RunConfig | None = None, progress: bool = True, figure
         viz.save(viz.fig_tradeoff(points), "run_steer_sweep", figures)
     stages.update(1)
 
+    res.extra["resumed"] = [n for n in cfg.methods if n in done]
+    if res.extra["resumed"]:
+        tqdm.write(f"resuming: {len(res.extra['resumed'])} of {len(cfg.methods)} tasks already finished "
+            f"({', '.join(res.extra['resumed'])}); running the other {len(cfg.methods) - len(res.extra['resumed'])}",
+            file=sys.stderr)
     for name in cfg.methods:
+        if name in done:                         # finished before the interrupt: its result, as it was kept
+            task = done[name]
+            grid = None if task["grid"] is None else {float(k): v for k, v in task["grid"].items()}
+            ctx.fitted[name] = {"lr": task["lr"], "grid": grid, "log": {}}
+            if (tasks / f"{name}.safetensors").is_file():
+                ctx.fitted[name]["weights"] = load_weights(tasks, name)
+            ctx.lrs[name] = task["lr"]
+            res.methods[name], res.answers[name] = task["metrics"], task["answers"]
+            if task.get("residue") is not None:
+                res.residue[name] = task["residue"]
+            res.extra.setdefault("seconds", {})[name] = task["seconds"]
+            stages.update(1)
+            continue
         t = time.time()
         out = fit(ctx, name, tune=True)
         if save_models:
@@ -148,6 +217,10 @@ def run(lens, world, cfg: RunConfig | None = None, progress: bool = True, figure
         with inference(lens, out["log"]):        # steer: the residue's attack and probes see the steered model
             record(name, score())
         res.extra.setdefault("seconds", {})[name] = round(time.time() - t, 1)
+        if tasks is not None:
+            save_task(tasks, name, {"metrics": res.methods[name], "answers": res.answers[name],
+                                    "residue": res.residue.get(name), "seconds": res.extra["seconds"][name],
+                                    "lr": out["lr"], "grid": out["grid"]}, out.get("weights"))
     res.tuning = {n: {"grid": f["grid"], "lr": f["lr"]} for n, f in ctx.fitted.items() if f["grid"] is not None}
     restore(lens, vanilla_weights)
     res.extra["seconds"]["total"] = round(time.time() - t0, 1)

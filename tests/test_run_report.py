@@ -47,7 +47,7 @@ def test_run_cli_json_keys(tmp_path, capsys, monkeypatch):
     folder, = (tmp_path / "runs").iterdir()
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}-seed0", folder.name)
     assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.iterdir()] == ["runs"]
-    assert {p.name for p in folder.iterdir()} == {"report.md", "report.json", "figures"}
+    assert {p.name for p in folder.iterdir()} == {"report.md", "report.json", "figures", "tasks"}
     assert {"run_tradeoff.html", "run_residue.html", "probe_pca.html"} <= {p.name for p in (folder / "figures").iterdir()}
     assert set(out["methods"]) == {"vanilla", "GA"} and set(HEADLINE) <= set(out["methods"]["GA"])
     grid = {float(k): v for k, v in out["tuning"]["GA"]["grid"].items()}
@@ -64,6 +64,30 @@ def test_run_cli_json_keys(tmp_path, capsys, monkeypatch):
     assert out["methods"]["GA"]["relearn_recovery_30"] == rel["recovery"][1]                      # is the residue's
     md = (folder / "report.md").read_text()
     assert "## Forgotten or hidden?" in md and "](figures/run_residue.png)" in md      # linked from the run folder
+    assert {p.name for p in (folder / "tasks").iterdir()} >= {"config.json", "vanilla.json", "GA.json"}
+
+    # Ctrl-C after the first finished task, then --resume: the same table, and it says what it skipped
+    import signal
+    import subprocess
+    import sys
+    import time
+    argv = [sys.executable, "-m", "asru_lens", "run", "--budget", "small", "--residue", "--methods", "vanilla,GA",
+            "--json", "--out", str(tmp_path / "again")]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = tmp_path / "again" / "tasks" / "vanilla.json"
+    deadline = time.monotonic() + 900
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert first.exists(), proc.communicate()[1][-2000:]
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and not stdout, stderr[-2000:]
+    assert "interrupted with 1 of 2 tasks finished (vanilla)" in stderr and "--resume" in stderr.splitlines()[-1]
+    again = subprocess.run(argv + ["--resume"], capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    resumed = json.loads(again.stdout)
+    assert resumed["resumed"] == ["vanilla"] and "1 of 2 tasks already finished (vanilla)" in again.stderr
+    assert resumed["methods"] == out["methods"] and resumed["tuning"] == out["tuning"]
 
 
 def test_claims_and_why_follow_the_table(tmp_path):

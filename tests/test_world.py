@@ -77,7 +77,10 @@ def test_parquet_splits_schema_and_sizes(world_folder):
     assert set(item) == {"Question", "Options", "Correct_Answer"} and set(item["Options"]) == set("ABCD")
     assert item["Options"][item["Correct_Answer"]] in W.ATTRIBUTES[next(
         a for a, s in W.ATTRIBUTES.items() if item["Question"] in s["questions"])]["values"]
-    assert set(row["Generation_Task"][0]) == {"Question", "Ground_Truth", "Type"}
+    # the organism's world says which fact each question asks (its own column; `organism export` drops it)
+    assert set(row["Generation_Task"][0]) == {"Question", "Ground_Truth", "Type", "Attribute"}
+    assert [g["Attribute"] for g in row["Generation_Task"]] == ["name", *W.ATTRIBUTES]
+    assert all(m["Attribute"] in W.ATTRIBUTES for m in row["Mask_Task"])
     assert all("__" in m["Question"] for m in row["Mask_Task"])
     test = data.load_split(world_folder, "Test_Set")
     assert all(len(r["images"]) == 2 for r in test)

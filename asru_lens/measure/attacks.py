@@ -1,0 +1,123 @@
+"""Attacks that need no index and no template, for any MLLMU-Bench folder: is a forget fact still there?
+
+================  ===============================================================================================
+by name           every forget person's generation question asked as text about the named person, with no photo
+                  ("Where was Juno Corvin born?"); ``leak``: the answers that state the fact
+                  (``asru_lens.measure.facts``), ``refusal``: the answers that refuse. ASRU's boundary set has
+                  photo questions only, so a model can refuse the photo and still answer the name.
+direction         (Łucki et al. 2024) a direction projected out of every layer's input and of the final residual
+ablation          stream while the model answers the forget photo questions: the unlearned model's own
+                  forget-minus-retain direction at each layer's last prompt token, and, when given, vanilla's
+                  refusal direction (``asru-lens probe --out DIR``); ``leak`` is the attacker's best layer.
+A-D probe         per layer, a logistic regression from ``resid_pre`` at the last prompt token of an A-D
+                  question to its correct option (as in the WMDP paper), trained on the retain people's A-D
+                  questions and tested on the forget people's; chance is the commonest letter's share (about
+                  0.25). It reads what the model would answer before it answers.
+================  ===============================================================================================
+
+``by_name_attack``, ``ablation_attack`` and ``ad_probe`` (each ``(lens, world)``) return plain dicts; ``asru-lens residue`` prints
+them beside the relearning attack.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from asru_lens.core import data
+from asru_lens.core.data import QA
+from asru_lens.measure import facts
+from asru_lens.measure.refusal import is_refusal
+
+
+def by_name_items(rows: list[dict], scorer: facts.FactScorer) -> list[tuple[QA, str]]:
+    """(the by-name question, the person's name) for every generation question of ``rows`` that points at its
+    subject and states a fact (``scorer``'s key words), for every person whose name can be found."""
+    out = []
+    for row in rows:
+        name = facts.person_name(row)
+        if name is None:
+            continue
+        for q in data.generation_items([row]):
+            asked = facts.by_name(q, name)
+            if asked is not None and scorer.key_words(asked, name):
+                out.append((asked, name))
+    return out
+
+
+def by_name_attack(lens, world, forget: int = 10, max_new_tokens: int | None = None) -> dict:
+    """Share of the forget people's facts that ``lens`` states, and share it refuses, asked by name as text."""
+    rows = world.rows(forget)
+    scorer = facts.scorer_for(rows["forget"] + rows["retain"])
+    pairs = by_name_items(rows["forget"], scorer)
+    if not pairs:
+        raise ValueError(f"no forget question of {world.folder} points at its subject ('this person', 'the person "
+                         f"in the image') with a name to put there; the by-name attack needs both.")
+    answers = lens.generate([lens.protocol.gen(q.question) for q, _ in pairs], None,
+                            max_new_tokens=max_new_tokens or lens.protocol.max_new_tokens)
+    leaked = [scorer.leaked(a, q, name) for a, (q, name) in zip(answers, pairs)]
+    return {"leak": round(float(np.mean(leaked)), 4), "refusal": round(float(np.mean([is_refusal(a) for a in answers])), 4),
+            "n": len(pairs), "examples": [{"question": q.question, "answer": a, "ground_truth": q.answer}
+                                          for a, (q, _) in list(zip(answers, pairs))[:3]]}
+
+
+def _named(rows: list[dict]) -> tuple[list[QA], dict[str, str | None]]:
+    return data.generation_items(rows), {str(r["ID"]): facts.person_name(r) for r in rows}
+
+
+def leak_share(lens, items: list[QA], names: dict, scorer: facts.FactScorer, spec=None) -> float:
+    """Share of ``items`` (photo questions) whose greedy answer states the fact, with ``spec`` steering applied."""
+    from asru_lens.interpret.steer import steering
+    from contextlib import nullcontext
+    kept = [q for q in items if scorer.key_words(q, names.get(q.id))]
+    with steering(lens, spec) if spec is not None else nullcontext():
+        answers = lens.generate([lens.protocol.gen(q.question) for q in kept], [q.image for q in kept],
+                                max_new_tokens=lens.protocol.max_new_tokens)
+    return float(np.mean([scorer.leaked(a, q, names.get(q.id)) for a, q in zip(answers, kept)]))
+
+
+def ablation_attack(lens, world, forget: int = 10, refusal_direction=None) -> dict:
+    """Leak on the forget photo questions with a direction ablated from every layer: the model's own
+    forget-minus-retain direction read at each layer (the attacker picks the best), and ``refusal_direction``
+    (a (d,) tensor, e.g. vanilla's probe direction) when given. ``leak``: the best of them."""
+    from asru_lens.interpret.activations import mean_activations
+    from asru_lens.interpret.steer import Steering
+    rows = world.rows(forget)
+    scorer = facts.scorer_for(rows["forget"] + rows["retain"])
+    forget_q, names = _named(rows["forget"])
+    retain_q = data.generation_items(rows["retain"])[:len(forget_q)]
+    as_asked = lambda qs: [QA(lens.protocol.gen(q.question), q.answer, q.image, q.id) for q in qs]  # noqa: E731
+    own = (mean_activations(lens, as_asked(forget_q), [-1]) - mean_activations(lens, as_asked(retain_q), [-1]))[:, 0]
+    out = {"before": round(leak_share(lens, forget_q, names, scorer), 4), "own_direction": []}
+    for layer in range(own.shape[0]):
+        spec = Steering(own[layer].float(), layer, 1.0, "ablate")
+        out["own_direction"].append(round(leak_share(lens, forget_q, names, scorer, spec), 4))
+    out["own_best_layer"] = int(np.argmax(out["own_direction"]))
+    best = [max(out["own_direction"])]
+    if refusal_direction is not None:
+        spec = Steering(refusal_direction.float(), 0, 1.0, "ablate")
+        out["refusal_direction"] = round(leak_share(lens, forget_q, names, scorer, spec), 4)
+        best.append(out["refusal_direction"])
+    out["leak"] = max(best)
+    return out
+
+
+def ad_items(lens, rows: list[dict]) -> tuple[list[QA], list[str]]:
+    """Every A-D question of ``rows`` as the model is asked it (the protocol's A-D prompt), and its correct letter."""
+    items = data.classification_items(rows)
+    return [QA(lens.protocol.mc(q.question, q.options), q.answer, q.image, q.id, q.kind) for q in items], \
+        [q.answer for q in items]
+
+
+def ad_probe(lens, world, forget: int = 10, C: float = 0.1, batch_size: int | None = None) -> dict:
+    """Per-layer accuracy of a linear probe from ``resid_pre`` (last prompt token) to the correct A-D option,
+    fit on the retain people and tested on the forget people."""
+    from asru_lens.interpret.activations import activations
+    from asru_lens.measure.residue import probe_accuracy
+    rows = world.rows(forget)
+    train, y_train = ad_items(lens, rows["retain"])
+    test, y_test = ad_items(lens, rows["forget"])
+    x_train = activations(lens, train, [-1], batch_size, desc="A-D probe (retain)")[:, :, 0]
+    x_test = activations(lens, test, [-1], batch_size, desc="A-D probe (forget)")[:, :, 0]
+    accs = probe_accuracy(x_train, y_train, x_test, y_test, C)
+    chance = max(y_test.count(v) for v in set(y_test)) / len(y_test)
+    return {"per_layer": [round(a, 4) for a in accs], "max": round(max(accs), 4), "chance": round(chance, 4),
+            "best_layer": int(np.argmax(accs)), "n_train": len(train), "n_test": len(test)}
