@@ -9,13 +9,9 @@ direction         (Łucki et al. 2024) a direction projected out of every layer'
 ablation          stream while the model answers the forget photo questions: the unlearned model's own
                   forget-minus-retain direction at each layer's last prompt token, and, when given, vanilla's
                   refusal direction (``asru-lens probe --out DIR``); ``leak`` is the attacker's best layer.
-A-D probe         per layer, a logistic regression from ``resid_pre`` at the last prompt token of an A-D
-                  question to its correct option (as in the WMDP paper), trained on the retain people's A-D
-                  questions and tested on the forget people's; chance is the commonest letter's share (about
-                  0.25). It reads what the model would answer before it answers.
 ================  ===============================================================================================
 
-``by_name_attack``, ``ablation_attack`` and ``ad_probe`` (each ``(lens, world)``) return plain dicts; ``asru-lens residue`` prints
+``by_name_attack`` and ``ablation_attack`` (each ``(lens, world)``) return plain dicts; ``asru-lens residue`` prints
 them beside the relearning attack.
 """
 from __future__ import annotations
@@ -98,26 +94,3 @@ def ablation_attack(lens, world, forget: int = 10, refusal_direction=None) -> di
         best.append(out["refusal_direction"])
     out["leak"] = max(best)
     return out
-
-
-def ad_items(lens, rows: list[dict]) -> tuple[list[QA], list[str]]:
-    """Every A-D question of ``rows`` as the model is asked it (the protocol's A-D prompt), and its correct letter."""
-    items = data.classification_items(rows)
-    return [QA(lens.protocol.mc(q.question, q.options), q.answer, q.image, q.id, q.kind) for q in items], \
-        [q.answer for q in items]
-
-
-def ad_probe(lens, world, forget: int = 10, C: float = 0.1, batch_size: int | None = None) -> dict:
-    """Per-layer accuracy of a linear probe from ``resid_pre`` (last prompt token) to the correct A-D option,
-    fit on the retain people and tested on the forget people."""
-    from asru_lens.interpret.activations import activations
-    from asru_lens.measure.residue import probe_accuracy
-    rows = world.rows(forget)
-    train, y_train = ad_items(lens, rows["retain"])
-    test, y_test = ad_items(lens, rows["forget"])
-    x_train = activations(lens, train, [-1], batch_size, desc="A-D probe (retain)")[:, :, 0]
-    x_test = activations(lens, test, [-1], batch_size, desc="A-D probe (forget)")[:, :, 0]
-    accs = probe_accuracy(x_train, y_train, x_test, y_test, C)
-    chance = max(y_test.count(v) for v in set(y_test)) / len(y_test)
-    return {"per_layer": [round(a, 4) for a in accs], "max": round(max(accs), 4), "chance": round(chance, 4),
-            "best_layer": int(np.argmax(accs)), "n_train": len(train), "n_test": len(test)}
