@@ -99,9 +99,10 @@ def cmd_organism_build(args) -> int:
             "final_loss": round(sum(tail) / len(tail), 4)}
     out = save_organism(model, processor, args.out or ORGANISM_DIR, meta)
     from asru_lens.organism.mllmu import world_dir
+    world = world_dir(args.seed)
     info = {"out": str(out), "seconds": round(time.time() - t0, 1), "steps": cfg.steps,
-            "final_loss": meta["final_loss"], "world_seed": args.seed, "world": str(world_dir(args.seed)),
-            "use_with": f"--model {out} --data {world_dir(args.seed)}"}
+            "final_loss": meta["final_loss"], "world_seed": args.seed, "world": str(world),
+            "use_with": f"--model {out} --data {world}"}
     return emit(args, info, lambda i: _table(list(i.items()), ("key", "value")))
 
 
@@ -466,16 +467,15 @@ def cmd_residue(args) -> int:
     kw = dict(dtype=args.dtype, device_map=args.device_map, batch_size=args.batch_size)
     vanilla = load(args.vanilla, **kw)
     out = {"models": {}, "protocol": vanilla.protocol.name, "notes": list(world.missing().values())}
-    out["models"]["vanilla"] = residue(vanilla, world, cfg, None, progress=not args.json)
-    out["models"]["vanilla"]["by_name"] = by_name_attack(vanilla, world, args.forget)
-    out["models"]["vanilla"]["ablation"] = ablation_attack(vanilla, world, args.forget, refusal)
+    def audit(lens, leak_vanilla):                # the residue, then the attacks that need no training
+        return {**residue(lens, world, cfg, leak_vanilla, progress=not args.json),
+                "by_name": by_name_attack(lens, world, args.forget),
+                "ablation": ablation_attack(lens, world, args.forget, refusal)}
+    out["models"]["vanilla"] = audit(vanilla, None)
     if args.model is not None:
         leak_vanilla = {by: r["leak_unlearned"] for by, r in out["models"]["vanilla"]["relearn"].items()}
         del vanilla
-        lens = load(args.model, **kw)
-        out["models"][args.model] = residue(lens, world, cfg, leak_vanilla, progress=not args.json)
-        out["models"][args.model]["by_name"] = by_name_attack(lens, world, args.forget)
-        out["models"][args.model]["ablation"] = ablation_attack(lens, world, args.forget, refusal)
+        out["models"][args.model] = audit(load(args.model, **kw), leak_vanilla)
 
     def text(out):
         lines = []

@@ -192,9 +192,9 @@ def run(lens, world, cfg: RunConfig | None = None, progress: bool = True, figure
 
     res.extra["resumed"] = [n for n in cfg.methods if n in done]
     if res.extra["resumed"]:
+        left = len(cfg.methods) - len(res.extra["resumed"])
         tqdm.write(f"resuming: {len(res.extra['resumed'])} of {len(cfg.methods)} tasks already finished "
-            f"({', '.join(res.extra['resumed'])}); running the other {len(cfg.methods) - len(res.extra['resumed'])}",
-            file=sys.stderr)
+                   f"({', '.join(res.extra['resumed'])}); running the other {left}", file=sys.stderr)
     for name in cfg.methods:
         if name in done:                         # finished before the interrupt: its result, as it was kept
             task = done[name]

@@ -112,18 +112,17 @@ REWORDINGS = {
 STYLES = ("template", "free")
 
 
-def _free_generation(row: dict, person: W.Person, seed: int, test: bool) -> list[dict]:
-    """``row``'s Generation_Task in ``person``'s own order with every ground truth reworded. The organism's
-    world lists name, then ``W.ATTRIBUTES`` in order; that layout is this provider's own and is used only here."""
+def _free_generation(items: list[dict], person: W.Person, seed: int, test: bool) -> list[dict]:
+    """A person's Generation_Task ``items`` (the organism's world, with its ``Attribute`` column) in an order of
+    their own, every ground truth reworded."""
     import numpy as np
-    items = list(row["Generation_Task"])
-    attrs = ["name", *W.ATTRIBUTES]
-    if len(items) != len(attrs):
-        raise ValueError(f"row ID {row['ID']}: {len(items)} generation questions, the organism's layout has "
-                         f"{len(attrs)}; is this the organism's world?")
     rng = np.random.default_rng([seed, person.id, 13 if test else 11])
     out = []
-    for item, attr in zip(items, attrs):
+    for item in items:
+        attr = item.get("Attribute")
+        if attr not in REWORDINGS:
+            raise ValueError(f"person {person.id}: a generation question with Attribute {attr!r}; the free style "
+                             f"rewords the organism's world only (rebuild its cache with this version).")
         value = person.name if attr == "name" else person.attrs[attr]
         wording = REWORDINGS[attr][int(rng.integers(len(REWORDINGS[attr])))]
         text = wording.format(v=value, subj=person.name)
@@ -155,11 +154,12 @@ def export(out: str | os.PathLike, faces: str | os.PathLike, world: OrganismWorl
             rows = []
             for r in table.to_pylist():
                 row = {k: r[k] for k in MLLMU_COLUMNS if k in r}
+                if style == "free":
+                    row["Generation_Task"] = _free_generation(row["Generation_Task"], people[str(r["ID"])], seed,
+                                                              subset == "Test_Set")
                 for task in ("Generation_Task", "Mask_Task"):      # the organism's own column, not MLLMU-Bench's
                     if row.get(task):
                         row[task] = [{k: v for k, v in item.items() if k != "Attribute"} for item in row[task]]
-                if style == "free":
-                    row["Generation_Task"] = _free_generation(row, people[str(r["ID"])], seed, subset == "Test_Set")
                 if "image" in row:
                     row["image"] = _hub_image(row["image"], f"{row['ID']}.png")
                 if "images" in row:

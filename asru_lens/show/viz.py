@@ -190,7 +190,6 @@ def _png(fig: go.Figure, strict: bool, tries: int = 3) -> bytes | None:
                       f"{str(e).splitlines()[0][:120]}); its HTML is written", file=sys.stderr)
                 return None
             time.sleep(1.0 + attempt)
-    return None
 
 
 def probe_figures(result) -> dict[str, go.Figure]:
