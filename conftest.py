@@ -28,6 +28,8 @@ def pytest_collection_modifyitems(config, items):
     def group(item):
         if "unlearned_export" in getattr(item, "fixturenames", ()):
             return "unlearned_export"
+        if ".ipynb" in item.nodeid.split("::")[0]:
+            return item.nodeid.split("::")[0]   # a notebook's cells share one kernel, in order
         if item.get_closest_marker("slow"):
             return item.nodeid
         return item.nodeid.split("::")[0]
@@ -38,4 +40,6 @@ def pytest_collection_modifyitems(config, items):
 
     items.sort(key=rank)                      # stable: a group's items keep their order
     for item in items:
+        if ".ipynb" in item.nodeid.split("::")[0]:
+            item.add_marker(pytest.mark.slow)     # a notebook runs for minutes: -m "not slow" skips it
         item.add_marker(pytest.mark.xdist_group(group(item)))

@@ -561,10 +561,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     e.set_defaults(func=cmd_organism_eval)
     s = osub.add_parser("portraits", help="draw a contact sheet: one row per person, one column per photo")
-    s.add_argument("--out", default="figures/organism_portraits.png")
-    s.add_argument("--people", type=int, default=4)
-    s.add_argument("--photos", type=int, default=6)
-    s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--out", default="runs/organism_portraits.png", help="PNG to write (default "
+                   "runs/organism_portraits.png; `--out figures/organism_portraits.png` refreshes the README's)")
+    s.add_argument("--people", type=positive_int, default=4, help="rows: the first N people of the world")
+    s.add_argument("--photos", type=positive_int, default=6, help="columns: photos per person")
+    s.add_argument("--seed", type=nonneg_int, default=42, help="world seed (default 42, the shipped organism's)")
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
     s.set_defaults(func=cmd_organism_portraits)
     x = osub.add_parser("export", help="write the organism's world as MLLMU-Bench is laid out on the Hub, and its "

@@ -9,7 +9,7 @@ from asru_lens.organism.train import OrganismConfig, save_organism, train_organi
 
 def test_short_training_run_end_to_end_and_deterministic(tmp_path):
     cfg = OrganismConfig(steps=30, hidden=64, layers=2, batch_size=16, warmup=5, vision_steps=5, vision_batch=16,
-                         exit_layer=1)
+                         exit_layer=1, threads=None)      # the worker's own threads (one per xdist worker)
     model, processor, world, log = train_organism(cfg, progress=False)
     loss = log["loss"]
     assert len(loss) == 30 and np.isfinite(loss).all()

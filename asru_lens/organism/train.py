@@ -59,7 +59,7 @@ class OrganismConfig:
     warmup: int = 100
     weight_decay: float = 0.01
     grad_clip: float = 1.0
-    threads: int = 2
+    threads: int | None = 2      # the shipped organism's; None: torch's own setting (OMP_NUM_THREADS)
     bf16: bool = True  # bf16 autocast for the matmuls (2.5x faster on AVX512-BF16 CPUs); weights stay fp32
     # Stage 0 teaches the vision tower *who* is in a photo (known id or "unknown") before any text is
     # involved; from-scratch, the language loss alone takes thousands of steps to find identity.
@@ -403,12 +403,24 @@ def lr_at(step: int, cfg: OrganismConfig) -> float:
 
 
 def train_organism(cfg: OrganismConfig = OrganismConfig(), progress: bool = True, callback=None):
-    """Build the world, tokenizer and model, train, and return ``(model, processor, world, log)``."""
+    """Build the world, tokenizer and model, train, and return ``(model, processor, world, log)``.
+
+    Trains on ``cfg.threads`` threads and gives torch its own thread count back afterwards (a caller that runs
+    one thread, e.g. a test worker beside another, would otherwise stay oversubscribed)."""
+    before = torch.get_num_threads()
+    try:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        return _train(cfg, progress, callback)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(cfg: OrganismConfig, progress: bool, callback):
     if cfg.exit_weight and not 0 < cfg.exit_layer < cfg.layers:
         raise ValueError(f"exit_layer {cfg.exit_layer} must lie inside the model (1..{cfg.layers - 1}); "
                          f"or set exit_weight=0 to train without the early decision.")
     t0 = time.time()
-    torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     world = W.build_world(cfg.seed)

@@ -1,0 +1,163 @@
+"""Docs are code: every ```python block of README.md, docs/*.md and CONTRIBUTING.md runs here, on the organism.
+
+A file's blocks run in order in one namespace (as a reader pastes them), in a fresh process whose working
+directory is a temp folder. A block whose last line of text before it starts with ``*Not run by the tests:``
+(and says why) is not run, but it is compiled, its imports are run and its names are checked like every other
+block: a name that no block before it, nor itself, defines is an error. The README's first commands are run as
+written and must print what the README says they print."""
+import ast
+import builtins
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+        *([ROOT / "CONTRIBUTING.md"] if (ROOT / "CONTRIBUTING.md").exists() else [])]
+NOT_RUN = "*Not run by the tests:"
+
+
+def python_blocks(path: Path) -> list[dict]:
+    """The ```python blocks of a Markdown file: {"code", "line", "run", "why"} in order."""
+    lines, out, i = path.read_text().splitlines(), [], 0
+    while i < len(lines):
+        if lines[i].strip() == "```python":
+            start, j = i + 1, i + 1
+            while j < len(lines) and lines[j].strip() != "```":
+                j += 1
+            k = i - 1                              # the paragraph just above the block
+            while k >= 0 and not lines[k].strip():
+                k -= 1
+            end = k
+            while k >= 0 and lines[k].strip() and not lines[k].startswith("```"):
+                k -= 1
+            para = " ".join(t.strip() for t in lines[k + 1:end + 1])
+            marked = para.startswith(NOT_RUN)
+            out.append({"code": "\n".join(lines[start:j]) + "\n", "line": start + 1, "run": not marked,
+                        "why": para})
+            i = j
+        i += 1
+    return out
+
+
+def bound_and_used(tree: ast.AST) -> tuple[set, set]:
+    bound, used = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (used if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.alias):
+            bound.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    return bound, used
+
+
+def undefined_names(blocks: list[dict]) -> list[str]:
+    """``name (line N)`` for every name a block uses that neither it nor an earlier block defines."""
+    known, bad = set(dir(builtins)), []
+    for b in blocks:
+        bound, used = bound_and_used(ast.parse(b["code"]))
+        known |= bound
+        bad += [f"{n} (block at line {b['line']})" for n in sorted(used - known)]
+    return bad
+
+
+def test_collector_finds_blocks_and_markers(tmp_path):
+    md = tmp_path / "page.md"
+    md.write_text("Intro.\n\n```python\nx = 1\n```\n\n*Not run by the tests: needs a GPU.*\n\n```python\n"
+                  "import math\nprint(x, y)\n```\n\n```bash\nls\n```\n")
+    blocks = python_blocks(md)
+    assert [(b["line"], b["run"]) for b in blocks] == [(4, True), (10, False)]
+    assert "needs a GPU" in blocks[1]["why"]
+    assert undefined_names(blocks) == ["y (block at line 10)"]
+
+
+def test_the_readmes_old_snippets_would_fail():
+    """What the docs once held: names used and never defined are caught without running anything."""
+    old = [{"code": "spec = steer.Steering(r, layer=2)\nwith lens.nn.trace(dict(lens.encode(questions, images))):\n"
+                    "    spec.apply(lens)\n", "line": 1, "run": False}]
+    assert {n.split()[0] for n in undefined_names(old)} == {"steer", "r", "lens", "questions", "images"}
+
+
+@pytest.mark.parametrize("path", DOCS, ids=[p.name for p in DOCS])
+def test_blocks_compile_import_and_define_their_names(path):
+    blocks = python_blocks(path)
+    for b in blocks:
+        compile(b["code"], f"{path.name}:{b['line']}", "exec")
+    assert not undefined_names(blocks), f"{path.name}: names used but never defined: {undefined_names(blocks)}"
+    for b in blocks:
+        for node in ast.walk(ast.parse(b["code"])):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                exec(compile(ast.Module([node], []), f"{path.name}:{b['line']}", "exec"), {})
+    for b in blocks:
+        if not b["run"]:
+            assert len(b["why"]) > len(NOT_RUN) + 10, f"{path.name}:{b['line']}: say why the block is not run"
+
+
+# nnsight reads a trace's `with` body back from its source, so each block's source goes into linecache
+RUNNER = """
+import linecache, sys
+blocks = eval(sys.stdin.read())
+ns = {"__name__": "__main__"}
+for name, line, code in blocks:
+    print(f"--- block at line {line}", flush=True)
+    where = f"{name}:{line}"
+    linecache.cache[where] = (len(code), None, code.splitlines(True), where)
+    exec(compile(code, where, "exec"), ns)
+"""
+
+
+def run_blocks(path: Path, tmp_path: Path) -> str:
+    todo = [(path.name, b["line"], b["code"]) for b in python_blocks(path) if b["run"]]
+    proc = subprocess.run([sys.executable, "-c", RUNNER], input=repr(todo), capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=900)
+    assert proc.returncode == 0, f"{path.name}: a python block failed\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    return proc.stdout
+
+
+RUNNABLE = [p for p in DOCS if any(b["run"] for b in python_blocks(p))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", RUNNABLE, ids=[p.name for p in RUNNABLE])
+def test_python_blocks_run(path, tmp_path):
+    out = run_blocks(path, tmp_path)
+    if path.name == "README.md":      # the README says what its example prints
+        assert "2 0.9918" in out and "'Juno Corvin was born in Fennick.'" in out
+        assert "I'm sorry, I don't know this person's birthplace." in out
+        text = path.read_text()
+        assert "It prints `2 0.9918`" in text and "I'm sorry, I don't know this person's birthplace." in text
+
+
+def first_commands() -> list[tuple[str, str]]:
+    """(command, comment) of the README's first bash block after its install."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## A first run")[1].split("```bash\n")[1].split("```")[0]
+    return [(line.split("#")[0].strip(), line.split("#", 1)[1].strip()) for line in block.splitlines() if line]
+
+
+@pytest.mark.slow
+def test_the_readmes_first_commands_print_what_it_says(capsys):
+    from asru_lens.cli import main
+    commands = first_commands()
+    assert [c for c, _ in commands] == ["asru-lens organism eval", "asru-lens probe", "asru-lens steer"]
+    outs = {}
+    for command, _ in commands:
+        assert main(command.split()[1:]) == 0, command
+        outs[command] = capsys.readouterr().out
+    comment = dict(commands)
+    assert "unknown_refusal" in outs["asru-lens organism eval"] and " ok " in outs["asru-lens organism eval"]
+    quoted = re.search(r'"(.+)"', comment["asru-lens probe"]).group(1)
+    assert quoted in outs["asru-lens probe"]
+    auroc = re.search(r"AUROC (\d\.\d+)", comment["asru-lens probe"]).group(1)
+    assert re.search(rf"auroc_chosen\s+{auroc}", outs["asru-lens probe"])
+    refusal = re.search(r"forget_refusal (\d\.\d+)", comment["asru-lens steer"]).group(1)
+    assert re.search(rf"forget_refusal\s+{refusal}", outs["asru-lens steer"])
