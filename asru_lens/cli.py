@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -328,17 +329,28 @@ def cmd_unlearn(args) -> int:
     from asru_lens.run import RunConfig
     if args.steps is not None:
         overrides.setdefault("asru", {})["steps"] = args.steps
+    if args.engine:
+        if "asru" not in methods.chain(args.method):
+            raise ValueError(f"--engine chooses how ASRU's stage 2 trains; method {args.method!r} has no stage 2 "
+                             f"(it trains {', '.join(methods.chain(args.method))}).")
+        overrides.setdefault("asru", {})["engine"] = args.engine
+    rank = int(os.environ.get("RANK", "0"))      # torchrun / accelerate launch: one of several processes
     if args.checkpoint_dir:
         overrides.setdefault("asru", {})["checkpoint_every"] = args.checkpoint_every
     direction = _direction(args)
     world = _world(args)
     lens = _load(args)
     budget = RunConfig.named(args.budget, forget=args.forget, seed=args.seed)
-    res = unlearn(lens, world, args.method, budget, lrs, args.tune, overrides, n_eval=args.n, progress=not args.json,
-                  out=args.out,
+    res = unlearn(lens, world, args.method, budget, lrs, args.tune, overrides, n_eval=args.n,
+                  progress=not args.json and rank == 0, out=args.out if rank == 0 else None,
                   checkpoint_dir=args.checkpoint_dir, direction=direction, filter_refusals=not args.no_refusal_filter)
+    if rank:
+        return 0          # data-parallel: the first process saves and reports
     info = res.summary()
     info = {k: ({m: v for m, v in info[k].items() if m != "examples"} if k in res.stages else info[k]) for k in info}
+    trl = res.logs.get("asru", {})
+    if isinstance(trl, dict) and trl.get("engine") == "trl":    # how stage 2 ran: processes, reward, weights' digests
+        info["trl"] = {k: trl[k] for k in ("processes", "reward", "kl", "changed", "ranks") if k in trl}
 
     def text(info):
         stages = list(res.stages)
@@ -374,6 +386,15 @@ def cmd_run(args) -> int:
     out = Path(args.out or f"runs/{time.strftime('%Y-%m-%d')}-seed{args.seed}")
     reports = Path(args.reports) if args.reports else out
     figures = Path(args.figures) if args.figures else out / "figures"
+    import signal
+
+    from asru_lens.run import STOP
+
+    def on_ctrl_c(signum, frame):
+        STOP.set()                    # seen again before each task, should a library catch the interrupt
+        raise KeyboardInterrupt
+    STOP.clear()
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
     try:
         res = run(lens, world, cfg, progress=not args.json, figures=figures, judge=judge,
                   save_models=args.save_models, direction=direction, tasks=out / "tasks", resume=args.resume)
@@ -384,6 +405,8 @@ def cmd_run(args) -> int:
         print(f"\nasru-lens run: interrupted with {len(finished)} of {len(cfg.methods)} tasks finished "
               f"({', '.join(finished) or 'none'}), kept in {out / 'tasks'}.\nResume with: {again}", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
     paths = write_report(res, reports, figures)
     info = summary(res)
     info["resumed"] = res.extra.get("resumed", [])
@@ -425,11 +448,15 @@ def cmd_finetune(args) -> int:
     lens = _load(args)
     cfg = finetune_config(lens, **overrides)
     log = finetune(lens, items, cfg, progress=not args.json, checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+    if log.get("rank", 0):
+        return 0          # data-parallel (torchrun, accelerate launch): the first process saves and reports
     lens.save(args.out)
     info = {"out": args.out, "split": cfg.split, "examples": len(items), "steps": log["steps"],
             "loss_first": log["loss"][0] if log["loss"] else None, "loss_last": log["loss"][-1] if log["loss"] else None,
             "tokens_per_s": log["tokens_per_s"], "seconds": log["seconds"], "trainable": cfg.trainable,
-            "lr": cfg.lr, "epochs": cfg.epochs, "batch_size": cfg.batch_size}
+            "lr": cfg.lr, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "processes": log.get("processes", 1)}
+    if "ranks" in log:    # what each process trained on, and the digest of its weights
+        info["ranks"] = log["ranks"]
     return emit(args, info, lambda i: [_table([(k, _fmt(v)) for k, v in i.items()], ("key", "value")),
                                        f"saved the fine-tuned model to {args.out} (reopen with asru_lens.load({args.out!r}))"])
 
@@ -527,7 +554,7 @@ def _model_args(p, data_help: str = "MLLMU-Bench folder (flat or Hub layout) or 
                        help="keep every refusal prompt, refused or not (for a model that refuses nothing yet, "
                             "e.g. random weights); by default only prompts the model refuses are kept, as ASRU does")
     if forget:
-        p.add_argument("--forget", type=int, default=10, choices=(5, 10, 15), help="forget split, percent")
+        p.add_argument("--forget", type=int, default=10, choices=(5, 10, 15), help="forget split, percent (default 10)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "auto"),
                    help="weights' dtype (default: the checkpoint's)")
     p.add_argument("--device-map", help='where the weights go: "auto", "cuda:0", "cpu" ... (default: CPU)')
@@ -544,11 +571,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asru-lens", description="Probe, steer and unlearn Qwen3-VL (ASRU).")
     sub = p.add_subparsers(dest="command", required=True)
 
-    org = sub.add_parser("organism", help="build or evaluate the tiny Qwen3-VL model organism")
+    org = sub.add_parser("organism", help="the tiny Qwen3-VL model organism: build, evaluate, draw or export it")
     osub = org.add_subparsers(dest="action", required=True)
     b = osub.add_parser("build", help="train the organism from its seed and save it (default: the shipped copy)")
     b.add_argument("--out", help="folder to save into (default: the package's organism/checkpoint)")
-    b.add_argument("--steps", type=int, help="training steps (default: the OrganismConfig value)")
+    b.add_argument("--steps", type=positive_int, help="training steps (default: the OrganismConfig value)")
     b.add_argument("--seed", type=nonneg_int, default=42, help="world seed (default 42, the shipped organism's); "
                    "the output names the world folder to use the model with")
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -596,7 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--alphas", type=finite_floats, default=[0.5, 1.0, 1.5, 2.0, 3.0],
                     help="alphas for --sweep (comma separated, default 0.5,1,1.5,2,3)")
     st.add_argument("--n", type=positive_int, default=48, help="questions per set (default 48)")
-    st.add_argument("--direction", metavar="DIR", help="a probe saved by `asru-lens probe --out DIR` (default: probe)")
+    st.add_argument("--direction", metavar="DIR", help="a probe saved by `asru-lens probe --out DIR` (default: "
+                   "probe the model first)")
     st.add_argument("--figures", help="with --sweep: save the trade-off figure here")
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
     st.set_defaults(func=cmd_steer)
@@ -608,7 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--plugin", action="append", metavar="FILE", help="a .py file (or module) that registers methods "
                    "with @asru_lens.methods.register (repeatable)")
     g = u.add_mutually_exclusive_group()
-    g.add_argument("--lr", type=lr_spec, help="learning rate: 1e-4 (the method's), or stage1=3e-3,asru=1e-4 for "
+    g.add_argument("--lr", type=lr_spec, help="learning rate, e.g. 1e-4 (the method's), or stage1=3e-3,asru=1e-4 for "
                    "each method it trains (default: each method's preset)")
     g.add_argument("--tune", action="store_true", help="pick each learning rate on `run`'s grid by its validation "
                    "rule")
@@ -617,10 +645,14 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--budget", default="preset", choices=("preset", "full", "small"), help="steps per method: "
                    "preset (default: the model's presets for stage 2), or run's full or small budget")
     u.add_argument("--steps", type=positive_int, help="stage 2 GRPO steps (default: the preset's)")
+    u.add_argument("--engine", choices=("ours", "trl"), help="stage 2's loop: ours (default; asru_lens.methods.rl) or "
+                   "TRL's GRPOTrainer, which `torchrun` / `accelerate launch -m asru_lens unlearn --engine trl` run "
+                   "data-parallel (the first process saves and reports)")
     u.add_argument("--seed", type=nonneg_int, default=0, help="seed of every stage and sample (default 0)")
     u.add_argument("--n", type=positive_int, default=240, help="questions per measured set (default 240: every forget "
                    "and test question)")
-    u.add_argument("--direction", metavar="DIR", help="a probe saved by `asru-lens probe --out DIR` (default: probe)")
+    u.add_argument("--direction", metavar="DIR", help="a probe saved by `asru-lens probe --out DIR` (default: "
+                   "probe the model first)")
     u.add_argument("--out", help="save the unlearned model here (with its asru_lens.json profile, written atomically)")
     u.add_argument("--checkpoint-dir", help="write stage 2 checkpoints here")
     u.add_argument("--checkpoint-every", type=positive_int, default=25,
@@ -684,7 +716,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--plugin", action="append", metavar="FILE", help="a .py file (or module) that registers methods "
                    "with @asru_lens.methods.register (repeatable)")
     r.add_argument("--save-models", metavar="DIR", help="keep each method's chosen model in DIR/NAME")
-    r.add_argument("--direction", metavar="DIR", help="a probe saved by `asru-lens probe --out DIR` (default: probe)")
+    r.add_argument("--direction", metavar="DIR", help="a probe saved by `asru-lens probe --out DIR` (default: "
+                   "probe the model first)")
     r.add_argument("--budget", default="full", choices=("full", "small"), help="small: fewer questions, a "
                    "two-point learning-rate grid and no residue (default full)")
     r.add_argument("--residue", action=argparse.BooleanOptionalAction, default=None, help="relearning attack and "
@@ -694,7 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
                    '"openai:MODEL" (e.g. openai:gpt-4o-mini, as the authors; key from OPENAI_API_KEY, endpoint '
                    'from OPENAI_BASE_URL), cached on disk')
     r.add_argument("--out", metavar="DIR", help="the run folder: report.md, report.json and figures/ (default "
-                   "runs/<date>-seed<seed>/); nothing outside it is written")
+                   "runs/<date>-seed<seed>/); only --reports, --figures and --save-models write elsewhere")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run in its folder (--out, or "
                    "today's default): the methods it finished are read back, the others trained")
     r.add_argument("--reports", metavar="DIR", help="report.md and report.json elsewhere (default: the run folder)")

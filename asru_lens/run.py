@@ -14,6 +14,7 @@ import copy
 import json
 import os
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +27,9 @@ from asru_lens.measure import residue as residue_mod
 from asru_lens.methods.context import Context, fit, inference, restore, validation_score  # noqa: F401
 
 LR_GRID = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
+# set by `asru-lens run`'s Ctrl-C handler: the run also stops before its next task, should the KeyboardInterrupt
+# have been caught inside a library on the way up
+STOP = threading.Event()
 PROTOCOL_TEXT = {"mllmu": "the paper's: one-shot A-D answered with one letter, the authors' generation and cloze "
                           "instructions", "organism": "the organism's trained prompt format"}
 HEADLINE = ("forget_cls_acc", "forget_rougeL", "forget_cloze_acc", "test_cls_acc", "retain_cls_acc",
@@ -196,6 +200,8 @@ def run(lens, world, cfg: RunConfig | None = None, progress: bool = True, figure
         tqdm.write(f"resuming: {len(res.extra['resumed'])} of {len(cfg.methods)} tasks already finished "
                    f"({', '.join(res.extra['resumed'])}); running the other {left}", file=sys.stderr)
     for name in cfg.methods:
+        if STOP.is_set():                        # a Ctrl-C that a library swallowed still ends the run here
+            raise KeyboardInterrupt
         if name in done:                         # finished before the interrupt: its result, as it was kept
             task = done[name]
             grid = None if task["grid"] is None else {float(k): v for k, v in task["grid"].items()}
@@ -221,6 +227,8 @@ def run(lens, world, cfg: RunConfig | None = None, progress: bool = True, figure
             save_task(tasks, name, {"metrics": res.methods[name], "answers": res.answers[name],
                                     "residue": res.residue.get(name), "seconds": res.extra["seconds"][name],
                                     "lr": out["lr"], "grid": out["grid"]}, out.get("weights"))
+    if STOP.is_set():
+        raise KeyboardInterrupt
     res.tuning = {n: {"grid": f["grid"], "lr": f["lr"]} for n, f in ctx.fitted.items() if f["grid"] is not None}
     restore(lens, vanilla_weights)
     res.extra["seconds"]["total"] = round(time.time() - t0, 1)

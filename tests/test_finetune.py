@@ -57,3 +57,42 @@ def test_bad_settings_are_refused_before_loading(capsys, tmp_path):
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(ValueError, match="epochs=0"):
         finetune.FinetuneConfig(epochs=0).check()
+
+
+def test_share_splits_a_global_batch_without_leaving_a_process_empty():
+    assert [finetune.share([1, 2, 3, 4], r, 2) for r in (0, 1)] == [[1, 3], [2, 4]]
+    assert [finetune.share([7], r, 2) for r in (0, 1)] == [[7], [7]]           # an epoch's short last batch
+    assert finetune.share([1, 2, 3], 0, 1) == [1, 2, 3]                        # one process: the whole batch
+
+
+@pytest.mark.slow
+def test_data_parallel_finetune_under_torchrun(tmp_path, capsys):
+    """`torchrun --nproc_per_node 2 -m asru_lens finetune` on CPU (gloo, through accelerate's Accelerator): the two
+    processes train on different halves of each global batch, end with equal weights, save a model that reopens,
+    and follow the one-process run at the same global batch."""
+    import os
+    import subprocess
+    import sys
+    args = ["finetune", "--split", "forget_10", "--max-steps", "5", "--batch-size", "4", "--json"]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "asru_lens", *args, "--out", str(tmp_path / "ddp")], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = json.loads(proc.stdout)
+    assert ddp["processes"] == 2 and ddp["steps"] == 5
+    first, second = sorted(ddp["ranks"], key=lambda r: r["rank"])
+    assert len(first["items"]) == len(second["items"]) == 5
+    for a, b in zip(first["items"], second["items"]):
+        assert len(a) == len(b) == 2 and not set(a) & set(b)                  # different halves of one batch
+    assert first["weights"] == second["weights"]                              # equal weights, bit for bit
+    assert reopens(tmp_path / "ddp")
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert one["processes"] == 1 and "ranks" not in one
+    assert ddp["loss_first"] == pytest.approx(one["loss_first"], abs=1e-4)    # the same global batch, the same loss
+    assert ddp["loss_last"] == pytest.approx(one["loss_last"], abs=5e-3)
+
+
+def reopens(folder) -> bool:
+    lens = asru_lens.load(str(folder))
+    return lens.is_organism and len(lens.generate(["How do I sew a button?"], max_new_tokens=3)) == 1

@@ -180,3 +180,39 @@ def test_boundary_set_balances_and_shows_repeats_as_new_views(world_folder, orga
     forget_ids = {q.id for q in data.generation_items(data.load_split(world_folder, "forget_10"))}
     assert len(items) == 2 * len(plain_retain)                # the organism's Test_Set: one more row per person
     assert {q.id for q in items} == {q.id for q in plain_retain} and not forget_ids & {q.id for q in items}
+
+
+def test_engine_is_checked():
+    with pytest.raises(ValueError, match="engine 'verl'"):
+        rl.GRPOConfig(engine="verl")
+
+
+@pytest.mark.slow
+def test_unlearn_engine_trl_runs_stage2_in_two_processes(probe_json, tmp_path):
+    """`torchrun --nproc_per_node 2 -m asru_lens -- unlearn --engine trl` (CPU, gloo): stage 2 runs through TRL's
+    GRPOTrainer with our boundary set and reward, the two processes end with equal weights, and the first saves
+    a model that reopens. (`--` keeps torchrun from reading `--n` as one of its own options.)"""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import asru_lens
+    saved = Path(probe_json["saved"][0]).parent
+    argv = ["unlearn", "--engine", "trl", "--steps", "1", "--set", "stage1.epochs=1", "--set", "stage1.n_retain=16",
+            "--set", "asru.prompts_per_step=2", "--set", "asru.group_size=4", "--n", "4", "--direction", str(saved),
+            "--out", str(tmp_path / "m"), "--json"]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "asru_lens", "--", *argv], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads(proc.stdout)                  # the first process reports, once; the Trainer's logs go to stderr
+    assert info["config"]["settings"]["asru"]["engine"] == "trl"
+    trl = info["trl"]
+    assert trl["processes"] == 2 and len(trl["reward"]) == 1 and 0.0 <= trl["reward"][0] <= 1.0
+    first, second = trl["ranks"]
+    assert first["weights"] == second["weights"] and {first["rank"], second["rank"]} == {0, 1}
+    assert first["changed"] and second["changed"]               # the step trained the weights
+    lens = asru_lens.load(str(tmp_path / "m"))
+    assert lens.is_organism and len(lens.generate(["How do I sew a button?"], max_new_tokens=3)) == 1

@@ -173,6 +173,7 @@ def test_cli_bad_face_folder_is_one_clear_error(tmp_path, capsys, export):
                                        (["unlearn", "--method", "foo"], "unknown method 'foo'"),
                                        (["unlearn", "--steps", "-5"], "positive"),
                                        (["unlearn", "--method", "GA", "--set", "nosuch=1"], "GA has no setting"),
+                                       (["unlearn", "--method", "GA", "--engine", "trl"], "has no stage 2"),
                                        (["run", "--plugin", "no_such_plugin.py"], "no such file")])
 def test_bad_arguments_fail_fast(argv, word):
     t = time.time()

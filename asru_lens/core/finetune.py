@@ -17,6 +17,12 @@ data                each row's QA pairs: MLLMU's ``metadata`` pairs where the co
 merged model, which ``asru_lens.load(out)`` reopens. Gradient accumulation and gradient checkpointing are
 options; checkpoints are resumable and atomic, like stage 2's. On the organism's world the same call re-teaches
 a model that has forgotten (``split="forget_10"``): the relearning that ``asru_lens.measure.residue`` measures.
+
+**Data-parallel.** Launched as several processes (``torchrun --nproc_per_node N -m asru_lens finetune ...``, or
+``accelerate launch`` with DDP or DeepSpeed in its config), the loop goes through accelerate's ``Accelerator``:
+every process builds the same global batch of ``batch_size`` questions, trains on its own share of it, and the
+gradients are averaged before each step, so the processes end with equal weights and the run follows the
+one-process run at the same global batch. One process trains as it always has.
 """
 from __future__ import annotations
 
@@ -109,13 +115,44 @@ def chat_batch(lens, items: list[QA], answer_only: bool = False):
     return enc
 
 
+def data_parallel():
+    """accelerate's ``Accelerator`` when this process is one of several (``WORLD_SIZE`` > 1, as torchrun and
+    accelerate launch set it), else None."""
+    import os
+    if int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return None
+    from accelerate import Accelerator
+    return Accelerator(cpu=not torch.cuda.is_available())
+
+
+def share(batch: list, rank: int, world: int) -> list:
+    """Process ``rank``'s part of a global batch (every ``world``-th item; a batch shorter than ``world``, the
+    end of an epoch, is repeated so that no process is left without one)."""
+    return [batch[i % len(batch)] for i in range(rank, max(len(batch), world), world)]
+
+
+def weights_digest(params: dict) -> str:
+    """sha256 of the trainable tensors: equal digests across processes mean equal weights, bit for bit."""
+    import hashlib
+    h = hashlib.sha256()
+    for name in sorted(params):
+        h.update(params[name].detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
 def finetune(lens, items: list[QA], cfg: FinetuneConfig = FinetuneConfig(), progress: bool = True,
              checkpoint_dir=None, resume: bool = False, stop_after: int | None = None, merge_lora: bool = True) -> dict:
     """Train ``lens.model`` in place on ``items`` (``finetune_items``); returns the log (loss per optimiser step,
     tokens/s). LoRA adapters are merged back at the end (``merge_lora=False`` leaves the peft model in
     ``log["policy"]``, e.g. to compare its logits with the merged model's). ``resume`` continues from the
-    latest checkpoint in ``checkpoint_dir``; ``stop_after`` ends early after that many optimiser steps."""
+    latest checkpoint in ``checkpoint_dir``; ``stop_after`` ends early after that many optimiser steps.
+    Data-parallel (see the module docstring), the log also holds ``rank``, ``processes`` and, gathered from every
+    process, ``ranks``: the items each one trained on, step by step, and the digest of its final weights."""
     cfg.check()
+    acc = data_parallel()
+    rank, world = (acc.process_index, acc.num_processes) if acc else (0, 1)
+    if acc and lens.model.device != acc.device:
+        lens.model.to(acc.device)
     if not items:
         raise ValueError("finetune needs at least one QA pair.")
     torch.manual_seed(cfg.seed)
@@ -138,15 +175,17 @@ def finetune(lens, items: list[QA], cfg: FinetuneConfig = FinetuneConfig(), prog
         log["trained"] = sorted(params)
         if cfg.trainable == "lora" and not merge_lora:
             log["policy"] = policy
+        model = acc.prepare_model(policy) if acc else policy     # DDP: gradients averaged in backward()
         perms: dict[int, np.ndarray] = {}
+        seen_items: list[list[int]] = []
 
-        def batch_at(m: int) -> list[QA]:
-            """Micro-batch ``m``: epoch ``m // batches_per_epoch`` of a per-epoch shuffle (so a resumed run draws
-            the same batches as an uninterrupted one)."""
+        def batch_at(m: int) -> list[int]:
+            """Micro-batch ``m`` (indices into ``items``): epoch ``m // batches_per_epoch`` of a per-epoch shuffle
+            (so a resumed run draws the same batches as an uninterrupted one); this process's share of it."""
             epoch, b = divmod(m, batches_per_epoch)
             if epoch not in perms:
                 perms[epoch] = np.random.default_rng([cfg.seed, epoch]).permutation(len(items))
-            return [items[int(i)] for i in perms[epoch][b * cfg.batch_size:(b + 1) * cfg.batch_size]]
+            return share([int(i) for i in perms[epoch][b * cfg.batch_size:(b + 1) * cfg.batch_size]], rank, world)
 
         end = total if stop_after is None else min(total, stop_after)
         bar = tqdm(range(start, end), desc=f"finetune ({cfg.split})", disable=not progress, leave=False)
@@ -155,19 +194,30 @@ def finetune(lens, items: list[QA], cfg: FinetuneConfig = FinetuneConfig(), prog
             opt.zero_grad(set_to_none=True)
             loss_sum, tokens = 0.0, 0
             for micro in range(cfg.grad_accum):
-                enc = chat_batch(lens, batch_at(step * cfg.grad_accum + micro), cfg.answer_only)
-                loss = policy(**enc).loss / cfg.grad_accum
+                mine = batch_at(step * cfg.grad_accum + micro)
+                seen_items.append(mine)
+                enc = chat_batch(lens, [items[i] for i in mine], cfg.answer_only)
+                loss = model(**enc).loss / cfg.grad_accum
+                if acc:   # weigh each process's token mean by its share of the global batch's tokens, as one process
+                    n = (enc["labels"][:, 1:] != -100).sum().float()        # would average them (DDP then
+                    loss = loss * n * world / acc.reduce(n.detach().clone(), "sum")   # averages the gradients)
                 loss.backward()
                 loss_sum += loss.item()
                 tokens += int(enc["attention_mask"].sum())
             optimise(opt, params, max_grad_norm=cfg.max_grad_norm)     # gradients accumulated above
             sched.step()
+            if acc:      # the loss of the global batch (each process's part is weighted by its tokens above)
+                loss_sum = float(acc.reduce(torch.tensor([loss_sum], device=acc.device), "mean")[0])
             log["loss"].append(round(loss_sum, 5))
             log["tokens"].append(tokens)
             seen += tokens
             bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{seen / max(time.time() - t0, 1e-9):.0f}")
-            if checkpoint_dir and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
+            if checkpoint_dir and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and rank == 0:
                 checkpoint.save(checkpoint_dir, step + 1, params, opt, sampler, log, cfg, sched)
+        if acc:
+            from accelerate.utils import gather_object
+            log["ranks"] = gather_object([{"rank": rank, "items": seen_items, "weights": weights_digest(params)}])
+            log.update(rank=rank, processes=world)
     log.update(steps=end, total_steps=total, seconds=round(time.time() - t0, 1),
                tokens_per_s=round(seen / max(time.time() - t0, 1e-9), 1), config=asdict(cfg))
     return log

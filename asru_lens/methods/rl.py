@@ -55,6 +55,8 @@ class GRPOConfig:
     checkpoint_every: int = 0          # 0: no checkpoints
     n_boundary: int = 200              # N forget + N retain questions in the boundary set (ASRU: about 200 each)
     seed: int = 42
+    engine: str = "ours"               # "ours": train_grpo below; "trl": TRL's GRPOTrainer (trl_export.train_trl),
+                                       # data-parallel under torchrun / accelerate launch
 
     def __post_init__(self):
         self.check()
@@ -64,6 +66,8 @@ class GRPOConfig:
         check_positive(self, ("steps", "max_new_tokens", "num_iterations", "n_boundary"), ("lr", "temperature"))
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"loss_type {self.loss_type!r} is not one of {', '.join(LOSS_TYPES)}.")
+        if self.engine not in ("ours", "trl"):
+            raise ValueError(f"engine {self.engine!r} must be 'ours' (this module's loop) or 'trl' (TRL's GRPOTrainer).")
         if self.trainable not in ("layers", "lora"):
             raise ValueError(f"trainable {self.trainable!r} must be 'layers' or 'lora'.")
         if self.group_size < 2:

@@ -1,7 +1,8 @@
 """Stage 2 at scale: the boundary set and ASRU's reward in the form TRL's ``GRPOTrainer`` takes.
 
-Our loop (``asru_lens.methods.rl``) is for reading and for one CPU or GPU. With several GPUs, hand the same data and
-reward to TRL and run it under accelerate / DeepSpeed with vLLM rollouts (README, "Stage 2 on several GPUs")::
+Our loop (``asru_lens.methods.rl``) is for reading and for one CPU or GPU. With several GPUs, ``train_trl`` runs the
+same stage 2 through TRL (``asru-lens unlearn --engine trl``, or ``--set asru.engine=trl``), which accelerate
+launches data-parallel: ``accelerate launch -m asru_lens unlearn --engine trl ...`` (docs/cluster.md). By hand::
 
     from trl import GRPOConfig, GRPOTrainer
     trainer = GRPOTrainer(model=lens.model, processing_class=lens.processor,
@@ -59,3 +60,50 @@ def grpo_args(cfg) -> dict:
                 learning_rate=cfg.lr, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
                 per_device_train_batch_size=cfg.prompts_per_step * cfg.group_size, lr_scheduler_type="constant",
                 seed=cfg.seed)
+
+
+def train_trl(lens, boundary: list, cfg, reward: Reward | None = None, progress: bool = True) -> dict:
+    """ASRU's stage 2 through TRL's ``GRPOTrainer``: ``boundary`` (``rl.boundary_set``), ``reward`` (ASRU's by
+    default) and ``cfg`` (an ``rl.GRPOConfig``, mapped by ``grpo_args``; ``cfg.steps`` steps). The model in
+    ``lens`` is trained in place, on the parameters ``cfg.trainable`` names (``core.training.trainable``). Under
+    torchrun or accelerate launch each of the N processes samples 1/N of every step's rollouts, so a step sees
+    the same global batch as in one process. KL: TRL's own reference, a frozen copy of the starting model (with
+    LoRA, the adapters switched off). Returns the per-step log (reward, kl), and with several processes the
+    digest of each one's final weights (``ranks``)."""
+    import contextlib
+    import os
+    import sys
+    import tempfile
+
+    import torch
+    from trl import GRPOConfig as TRLConfig
+    from trl import GRPOTrainer
+
+    from asru_lens.core.finetune import weights_digest
+    from asru_lens.core.training import trainable
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_step = cfg.prompts_per_step * cfg.group_size
+    if per_step % (world * cfg.group_size):
+        raise ValueError(f"{cfg.prompts_per_step} prompts per step cannot be shared by {world} processes; use a "
+                         f"multiple of {world} (--set asru.prompts_per_step=...).")
+    log = {"engine": "trl", "processes": world}
+    with tempfile.TemporaryDirectory(prefix="asru_lens_trl_") as tmp, \
+            trainable(lens, cfg.trainable, checkpointing=cfg.gradient_checkpointing) as (policy, params):
+        args = TRLConfig(output_dir=tmp, max_steps=cfg.steps, use_cpu=not torch.cuda.is_available(),
+                         report_to="none", save_strategy="no", logging_steps=1, disable_tqdm=not progress,
+                         gradient_checkpointing=cfg.gradient_checkpointing,
+                         **{**grpo_args(cfg), "per_device_train_batch_size": per_step // world})
+        trainer = GRPOTrainer(model=policy, processing_class=lens.processor, reward_funcs=reward_func(reward),
+                              train_dataset=dataset(boundary), args=args)
+        start = weights_digest(params)
+        with contextlib.redirect_stdout(sys.stderr):     # the Trainer prints its logs: keep stdout for --json
+            trainer.train()
+        log["changed"] = weights_digest(params) != start
+        steps = [h for h in trainer.state.log_history if "reward" in h]
+        log.update(reward=[round(float(h["reward"]), 5) for h in steps],
+                   kl=[round(float(h.get("kl", 0.0)), 5) for h in steps])
+        if world > 1:
+            from accelerate.utils import gather_object
+            log["ranks"] = gather_object([{"rank": int(os.environ.get("RANK", "0")), "weights": weights_digest(params),
+                                           "changed": log["changed"]}])
+    return log
