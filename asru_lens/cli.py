@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
@@ -334,7 +333,8 @@ def cmd_unlearn(args) -> int:
             raise ValueError(f"--engine chooses how ASRU's stage 2 trains; method {args.method!r} has no stage 2 "
                              f"(it trains {', '.join(methods.chain(args.method))}).")
         overrides.setdefault("asru", {})["engine"] = args.engine
-    rank = int(os.environ.get("RANK", "0"))      # torchrun / accelerate launch: one of several processes
+    from asru_lens.core.training import launched
+    rank = launched()[0]                         # torchrun / accelerate launch: one of several processes
     if args.checkpoint_dir:
         overrides.setdefault("asru", {})["checkpoint_every"] = args.checkpoint_every
     direction = _direction(args)

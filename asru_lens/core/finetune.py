@@ -36,7 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from asru_lens.core import checkpoint, data
-from asru_lens.core.training import LoRA, check_trainable, optimise, trainable
+from asru_lens.core.training import LoRA, check_trainable, launched, optimise, trainable, weights_digest
 from asru_lens.core.data import QA
 
 
@@ -118,8 +118,7 @@ def chat_batch(lens, items: list[QA], answer_only: bool = False):
 def data_parallel():
     """accelerate's ``Accelerator`` when this process is one of several (``WORLD_SIZE`` > 1, as torchrun and
     accelerate launch set it), else None."""
-    import os
-    if int(os.environ.get("WORLD_SIZE", "1")) < 2:
+    if launched()[1] < 2:
         return None
     from accelerate import Accelerator
     return Accelerator(cpu=not torch.cuda.is_available())
@@ -129,15 +128,6 @@ def share(batch: list, rank: int, world: int) -> list:
     """Process ``rank``'s part of a global batch (every ``world``-th item; a batch shorter than ``world``, the
     end of an epoch, is repeated so that no process is left without one)."""
     return [batch[i % len(batch)] for i in range(rank, max(len(batch), world), world)]
-
-
-def weights_digest(params: dict) -> str:
-    """sha256 of the trainable tensors: equal digests across processes mean equal weights, bit for bit."""
-    import hashlib
-    h = hashlib.sha256()
-    for name in sorted(params):
-        h.update(params[name].detach().float().cpu().numpy().tobytes())
-    return h.hexdigest()
 
 
 def finetune(lens, items: list[QA], cfg: FinetuneConfig = FinetuneConfig(), progress: bool = True,

@@ -240,3 +240,20 @@ def answer_nll(model, lens, items, answers: list[str]) -> torch.Tensor:
     """Mean answer NLL of ``answers`` after ``items``' prompts (the loss of every teaching step)."""
     lp, mask, _ = answer_logprobs(model, answer_batch(lens, items, answers))
     return seq_nll(lp, mask).mean()
+
+
+# -- several processes (torchrun, accelerate launch) ------------------------------------------------------------
+def launched() -> tuple[int, int]:
+    """(rank, number of processes) as torchrun and accelerate launch set them (``RANK``, ``WORLD_SIZE``); (0, 1)
+    for a plain process."""
+    import os
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def weights_digest(params: dict) -> str:
+    """sha256 of the trainable tensors: equal digests across processes mean equal weights, bit for bit."""
+    import hashlib
+    h = hashlib.sha256()
+    for name in sorted(params):
+        h.update(params[name].detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()

@@ -57,13 +57,13 @@ def reinforce_stage(ctx, cfg: GRPOConfig | None = None, reference=None) -> dict:
     ``reference`` (default: the vanilla model; with LoRA and no copy of it, the model with its adapters off
     and stage 1's weight swapped back)."""
     cfg = cfg or stage2_settings(ctx)
+    boundary = boundary_set(ctx.forget, ctx.boundary_retain, cfg.n_boundary, ctx.seed)
     if cfg.engine == "trl":          # TRL's GRPOTrainer on the same boundary set and reward (its own KL reference)
         from asru_lens.methods.trl_export import train_trl
-        return train_trl(ctx.lens, boundary_set(ctx.forget, ctx.boundary_retain, cfg.n_boundary, ctx.seed), cfg,
-                         progress=ctx.progress)
+        return train_trl(ctx.lens, boundary, cfg, progress=ctx.progress)
     reference = reference if reference is not None else ctx.reference
     patch = ctx.cache.get("stage1_patch") if reference is None and cfg.trainable == "lora" else None
-    return train_grpo(ctx.lens, boundary_set(ctx.forget, ctx.boundary_retain, cfg.n_boundary, ctx.seed), cfg=cfg,
+    return train_grpo(ctx.lens, boundary, cfg=cfg,
                       progress=ctx.progress, checkpoint_dir=ctx.checkpoint_dir, reference=reference,
                       reference_patch=patch)
 

@@ -71,7 +71,6 @@ def train_trl(lens, boundary: list, cfg, reward: Reward | None = None, progress:
     LoRA, the adapters switched off). Returns the per-step log (reward, kl), and with several processes the
     digest of each one's final weights (``ranks``)."""
     import contextlib
-    import os
     import sys
     import tempfile
 
@@ -79,9 +78,8 @@ def train_trl(lens, boundary: list, cfg, reward: Reward | None = None, progress:
     from trl import GRPOConfig as TRLConfig
     from trl import GRPOTrainer
 
-    from asru_lens.core.finetune import weights_digest
-    from asru_lens.core.training import trainable
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    from asru_lens.core.training import launched, trainable, weights_digest
+    rank, world = launched()
     per_step = cfg.prompts_per_step * cfg.group_size
     if per_step % (world * cfg.group_size):
         raise ValueError(f"{cfg.prompts_per_step} prompts per step cannot be shared by {world} processes; use a "
@@ -104,6 +102,5 @@ def train_trl(lens, boundary: list, cfg, reward: Reward | None = None, progress:
                    kl=[round(float(h.get("kl", 0.0)), 5) for h in steps])
         if world > 1:
             from accelerate.utils import gather_object
-            log["ranks"] = gather_object([{"rank": int(os.environ.get("RANK", "0")), "weights": weights_digest(params),
-                                           "changed": log["changed"]}])
+            log["ranks"] = gather_object([{"rank": rank, "weights": weights_digest(params), "changed": log["changed"]}])
     return log
