@@ -383,6 +383,11 @@ def cmd_run(args) -> int:
     direction = _direction(args)
     world = _world(args)
     lens = _load(args)
+    from asru_lens.parallel import Recipe
+    here = lambda p: p if p is None or not Path(p).exists() else str(Path(p).resolve())   # noqa: E731 (workers' cwd)
+    recipe = Recipe(model=here(args.model), dtype=args.dtype, device_map=args.device_map, batch_size=args.batch_size,
+                    data=here(args.data), unseen_faces=here(args.unseen_faces),
+                    refusal_prompts=here(args.refusal_prompts), plugins=tuple(map(here, args.plugin or ())))
     out = Path(args.out or f"runs/{time.strftime('%Y-%m-%d')}-seed{args.seed}")
     reports = Path(args.reports) if args.reports else out
     figures = Path(args.figures) if args.figures else out / "figures"
@@ -397,7 +402,8 @@ def cmd_run(args) -> int:
     previous = signal.signal(signal.SIGINT, on_ctrl_c)
     try:
         res = run(lens, world, cfg, progress=not args.json, figures=figures, judge=judge,
-                  save_models=args.save_models, direction=direction, tasks=out / "tasks", resume=args.resume)
+                  save_models=args.save_models, direction=direction, tasks=out / "tasks", resume=args.resume,
+                  workers=args.workers, ray_address=args.ray_address, recipe=recipe)
     except KeyboardInterrupt:
         finished = sorted(p.stem for p in (out / "tasks").glob("*.json") if p.name != "config.json")
         argv = [a for a in getattr(args, "argv", []) if a != "--resume"]
@@ -733,6 +739,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--reports", metavar="DIR", help="report.md and report.json elsewhere (default: the run folder)")
     r.add_argument("--figures", metavar="DIR", help="the figures elsewhere (default: <run folder>/figures; "
                    "`--figures figures` refreshes the README's)")
+    r.add_argument("--workers", type=positive_int, default=1, metavar="N", help="train the (method, learning rate) "
+                   "points as N Ray tasks side by side, one GPU each where there are GPUs (default 1: serial, no "
+                   "Ray); the table is the serial run's. Needs Ray: pip install 'asru_lens[ray]'")
+    r.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (e.g. ray://head:10001 or auto) "
+                   "instead of starting one here; the model and data paths must be readable on its nodes")
     r.add_argument("--json", action="store_true", help="print JSON instead of a table")
     r.set_defaults(func=cmd_run)
     return p

@@ -136,17 +136,51 @@ def load_weights(folder: Path, name: str) -> dict:
     return load_file(str(folder / f"{name}.safetensors"))
 
 
+def residue_inputs(ctx) -> tuple:
+    """What every row's residue reads: (its config, the vanilla model's leak on the relearning split, the forget
+    people's questions, the retain people's), measured once on the vanilla model."""
+    cfg, world = ctx.budget, ctx.world
+    rcfg = residue_mod.ResidueConfig(forget=cfg.forget, steps=cfg.residue_steps, seed=cfg.seed)
+    people = residue_mod.forget_people(world, cfg.forget)
+    # the run's probes learn from the retain people's Full_Set photo (asru-lens residue: all their photos)
+    retain_people = residue_mod.person_items(world.rows(cfg.forget)["retain"])
+    vanilla_leak = {"attribute": residue_mod.leak(ctx.lens, residue_mod.relearn_split(people, rcfg, "attribute")[1])}
+    return rcfg, vanilla_leak, people, retain_people
+
+
+def measure(ctx, name: str, log: dict, judge, residue_in: tuple | None) -> dict:
+    """One row of the table, on the weights the method left (with its steering on, for ``steer``): the
+    evaluation (``evaluate.evaluate``) and, with ``residue_in``, what the relearning attack and the probes still
+    find. {"metrics", "answers", "residue"}."""
+    cfg = ctx.budget
+    with inference(ctx.lens, log):
+        r = evaluate.evaluate(ctx.lens, ctx.world, cfg.forget, judge=judge, reference=ctx.reference,
+                              progress=False, items=ctx.eval_items)
+        residue = None
+        if residue_in is not None:
+            rcfg, vanilla_leak, people, retain_people = residue_in
+            residue = residue_mod.quick(ctx.lens, ctx.world, rcfg, None if name == "vanilla" else vanilla_leak,
+                                        people, retain_people)
+            r["metrics"].update(residue_mod.columns(residue, 30 if 30 in cfg.residue_steps else cfg.residue_steps[-1]))
+    return {"metrics": r["metrics"], "answers": r["answers"], "residue": residue}
+
+
 def run(lens, world, cfg: RunConfig | None = None, progress: bool = True, figures: str | None = None,
         judge=None, save_models: str | None = None, direction=None, tasks: str | os.PathLike | None = None,
-        resume: bool = False) -> RunResult:
+        resume: bool = False, workers: int = 1, ray_address: str | None = None, recipe=None) -> RunResult:
     """Run every method in ``cfg.methods`` on ``lens`` (restored to vanilla between methods) in ``world``
     (``asru_lens.open_world``). ``judge``: generation quality (default the rule-based judge). ``figures``: write
     the run's figures there. ``save_models``: keep each method's chosen model in ``save_models/NAME``.
     ``direction``: a saved probe (``probe.load``) instead of probing again. ``tasks``: a folder where each
     method's result is kept as soon as it finishes; with ``resume``, the methods finished there are read back
-    instead of trained again (``res.extra["resumed"]`` names them)."""
+    instead of trained again (``res.extra["resumed"]`` names them). ``workers`` > 1 or ``ray_address``: the
+    trainings run as Ray tasks (``asru_lens.parallel``; ``recipe``, a ``parallel.Recipe``, says how a worker opens
+    the model and the world), with the same table."""
     cfg = cfg or RunConfig()
     check_methods(cfg.methods)
+    if (workers > 1 or ray_address) and recipe is None:
+        raise ValueError("run(workers=...): pass recipe=asru_lens.parallel.Recipe(model=..., data=...), how each "
+                         "worker opens the model and the world.")
     tasks = Path(tasks) if tasks is not None else None
     done = start_tasks(tasks, task_config(cfg, lens, world), resume) if tasks is not None else {}
     judge = judge or evaluate.rule_judge
@@ -157,29 +191,27 @@ def run(lens, world, cfg: RunConfig | None = None, progress: bool = True, figure
     reference = copy.deepcopy(lens.model).eval()          # never trained: the perplexity and KL reference
     ctx = Context(lens, world, cfg, reference=reference, probe_result=direction)
     vanilla_weights = ctx.vanilla_weights                  # the weights every method starts from
-    items = ctx.eval_items
-    score = lambda: evaluate.evaluate(lens, world, cfg.forget, judge=judge,  # noqa: E731
-                                      reference=reference, progress=False, items=items)
     stages = tqdm(total=len(cfg.methods) + 1, desc="asru-lens run", disable=not progress)
+    from asru_lens import parallel
+    workers, ray_address = parallel.choose(workers, ray_address, lambda m: tqdm.write(m, file=sys.stderr))
+    # Ray starts and every worker opens the model while this process probes
+    pool = parallel.Pool(ctx, recipe=recipe, workers=workers, address=ray_address, judge=judge,
+                         save_models=save_models) if workers > 1 or ray_address else None
 
-    rcfg = residue_mod.ResidueConfig(forget=cfg.forget, steps=cfg.residue_steps, seed=cfg.seed)
-    if cfg.residue:
-        people = residue_mod.forget_people(world, cfg.forget)
-        # the run's probes learn from the retain people's Full_Set photo (asru-lens residue: all their photos)
-        retain_people = residue_mod.person_items(world.rows(cfg.forget)["retain"])
-        vanilla_leak = {"attribute": residue_mod.leak(lens, residue_mod.relearn_split(people, rcfg, "attribute")[1])}
+    residue_in = residue_inputs(ctx) if cfg.residue else None
 
-    def record(name, r):
-        if cfg.residue:                      # what is still known, measured on the same weights (and steering)
-            res.residue[name] = residue_mod.quick(lens, world, rcfg, None if name == "vanilla" else vanilla_leak,
-                                                  people, retain_people)
-            r["metrics"].update(residue_mod.columns(res.residue[name], 30 if 30 in cfg.residue_steps
-                                                    else cfg.residue_steps[-1]))
+    def record(name, r, fitted, seconds, weights):
         res.methods[name] = r["metrics"]
         res.answers[name] = r["answers"]
+        if r["residue"] is not None:
+            res.residue[name] = r["residue"]
+        res.extra.setdefault("seconds", {})[name] = seconds
         stages.update(1)
         say(f"{name}: leakage {r['metrics']['leakage']:.2f}, contextual refusal "
             f"{r['metrics']['contextual_refusal']:.2f}, retain cls {r['metrics']['retain_cls_acc']:.2f}")
+        if tasks is not None:
+            save_task(tasks, name, {"metrics": r["metrics"], "answers": r["answers"], "residue": r["residue"],
+                                    "seconds": seconds, "lr": fitted["lr"], "grid": fitted["grid"]}, weights)
 
     # the probe and the steering sweep, on the vanilla model (what stage 1 and the steer row use)
     from asru_lens.methods import steering
@@ -199,10 +231,8 @@ def run(lens, world, cfg: RunConfig | None = None, progress: bool = True, figure
         left = len(cfg.methods) - len(res.extra["resumed"])
         tqdm.write(f"resuming: {len(res.extra['resumed'])} of {len(cfg.methods)} tasks already finished "
                    f"({', '.join(res.extra['resumed'])}); running the other {left}", file=sys.stderr)
-    for name in cfg.methods:
-        if STOP.is_set():                        # a Ctrl-C that a library swallowed still ends the run here
-            raise KeyboardInterrupt
-        if name in done:                         # finished before the interrupt: its result, as it was kept
+    for name in cfg.methods:                     # finished before the interrupt: their results, as they were kept
+        if name in done:
             task = done[name]
             grid = None if task["grid"] is None else {float(k): v for k, v in task["grid"].items()}
             ctx.fitted[name] = {"lr": task["lr"], "grid": grid, "log": {}}
@@ -214,22 +244,27 @@ def run(lens, world, cfg: RunConfig | None = None, progress: bool = True, figure
                 res.residue[name] = task["residue"]
             res.extra.setdefault("seconds", {})[name] = task["seconds"]
             stages.update(1)
-            continue
+    todo = [n for n in cfg.methods if n not in done]
+    if pool is not None:
+        fitted = pool.run_methods(todo, {n: ctx.fitted[n] for n in done}, residue_in=residue_in, on_row=record,
+                                  stop=STOP, progress=progress)
+        ctx.fitted.update({n: f for n, f in fitted.items() if n not in ctx.fitted})
+    for name in todo if pool is None else ():
+        if STOP.is_set():                        # a Ctrl-C that a library swallowed still ends the run here
+            raise KeyboardInterrupt
         t = time.time()
         out = fit(ctx, name, tune=True)
         if save_models:
             from asru_lens.methods.context import saved_model
             saved_model(lens, out["log"], Path(save_models) / name)
-        with inference(lens, out["log"]):        # steer: the residue's attack and probes see the steered model
-            record(name, score())
-        res.extra.setdefault("seconds", {})[name] = round(time.time() - t, 1)
-        if tasks is not None:
-            save_task(tasks, name, {"metrics": res.methods[name], "answers": res.answers[name],
-                                    "residue": res.residue.get(name), "seconds": res.extra["seconds"][name],
-                                    "lr": out["lr"], "grid": out["grid"]}, out.get("weights"))
+        row = measure(ctx, name, out["log"], judge, residue_in)
+        record(name, row, out, round(time.time() - t, 1), out.get("weights"))
     if STOP.is_set():
         raise KeyboardInterrupt
-    res.tuning = {n: {"grid": f["grid"], "lr": f["lr"]} for n, f in ctx.fitted.items() if f["grid"] is not None}
+    res.methods = {n: res.methods[n] for n in cfg.methods}       # the table in the run's order, however it ran
+    res.answers = {n: res.answers[n] for n in cfg.methods}
+    res.tuning = {n: {"grid": ctx.fitted[n]["grid"], "lr": ctx.fitted[n]["lr"]} for n in parallel.plan(cfg.methods)
+                  if n in ctx.fitted and ctx.fitted[n]["grid"] is not None}
     restore(lens, vanilla_weights)
     res.extra["seconds"]["total"] = round(time.time() - t0, 1)
     stages.close()

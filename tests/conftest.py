@@ -99,3 +99,26 @@ def unlearned_export(export, tmp_path_factory):
         assert main(["unlearn", "--data", str(mllmu), "--unseen-faces", str(faces), "--json", "--out",
                      str(root / "model"), "--checkpoint-dir", str(root / "ckpt"), "--checkpoint-every", "50"]) == 0
     return json.loads(buf.getvalue()), root / "model", root / "ckpt"
+
+
+@pytest.fixture(scope="session")
+def small_run(world_folder):
+    """`asru-lens run --budget small --residue --methods vanilla,GA --json` on the organism, with no --out, run
+    once for the whole test run in a folder of its own: (its JSON, the folder it ran in, its arguments). The
+    report, resume and parallel tests compare against this one serial table."""
+    import json
+    import subprocess
+    import sys
+
+    def build(root):
+        (root / "cwd").mkdir()
+        env = {k: v for k, v in os.environ.items() if k != "ASRU_LENS_FIGURES"}
+        done = subprocess.run([sys.executable, "-m", "asru_lens", *SMALL_RUN, "--json"], cwd=root / "cwd", env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        (root / "run.json").write_text(done.stdout)
+    root = shared("small-run", build)
+    return json.loads((root / "run.json").read_text()), root / "cwd", list(SMALL_RUN)
+
+
+SMALL_RUN = ["run", "--budget", "small", "--residue", "--methods", "vanilla,GA"]

@@ -2,6 +2,8 @@
 import json
 import re
 
+import pytest
+
 from asru_lens.run import HEADLINE, METHODS, RunResult, claims, summary, write_report
 
 
@@ -37,16 +39,13 @@ def test_report_table_matches_json(tmp_path):
     assert re.search(r"!\[trade-off\]\(.*run_tradeoff\.png\)", md)
 
 
-def test_run_cli_json_keys(tmp_path, capsys, monkeypatch):
+@pytest.mark.slow
+def test_run_cli_json_keys(small_run):
     """`run` with no --out writes its report and figures into runs/<date>-seed<seed>/ and nothing else."""
-    from asru_lens.cli import main
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("ASRU_LENS_FIGURES", raising=False)
-    assert main(["run", "--budget", "small", "--residue", "--methods", "vanilla,GA", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    folder, = (tmp_path / "runs").iterdir()
+    out, cwd, _ = small_run
+    folder, = (cwd / "runs").iterdir()
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}-seed0", folder.name)
-    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.iterdir()] == ["runs"]
+    assert [p.relative_to(cwd).as_posix() for p in cwd.iterdir()] == ["runs"]
     assert {p.name for p in folder.iterdir()} == {"report.md", "report.json", "figures", "tasks"}
     assert {"run_tradeoff.html", "run_residue.html", "probe_pca.html"} <= {p.name for p in (folder / "figures").iterdir()}
     assert set(out["methods"]) == {"vanilla", "GA"} and set(HEADLINE) <= set(out["methods"]["GA"])
@@ -66,13 +65,17 @@ def test_run_cli_json_keys(tmp_path, capsys, monkeypatch):
     assert "## Forgotten or hidden?" in md and "](figures/run_residue.png)" in md      # linked from the run folder
     assert {p.name for p in (folder / "tasks").iterdir()} >= {"config.json", "vanilla.json", "GA.json"}
 
-    # Ctrl-C after the first finished task, then --resume: the same table, and it says what it skipped
+
+@pytest.mark.slow
+def test_run_resumes_after_ctrl_c(small_run, tmp_path):
+    """Ctrl-C after the first finished task, then --resume: the uninterrupted table, and it says what it skipped."""
     import signal
     import subprocess
     import sys
     import time
-    argv = [sys.executable, "-m", "asru_lens", "run", "--budget", "small", "--residue", "--methods", "vanilla,GA",
-            "--json", "--out", str(tmp_path / "again")]
+
+    out, _, small = small_run
+    argv = [sys.executable, "-m", "asru_lens", *small, "--json", "--out", str(tmp_path / "again")]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = tmp_path / "again" / "tasks" / "vanilla.json"
     deadline = time.monotonic() + 900

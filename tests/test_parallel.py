@@ -1,0 +1,70 @@
+"""`asru-lens run --workers N`: the (method, learning rate) trainings as Ray tasks give the serial run's table."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from asru_lens import parallel
+
+PLUGIN = '''
+from asru_lens import methods
+
+
+@methods.register("after_GA", tuned=False, after="GA")
+def after_ga(ctx):
+    """Trains nothing, from GA's chosen weights: its row must be GA's."""
+    return {}
+'''
+
+
+def test_plan_puts_each_method_after_the_ones_it_needs():
+    assert parallel.plan(["rewrite", "vanilla"]) == ["stage1", "asru", "rewrite", "vanilla"]
+    assert parallel.plan(["vanilla", "asru", "stage1"]) == ["vanilla", "stage1", "asru"]
+    assert parallel.plan(["GA"]) == ["GA"]
+
+
+def test_without_ray_the_run_is_serial_and_says_how_to_get_it(monkeypatch):
+    said = []
+    monkeypatch.setattr(parallel, "available", lambda: False)
+    assert parallel.choose(4, None, said.append) == (1, None)
+    assert parallel.choose(1, "auto", said.append) == (1, None)
+    assert len(said) == 2 and "pip install 'asru_lens[ray]'" in said[0] and "serial" in said[0]
+    assert parallel.choose(1, None, said.append) == (1, None) and len(said) == 2     # serial asked: no note
+    monkeypatch.setattr(parallel, "available", lambda: True)
+    assert parallel.choose(2, None, said.append) == (2, None)
+
+
+def test_workers_without_a_recipe_is_one_clear_error():
+    from asru_lens.run import RunConfig, run
+    with pytest.raises(ValueError, match=r"recipe=asru_lens\.parallel\.Recipe"):
+        run(None, None, RunConfig.small(methods=("vanilla",)), workers=2)
+
+
+def test_workers_must_be_positive(capsys):
+    from asru_lens.cli import main
+    with pytest.raises(SystemExit):
+        main(["run", "--workers", "0"])
+    assert "--workers" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_workers_give_the_serial_table(small_run, tmp_path):
+    """`run --workers 2` (two Ray workers on this machine) against the shared serial run at the same seed: the same
+    rows, residue columns and learning-rate grids; a method that starts after GA gets GA's chosen weights."""
+    pytest.importorskip("ray")
+    serial, _, small = small_run
+    plugin = tmp_path / "after_ga.py"
+    plugin.write_text(PLUGIN)
+    argv = [sys.executable, "-m", "asru_lens", *small, "--workers", "2", "--json", "--out", str(tmp_path / "run")]
+    methods = argv.index("vanilla,GA")
+    argv[methods] = "vanilla,GA,after_GA"
+    done = subprocess.run([*argv, "--plugin", str(plugin)], capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    assert list(out["methods"]) == ["vanilla", "GA", "after_GA"]
+    assert {m: out["methods"][m] for m in ("vanilla", "GA")} == serial["methods"]
+    assert out["tuning"] == serial["tuning"] and out["residue"]["GA"] == serial["residue"]["GA"]
+    assert out["methods"]["after_GA"] == serial["methods"]["GA"]       # GA's weights, shipped to another task
+    tasks = {p.name for p in (tmp_path / "run" / "tasks").iterdir()}
+    assert {"vanilla.json", "GA.json", "GA.safetensors", "after_GA.json"} <= tasks   # kept as each row came in
