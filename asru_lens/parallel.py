@@ -214,7 +214,7 @@ def _schedule(ray, ctx, base, extra, opts, workers, names, done, on_row, stop, p
         fitted[n] = {"lr": d["lr"], "grid": d["grid"], "log": {}}
         if d.get("weights") is not None:
             start_of[n] = ray.put(d["weights"])
-    complete, submitted = set(done), set(done)
+    complete, submitted = {n for n in order if n in done}, set(done)
     lrs = {n: f["lr"] for n, f in fitted.items()}
     points, scoring, seconds, waiting = {}, {}, {}, {}     # waiting: ref -> ("point" | "row", name)
     todo = [n for n in order if n not in done]

@@ -68,3 +68,10 @@ def test_two_workers_give_the_serial_table(small_run, tmp_path):
     assert out["methods"]["after_GA"] == serial["methods"]["GA"]       # GA's weights, shipped to another task
     tasks = {p.name for p in (tmp_path / "run" / "tasks").iterdir()}
     assert {"vanilla.json", "GA.json", "GA.safetensors", "after_GA.json"} <= tasks   # kept as each row came in
+    # a resumed parallel run: after_GA's row lost, it is made again from GA's kept weights, the rest read back
+    (tmp_path / "run" / "tasks" / "after_GA.json").unlink()
+    again = subprocess.run([*argv, "--plugin", str(plugin), "--resume"], capture_output=True, text=True, timeout=1500)
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = json.loads(again.stdout)
+    assert resumed["resumed"] == ["vanilla", "GA"] and "2 of 3 tasks already finished" in again.stderr
+    assert resumed["methods"] == out["methods"] and resumed["tuning"] == out["tuning"]
