@@ -125,12 +125,10 @@ def train_point(base: dict, extra: dict, name: str, lr, start, lrs: dict):
     """One grid point: ``name`` trained at ``lr`` from ``start`` (None: vanilla); (validation score, log,
     weights, seconds)."""
     from asru_lens.methods import get
-    from asru_lens.methods.context import restore, snapshot
+    from asru_lens.methods.context import snapshot, train_once
     t = time.time()
     ctx = _context((base, extra), lrs)
-    restore(ctx.lens, start if start is not None else base["vanilla"])
-    ctx.method, ctx.lr = get(name), lr
-    log = ctx.method.train(ctx)
+    log = train_once(ctx, get(name), start if start is not None else base["vanilla"], lr)
     return ctx.validation(), log, snapshot(ctx.lens), time.time() - t
 
 
@@ -138,18 +136,18 @@ def score_point(base: dict, extra: dict, name: str, lr, weights, log, lrs: dict,
     """A method at its chosen point: trained here if it is not tuned, its ``finish`` run, then measured
     (``run.measure``) when ``measure``; (row or None, weights if ``keep`` or None, log, seconds)."""
     from asru_lens.methods import get
-    from asru_lens.methods.context import restore, saved_model, snapshot
+    from asru_lens.methods.context import finished, restore, saved_model, snapshot, train_once
     from asru_lens.run import measure as measure_row
     t = time.time()
     ctx = _context((base, extra), lrs)
     m = get(name)
-    restore(ctx.lens, weights if weights is not None else base["vanilla"])
-    ctx.method, ctx.lr = m, lr
-    if not m.tuned:
-        log = m.train(ctx)
-    if m.finish is not None:
-        log = {"train": log, "finish": m.finish(ctx)}
-    log = log if isinstance(log, dict) else {}
+    start = weights if weights is not None else base["vanilla"]
+    if m.tuned:
+        restore(ctx.lens, start)
+        ctx.method, ctx.lr = m, lr
+    else:
+        log = train_once(ctx, m, start, lr)
+    log = finished(ctx, m, log)
     if measure and base["save_models"]:
         from pathlib import Path
         saved_model(ctx.lens, log, Path(base["save_models"]) / name)
@@ -203,7 +201,7 @@ class Pool:
 
 def _schedule(ray, ctx, base, extra, opts, workers, names, done, on_row, stop, progress) -> dict:
     from asru_lens.methods import get
-    from asru_lens.methods.context import _needed_as_start
+    from asru_lens.methods.context import _needed_as_start, best_lr
     need_score = {n for n in names if n not in done}
     train = ray.remote(**opts)(train_point).options(num_returns=4)
     score = ray.remote(**opts)(score_point).options(num_returns=4)
@@ -264,11 +262,8 @@ def _schedule(ray, ctx, base, extra, opts, workers, names, done, on_row, stop, p
                 if kind == "point":
                     if any(r[0] in waiting for r in points[n].values()):
                         continue
-                    grid, best = {}, None
-                    for x in ctx.budget.lr_grid:             # the serial rule: the first best, in grid order
-                        grid[x] = ray.get(points[n][x][0])
-                        if best is None or grid[x] > grid[best]:
-                            best = x
+                    grid = {x: ray.get(points[n][x][0]) for x in ctx.budget.lr_grid}
+                    best = best_lr(grid)                     # the serial run's rule
                     seconds[n] = sum(ray.get(points[n][x][3]) for x in ctx.budget.lr_grid)
                     _, log_ref, weights_ref, _ = points[n][best]
                     points[n] = {}                           # only the chosen point's weights stay referenced

@@ -164,6 +164,26 @@ def _needed_as_start(name: str) -> bool:
     return any(m.after == name for m in REGISTRY.values())
 
 
+def train_once(ctx: Context, m, start, lr):
+    """Method ``m`` trained once at ``lr`` from the weights ``start`` (None: as the model is); its log."""
+    if start is not None:
+        restore(ctx.lens, start)
+    ctx.method, ctx.lr = m, lr
+    return m.train(ctx)
+
+
+def best_lr(grid: dict) -> float:
+    """The run's pick on a learning-rate grid ``{lr: validation score}``: the first best score, in grid order."""
+    return max(grid, key=grid.get)
+
+
+def finished(ctx: Context, m, log) -> dict:
+    """The method's log once its ``finish`` (if any) has run on the chosen weights in ``ctx.lens``."""
+    if m.finish is not None:
+        log = {"train": log, "finish": m.finish(ctx)}
+    return log if isinstance(log, dict) else {}
+
+
 def fit(ctx: Context, name: str, tune: bool = False) -> dict:
     """Train method ``name`` (see the module docstring); returns ``{"lr", "grid", "log"}`` and leaves
     ``ctx.lens`` at its weights. A method fitted before in the same context is restored, not trained again."""
@@ -183,27 +203,21 @@ def fit(ctx: Context, name: str, tune: bool = False) -> dict:
     ctx.method = m
     grid = None
     if tune and m.tuned:
-        grid, best = {}, (None, -1.0, None, None)
+        grid, best = {}, None
         for lr in tqdm(ctx.budget.lr_grid, desc=f"lr grid {name}", leave=False, disable=not ctx.progress):
-            restore(ctx.lens, start)
-            ctx.method, ctx.lr = m, lr
-            log = m.train(ctx)
+            log = train_once(ctx, m, start, lr)
             grid[lr] = ctx.validation()
-            if grid[lr] > best[1]:
-                best = (lr, grid[lr], snapshot(ctx.lens), log)
-        lr, _, weights, log = best
+            if best_lr(grid) == lr:              # the best so far: only its weights are kept
+                best = (snapshot(ctx.lens), log)
+        lr = best_lr(grid)
+        weights, log = best
         restore(ctx.lens, weights)
     else:
-        if start is not None:
-            restore(ctx.lens, start)
         lr = ctx.lrs.get(name)
-        ctx.method, ctx.lr = m, lr
-        log = m.train(ctx)
+        log = train_once(ctx, m, start, lr)
     ctx.lrs[name] = lr
     ctx.method, ctx.lr = m, lr
-    if m.finish is not None:
-        log = {"train": log, "finish": m.finish(ctx)}
-    out = {"lr": lr, "grid": grid, "log": log if isinstance(log, dict) else {}}
+    out = {"lr": lr, "grid": grid, "log": finished(ctx, m, log)}
     if _needed_as_start(name):
         out["weights"] = snapshot(ctx.lens)
     ctx.fitted[name] = out
