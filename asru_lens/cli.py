@@ -381,6 +381,8 @@ def cmd_run(args) -> int:
         cfg.residue = args.residue
     judge = make_judge(args.judge)
     direction = _direction(args)
+    from asru_lens import parallel
+    parallel.check_address(args.ray_address if parallel.available() else None)   # before the model loads
     world = _world(args)
     lens = _load(args)
     from asru_lens.parallel import Recipe

@@ -68,6 +68,25 @@ def choose(workers: int, address: str | None, say=None) -> tuple[int, str | None
     return workers, address
 
 
+def check_address(address: str | None, timeout: float = 5.0) -> None:
+    """One clear error, within seconds, when the Ray head at ``address`` (``ray://host:port`` or ``host:port``)
+    does not answer; ray.init itself waits minutes on a wrong one. ``auto``, ``local`` and None pass."""
+    if not address or address in ("auto", "local"):
+        return
+    import socket
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"--ray-address {address!r} is not ray://HOST:PORT, HOST:PORT or auto; give the head "
+                         f"node's address as `ray start --head` printed it.")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ValueError(f"--ray-address {address!r}: nothing answers at {host}:{port} ({e.strerror or e}). Start the "
+                         f"head with `ray start --head` (Ray Client listens on port 10001), or run without "
+                         f"--ray-address.") from None
+
+
 def connect(workers: int, address: str | None = None):
     """``ray``, initialised: a local instance with ``workers`` CPUs (and this machine's GPUs), or the cluster at
     ``address``. The workers get this process's ``ASRU_LENS_*`` and ``HF_*`` variables."""

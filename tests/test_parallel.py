@@ -48,6 +48,27 @@ def test_workers_must_be_positive(capsys):
     assert "--workers" in capsys.readouterr().err
 
 
+def test_a_ray_address_nothing_answers_at_is_one_clear_error_before_the_model_loads(capsys, monkeypatch):
+    """ray.init waits minutes on a wrong address; the run says so within seconds, before the model loads."""
+    import socket
+    import time
+
+    from asru_lens import cli
+    monkeypatch.setattr(parallel, "available", lambda: True)
+    monkeypatch.setattr(cli, "_load", lambda args: pytest.fail("the model loaded before the address was checked"))
+    with socket.socket() as s:                 # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t = time.time()
+    assert cli.main(["run", "--ray-address", f"ray://127.0.0.1:{port}"]) != 0
+    err = capsys.readouterr().err
+    assert f"--ray-address 'ray://127.0.0.1:{port}'" in err and "ray start --head" in err
+    assert time.time() - t < 15
+    with pytest.raises(ValueError, match="is not ray://HOST:PORT"):
+        parallel.check_address("head-node")
+    parallel.check_address("auto")             # ray.init finds the local cluster itself
+
+
 @pytest.mark.slow
 def test_two_workers_give_the_serial_table(small_run, tmp_path):
     """`run --workers 2` (two Ray workers on this machine) against the shared serial run at the same seed: the same
