@@ -9,9 +9,11 @@ its ``asru_lens.json``), then the run's budget (stage 2's steps), then ``--set``
 """
 from __future__ import annotations
 
+import torch
+
 from asru_lens.core.training import default_trainable
 from asru_lens.methods import register
-from asru_lens.methods.redirect import RedirectConfig, redirect, redirected_module
+from asru_lens.methods.redirect import RedirectConfig, redirect, redirect_inputs, redirected_module
 from asru_lens.methods.rl import GRPOConfig, boundary_set, train_grpo
 
 
@@ -48,8 +50,15 @@ def redirect_stage(ctx, cfg: RedirectConfig | None = None) -> dict:
     down = redirected_module(ctx.lens, layer)
     ctx.cache["stage1_patch"] = [(down, down.weight.detach().clone())]   # the weight before stage 1 (LoRA's KL)
     cfg = cfg or stage1_settings(ctx)
-    return redirect(ctx.lens, p.direction, layer, ctx.forget, _sample(ctx.retain, cfg.n_retain, ctx.seed + 1), cfg,
-                    progress=ctx.progress)
+    retain = _sample(ctx.retain, cfg.n_retain, ctx.seed + 1)
+    # every grid point starts from the same weights, so down_proj's inputs are computed once for the grid (keyed by
+    # a fingerprint of the weights, should a plugin start stage 1 from others)
+    with torch.no_grad():
+        fingerprint = tuple(float(w.float().sum()) for w in ctx.lens.model.parameters())
+    key = ("stage1_inputs", layer, cfg.n_retain, fingerprint)
+    inputs = ctx._once(key, lambda: redirect_inputs(ctx.lens, ctx.forget + retain, layer, cfg.inference_batch_size,
+                                                          ctx.progress))
+    return redirect(ctx.lens, p.direction, layer, ctx.forget, retain, cfg, progress=ctx.progress, inputs=inputs)
 
 
 def reinforce_stage(ctx, cfg: GRPOConfig | None = None, reference=None) -> dict:

@@ -12,9 +12,17 @@ One forget step runs after every ``len(retain) // len(forget)`` retain steps, as
 in the authors' code; AdamW with a linear schedule, ``epochs`` passes over the
 retain set (the forget set cycles).
 
-``h_frozen`` needs no second model: only ``down_proj`` changes, and a decoder
-layer adds ``down_proj(a)`` to the residual stream, so
-``h_frozen = h - a @ (W - W0).T`` exactly, with ``a`` the input of ``down_proj``.
+Only ``down_proj`` changes, and a decoder layer adds ``down_proj(a)`` to the
+residual stream, with ``a`` (the input of ``down_proj``) computed before it. So
+
+    h(W) = h_frozen + a @ (W - W0).T      exactly, for every W,
+
+so both losses depend on ``a @ (W - W0).T`` alone and stage 1 is a problem on one
+cached vector per prompt: one forward pass up to the layer gives ``a``
+(``redirect_inputs``), and every step after that is a matrix product. The gradients, the optimiser and the plan are those of
+the full forward pass; only the order of float additions differs. The inputs can
+be shared between runs that start from the same weights (``asru-lens run``'s
+learning-rate grid computes them once).
 """
 from __future__ import annotations
 
@@ -42,9 +50,10 @@ class RedirectConfig:
     max_grad_norm: float | None = None   # the authors do not clip
     n_retain: int = 720                  # retain questions sampled for stage 1
     seed: int = 42
+    inference_batch_size: int = 16       # prompts per forward pass when the inputs are cached (no gradient)
 
     def __post_init__(self):
-        check_positive(self, ("epochs", "batch_size", "n_retain"), ("lr", "c"))
+        check_positive(self, ("epochs", "batch_size", "n_retain", "inference_batch_size"), ("lr", "c"))
 
 
 class _Stop(Exception):
@@ -83,10 +92,25 @@ def last_token_state(lens, enc, layer: int) -> tuple[torch.Tensor, torch.Tensor]
     return seen["h"], seen["a"]
 
 
+@torch.no_grad()
+def redirect_inputs(lens, items: list, layer: int, batch_size: int = 16, progress: bool = False) -> torch.Tensor:
+    """``a`` for every prompt of ``items`` as the model is now: the input of the ``down_proj`` that writes
+    ``resid_pre[layer]``, at the last prompt token. Row ``i`` is ``items[i]``."""
+    acts = []
+    for i in tqdm(range(0, len(items), batch_size), desc="stage 1: inputs", leave=False, disable=not progress):
+        chunk = items[i:i + batch_size]
+        _, a = last_token_state(lens, lens.encode([q.question for q in chunk], [q.image for q in chunk]), layer)
+        acts.append(a)
+    return torch.cat(acts)
+
+
 def redirect(lens, direction: torch.Tensor, layer: int, forget: list, retain: list,
-             cfg: RedirectConfig = RedirectConfig(), progress: bool = True) -> dict:
+             cfg: RedirectConfig = RedirectConfig(), progress: bool = True, inputs: torch.Tensor | None = None) -> dict:
     """Train ``layers[layer-1].mlp.down_proj`` in place so that forget queries move by ``cfg.c * direction``
     at ``resid_pre[layer]`` and retain queries stay. ``forget``/``retain`` are lists of ``data.QA``.
+
+    ``inputs``: ``redirect_inputs(lens, forget + retain, layer)`` computed before, at the weights the model holds
+    now (else it is computed here).
 
     Returns the log: per step the loss, which set it was, and the final mean shift along the unit direction
     for forget and retain prompts (how far each set moved)."""
@@ -97,19 +121,24 @@ def redirect(lens, direction: torch.Tensor, layer: int, forget: list, retain: li
     down = redirected_module(lens, layer)
     w0 = down.weight.detach().clone()
     name = f"model.language_model.layers.{layer - 1}.mlp.down_proj.weight"
+    a_all = inputs if inputs is not None else redirect_inputs(lens, forget + retain, layer, cfg.inference_batch_size, progress)
+    if len(a_all) != len(forget) + len(retain):
+        raise ValueError(f"inputs hold {len(a_all)} prompts, but there are {len(forget)} forget and {len(retain)} "
+                         f"retain ones; compute them with redirect_inputs(lens, forget + retain, layer).")
+    rows = {"forget": range(len(forget)), "retain": range(len(forget), len(forget) + len(retain))}
 
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
-    batches = lambda items: [[items[j] for j in idx] for idx in np.array_split(  # noqa: E731
-        rng.permutation(len(items)), math.ceil(len(items) / cfg.batch_size))]
+    batches = lambda kind: [[rows[kind][j] for j in idx] for idx in np.array_split(  # noqa: E731
+        rng.permutation(len(rows[kind])), math.ceil(len(rows[kind]) / cfg.batch_size))]
     every = max(1, len(retain) // len(forget))
-    plan = []                                   # ("retain" | "forget", batch)
+    plan = []                                   # ("retain" | "forget", rows of the inputs)
     forget_queue: list = []
     for _ in range(cfg.epochs):
-        for i, b in enumerate(batches(retain), 1):
+        for i, b in enumerate(batches("retain"), 1):
             plan.append(("retain", b))
             if i % every == 0:
-                forget_queue = forget_queue or batches(forget)
+                forget_queue = forget_queue or batches("forget")
                 plan.append(("forget", forget_queue.pop()))
 
     log = {"step": [], "set": [], "loss": []}
@@ -119,14 +148,11 @@ def redirect(lens, direction: torch.Tensor, layer: int, forget: list, retain: li
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / len(plan)))
         bar = tqdm(plan, desc="stage 1: redirect", disable=not progress, leave=False)
         for step, (kind, batch) in enumerate(bar):
-            enc = lens.encode([q.question for q in batch], [q.image for q in batch])
-            h, a = last_token_state(lens, enc, layer)
-            with torch.no_grad():
-                h_frozen = h - a @ (down.weight - w0).T
-            if kind == "forget":
-                loss = F.mse_loss(h.float(), h_frozen.float() + cfg.c * v)
-            else:
-                loss = cfg.alpha * F.mse_loss(h.float(), h_frozen.float())
+            idx = torch.tensor(batch, device=a_all.device)
+            moved = (a_all[idx] @ (down.weight - w0).T).float()      # h - h_frozen, with gradient
+            target = cfg.c * v if kind == "forget" else torch.zeros_like(v)
+            loss = F.mse_loss(moved, target.expand_as(moved))
+            loss = loss if kind == "forget" else cfg.alpha * loss
             optimise(opt, params, loss, cfg.max_grad_norm)
             sched.step()
             last[kind] = loss.item()
@@ -134,8 +160,10 @@ def redirect(lens, direction: torch.Tensor, layer: int, forget: list, retain: li
             log["set"].append(kind)
             log["loss"].append(last[kind])
             bar.set_postfix(forget=f"{last['forget']:.4f}", retain=f"{last['retain']:.4f}")
-    log["shift"] = {name: shift(lens, items, layer, v, w0) for name, items in (("forget", forget),
-                                                                                ("retain", retain))}
+    unit = v / v.norm()
+    with torch.no_grad():
+        log["shift"] = {kind: float(((a_all[list(r)] @ (down.weight - w0).T).float() @ unit).mean())
+                        for kind, r in rows.items()}
     return log
 
 
@@ -144,9 +172,6 @@ def shift(lens, items: list, layer: int, direction: torch.Tensor, w0: torch.Tens
     """Mean movement of ``resid_pre[layer]`` (last prompt token) along the unit ``direction`` since the
     ``down_proj`` weight was ``w0``."""
     unit = direction / direction.norm()
-    down, moved = redirected_module(lens, layer), []
-    for i in range(0, len(items), batch_size):
-        chunk = items[i:i + batch_size]
-        h, a = last_token_state(lens, lens.encode([q.question for q in chunk], [q.image for q in chunk]), layer)
-        moved.append(((a @ (down.weight - w0).T).float() @ unit).cpu())
-    return float(torch.cat(moved).mean())
+    down = redirected_module(lens, layer)
+    a = redirect_inputs(lens, items, layer, batch_size)
+    return float(((a @ (down.weight - w0).T).float() @ unit.to(a.device, torch.float32)).mean())
