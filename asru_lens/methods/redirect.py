@@ -17,11 +17,12 @@ residual stream, with ``a`` (the input of ``down_proj``) computed before it. So
 
     h(W) = h_frozen + a @ (W - W0).T      exactly, for every W,
 
-so both losses depend on ``a @ (W - W0).T`` alone and stage 1 is a problem on one
-cached vector per prompt: one forward pass up to the layer gives ``a``
-(``redirect_inputs``), and every step after that is a matrix product. The gradients, the optimiser and the plan are those of
-the full forward pass; only the order of float additions differs. The inputs can
-be shared between runs that start from the same weights (``asru-lens run``'s
+and both losses depend on ``a @ (W - W0).T`` alone: stage 1 is a problem on one
+cached vector per prompt. One forward pass up to the layer gives ``a``
+(``redirect_inputs``); every step after that is a matrix product. Gradients,
+optimiser and plan are those of the full forward pass; only the order of float
+additions differs (measured on the organism: weights within 1e-6). The inputs
+can be shared by runs that start from the same weights (``asru-lens run``'s
 learning-rate grid computes them once).
 """
 from __future__ import annotations
@@ -121,7 +122,8 @@ def redirect(lens, direction: torch.Tensor, layer: int, forget: list, retain: li
     down = redirected_module(lens, layer)
     w0 = down.weight.detach().clone()
     name = f"model.language_model.layers.{layer - 1}.mlp.down_proj.weight"
-    a_all = inputs if inputs is not None else redirect_inputs(lens, forget + retain, layer, cfg.inference_batch_size, progress)
+    a_all = inputs if inputs is not None else redirect_inputs(lens, forget + retain, layer, cfg.inference_batch_size,
+                                                              progress)
     if len(a_all) != len(forget) + len(retain):
         raise ValueError(f"inputs hold {len(a_all)} prompts, but there are {len(forget)} forget and {len(retain)} "
                          f"retain ones; compute them with redirect_inputs(lens, forget + retain, layer).")
