@@ -54,7 +54,7 @@ class RunConfig:
     baseline_steps: int = 40           # forget steps of every loss-based baseline (GA ... MMUnlearner, RMU)
     lr_grid: tuple = LR_GRID
     steer_alphas: tuple = (1.0, 1.5, 2.0)
-    grpo_steps: int | None = 80        # stage 2 steps per grid point (5 points and the residue fit 20 min); None: preset
+    grpo_steps: int | None = 80        # stage 2 steps per grid point (the full run: 20 min on 2 cores); None: preset
     seed: int = 0
     methods: tuple = field(default_factory=lambda: registry.names())
     residue: bool = True               # relearning attack and probes on every method (asru_lens.measure.residue)

@@ -88,3 +88,34 @@ def test_save_reopens_and_a_failed_save_keeps_the_old_folder(tmp_path, items, mo
     assert sorted(p.name for p in tmp_path.iterdir()) == listing   # no temp folder left behind
     again = asru_lens.load(str(out))                               # the good copy is intact
     assert torch.equal(again.layers[1].mlp.down_proj.weight, lens.layers[1].mlp.down_proj.weight)
+
+
+def test_cached_inputs_train_what_a_forward_pass_per_step_trains(items, direction):
+    """Stage 1 on ``redirect_inputs`` (computed once, shared by a grid) takes the gradient a forward pass through
+    the model takes: h(W) - h_frozen = a @ (W - W0).T exactly; the cached inputs are the model's own."""
+    forget, retain = items
+    lens = asru_lens.load()
+    down = lens.layers[1].mlp.down_proj
+    w0 = down.weight.detach().clone()
+    inputs = redirect.redirect_inputs(lens, forget + retain, 2, batch_size=5)
+    cfg = redirect.RedirectConfig(lr=5e-3, epochs=1)
+    redirect.redirect(lens, direction, 2, forget, retain, cfg, progress=False, inputs=inputs)
+    cached = down.weight.detach().clone()
+    # the same steps by hand, each batch through the model with W as it is then
+    with torch.no_grad():
+        down.weight.copy_(w0)
+    v = direction.float()
+    enc = lens.encode([q.question for q in forget[:2]], [q.image for q in forget[:2]])
+    h, a = redirect.last_token_state(lens, enc, 2)
+    torch.testing.assert_close(a, inputs[:2], rtol=1e-4, atol=1e-5)
+    loss = torch.nn.functional.mse_loss(h.float(), (h - a @ (down.weight - w0).T).detach().float() + cfg.c * v)
+    down.weight.grad = None                 # what the training left
+    loss.backward()
+    want = down.weight.grad.clone()
+    down.weight.grad = None
+    moved = a.detach() @ (down.weight - w0).T
+    torch.nn.functional.mse_loss(moved.float(), (cfg.c * v).expand_as(moved)).backward()
+    torch.testing.assert_close(down.weight.grad, want, rtol=1e-4, atol=1e-7)
+    assert not torch.equal(cached, w0)
+    with pytest.raises(ValueError, match="inputs hold 3 prompts"):
+        redirect.redirect(lens, direction, 2, forget, retain, cfg, progress=False, inputs=inputs[:3])
