@@ -162,18 +162,20 @@ def redirect(lens, direction: torch.Tensor, layer: int, forget: list, retain: li
             log["set"].append(kind)
             log["loss"].append(last[kind])
             bar.set_postfix(forget=f"{last['forget']:.4f}", retain=f"{last['retain']:.4f}")
-    unit = v / v.norm()
-    with torch.no_grad():
-        log["shift"] = {kind: float(((a_all[list(r)] @ (down.weight - w0).T).float() @ unit).mean())
-                        for kind, r in rows.items()}
+    log["shift"] = {kind: moved_along(a_all[list(r)], down, w0, v) for kind, r in rows.items()}
     return log
+
+
+@torch.no_grad()
+def moved_along(a: torch.Tensor, down: torch.nn.Linear, w0: torch.Tensor, direction: torch.Tensor) -> float:
+    """Mean movement along the unit ``direction`` of the prompts whose ``down_proj`` inputs are ``a``, since the
+    weight was ``w0``: ``a @ (W - W0).T`` is exactly what the weight change added to the residual stream."""
+    unit = (direction / direction.norm()).to(a.device, torch.float32)
+    return float(((a @ (down.weight - w0).T).float() @ unit).mean())
 
 
 @torch.no_grad()
 def shift(lens, items: list, layer: int, direction: torch.Tensor, w0: torch.Tensor, batch_size: int = 32) -> float:
     """Mean movement of ``resid_pre[layer]`` (last prompt token) along the unit ``direction`` since the
     ``down_proj`` weight was ``w0``."""
-    unit = direction / direction.norm()
-    down = redirected_module(lens, layer)
-    a = redirect_inputs(lens, items, layer, batch_size)
-    return float(((a @ (down.weight - w0).T).float() @ unit.to(a.device, torch.float32)).mean())
+    return moved_along(redirect_inputs(lens, items, layer, batch_size), redirected_module(lens, layer), w0, direction)
