@@ -63,6 +63,7 @@ class Lens:
         """nnsight ``TransformersModel`` wrapping this very model (built on first use)."""
         if self._nn is None:
             from nnsight.modeling.transformers import TransformersModel
+            without_hub_kernels(self.model)
             self._nn = TransformersModel(self.model, task="image-text-to-text", processor=self.processor,
                                          tokenizer=self.processor.tokenizer)
         return self._nn
@@ -155,6 +156,20 @@ class Lens:
                 profile["steering"] = save_steering(self.steering, tmp)
             (tmp / PROFILE_FILE).write_text(json.dumps(profile, indent=1))
         return Path(path)
+
+
+def without_hub_kernels(model: torch.nn.Module) -> torch.nn.Module:
+    """Turn off transformers' hub kernels (``use_kernels``) on ``model``, in place, and return it.
+
+    Why: from transformers 5.25 ``from_pretrained`` kernelizes by default, and every ``model.train()`` /
+    ``.eval()`` then kernelizes again, which writes a new ``forward`` into each ``@use_kernel_forward_from_hub``
+    module (Qwen3-VL's RMSNorms). That overwrites the forward nnsight installed, so a trace after any training
+    step never sees ``language_model.norm`` and fails with "was requested but the model already ran past it".
+    Nothing here needs hub kernels (they would be downloaded at run time, and only exist for GPUs).
+    """
+    if getattr(model, "use_kernels", False):
+        model.use_kernels = False      # puts the torch forwards back, before nnsight wraps them
+    return model
 
 
 def _as_image(image, index: int):
@@ -253,7 +268,7 @@ def load(model: str | os.PathLike | None = None, *, dtype: str | torch.dtype | N
     check_dtype(dtype)
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: use a positive number of prompts per batch.")
-    kwargs = {}
+    kwargs = {"use_kernels": False}     # see without_hub_kernels: kernelizing replaces the forwards nnsight traces
     if dtype is not None:
         kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
     if device_map is not None:
