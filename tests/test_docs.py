@@ -161,3 +161,40 @@ def test_the_readmes_first_commands_print_what_it_says(capsys):
     assert re.search(rf"auroc_chosen\s+{auroc}", outs["asru-lens probe"])
     refusal = re.search(r"forget_refusal (\d\.\d+)", comment["asru-lens steer"]).group(1)
     assert re.search(rf"forget_refusal\s+{refusal}", outs["asru-lens steer"])
+
+
+MEASURED_RUN = ROOT / "docs" / "measured" / "run-seed0.json"
+HEADLINE_DIGITS = [3] * 7 + [2] * 3     # A-D, ROUGE-L and cloze shares to 3 places, the judge's 0-5 scores to 2
+
+
+def main_job_table() -> dict[str, list[str]]:
+    """docs/unlearning.md's table of the main job: {method: its cells as written, bold marks dropped}."""
+    text = (ROOT / "docs" / "unlearning.md").read_text().split("## The main job")[1]
+    lines = text[text.index("| method | forget cls |"):].splitlines()
+    rows = {}
+    for line in lines[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_the_main_jobs_table_is_the_measured_json():
+    """Every number of the main job's table, and the README's findings from it, come from the `asru-lens run
+    --json` output kept in docs/measured/."""
+    import json
+
+    from asru_lens.run import HEADLINE
+    info = json.loads(MEASURED_RUN.read_text())
+    assert info["seed"] == 0
+    table = main_job_table()
+    assert list(table) == list(info["methods"])
+    for method, cells in table.items():
+        want = [f"{info['methods'][method][k]:.{d}f}" for k, d in zip(HEADLINE, HEADLINE_DIGITS)]
+        assert cells == want, method
+    readme = (ROOT / "README.md").read_text()
+    m = info["methods"]
+    assert (f"ASRU gives the best contextual refusals of the paper's methods ({m['asru']['contextual_refusal']:.2f} "
+            f"of 5, next best IDK {m['IDK']['contextual_refusal']:.2f}), leaks nothing "
+            f"({m['asru']['leakage']:.2f})") in " ".join(readme.split())
