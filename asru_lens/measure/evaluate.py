@@ -9,8 +9,8 @@ rouge1/2/L, bleu generation answers against the ground truth (``asru_lens.measur
 cloze_acc        cloze answers that contain the ground truth
 contextual_refusal, leakage, naturalness
                  generation quality: the judge's mean scores on the Image_Textual generation answers
-                 (``asru_lens.measure.judge``; the rule-based judge by default, ``--judge openai:gpt-4o-mini`` as
-                 the authors)
+                 (``asru_lens.measure.judge``; the rule-based judge by default, bound to the world's fact words,
+                 ``--judge openai:gpt-4o-mini`` as the authors)
 ===============  ==========================================================================================
 
 Prompts and answer parsing come from the model's protocol (``lens.protocol``, ``asru_lens.core.protocol``): the
@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from asru_lens.core import data
-from asru_lens.measure.judge import RUBRICS, rule_judge
+from asru_lens.measure.judge import RUBRICS, fact_judge, rule_judge
 from asru_lens.measure.metrics import bleu, rouge
 from asru_lens.core.protocol import cloze_correct
 from asru_lens.measure.refusal import contains
@@ -86,6 +86,8 @@ def evaluate(lens, world: World, forget: int = 10, n: int = 48, judge=rule_judge
     feeds the rule judge's naturalness (None: no perplexity term). ``items``: reuse ``eval_items`` output;
     ``sets``: which of the four sets to measure."""
     items = items or eval_items(world, forget, n)
+    if judge is rule_judge:          # the rule judge reads this world's fact words (judge.fact_judge)
+        judge = fact_judge([r for rows in world.rows(forget).values() for r in rows])
     protocol = lens.protocol
     max_new_tokens = max_new_tokens or protocol.max_new_tokens
     gen = lambda qs, prompts, desc, shots=None: lens.generate(  # noqa: E731

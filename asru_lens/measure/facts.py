@@ -22,8 +22,19 @@ import re
 from collections import Counter
 
 from asru_lens.core.data import QA
-from asru_lens.measure.judge import specific_words
 from asru_lens.measure.refusal import normalize
+from asru_lens.methods.reward import _STOP
+
+# words that never carry a fact. The verbs here are the organism's templates' (issue 36 replaces this list by
+# the key words' rarity everywhere; residue.fact_values still reads it)
+_FUNCTION = _STOP | {"and", "or", "as", "on", "by", "with", "from", "year", "i", "it", "works", "lives", "enjoys",
+                     "studied", "born", "are", "be", "that", "his", "her", "they", "them"}
+
+
+def specific_words(ground_truth: str, question: str = "") -> set[str]:
+    """The ground truth's words minus the question's words and function words."""
+    return set(normalize(ground_truth).split()) - set(normalize(question).split()) - _FUNCTION
+
 
 # how a photo question points at its subject, in MLLMU-Bench's English and the organism's
 SUBJECT = re.compile(r"\b(?:this|the) (?:person|individual|man|woman)(?: (?:shown |depicted |pictured )?in "

@@ -37,7 +37,7 @@ from asru_lens.interpret import activations
 
 from asru_lens.core import data
 from asru_lens.core.data import QA
-from asru_lens.measure.judge import specific_words
+from asru_lens.measure.facts import specific_words
 from asru_lens.measure.refusal import contains
 
 
