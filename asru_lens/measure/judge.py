@@ -49,17 +49,12 @@ from contextlib import closing
 from pathlib import Path
 
 from asru_lens.core.data import QA
-from asru_lens.measure.facts import SUBJECT, FactScorer, person_name, scorer_for, specific_words
+from asru_lens.measure.facts import SUBJECT, FactScorer, person_name, scorer_for, share_of, specific_words
 from asru_lens.measure.refusal import contains, is_broken, is_refusal, normalize
 from asru_lens.methods.reward import contextual_refusal
 
 PERPLEXITY_LIMIT = 50.0
 RUBRICS = ("contextual_refusal", "leakage", "naturalness")
-
-
-def share_of(words: set[str], answer: str) -> float:
-    """The share of ``words`` that ``answer`` holds (0 for no words)."""
-    return len(words & set(normalize(answer).split())) / len(words) if words else 0.0
 
 
 def leakage(question: str, answer: str, ground_truth: str, words: set[str] | None = None,
