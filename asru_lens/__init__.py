@@ -8,7 +8,7 @@
 
 The library is in subpackages by role: ``core`` (load, world, data, protocol, sets, training), ``interpret``
 (activations, probe, steer), ``methods`` (one module per unlearning method, and the registry), ``measure``
-(evaluate, residue, judge, metrics) and ``show`` (viz, widgets, gallery); ``organism`` is one provider of a model
+(evaluate, residue, attacks, facts, judge, metrics) and ``show`` (viz, widgets, gallery); ``organism`` is one provider of a model
 and a world. The short names still import: ``from asru_lens import probe, steer`` is ``asru_lens.interpret``'s.
 """
 import importlib
@@ -32,7 +32,8 @@ SHORT_NAMES = {
     "adapters": "core.training",
     **{m: f"interpret.{m}" for m in ("activations", "probe", "steer")},
     **{m: f"methods.{m}" for m in ("redirect", "rl", "reward", "trl_export", "rewrite", "baselines")},
-    **{m: f"measure.{m}" for m in ("evaluate", "residue", "judge", "metrics", "refusal")},
+    **{m: f"measure.{m}" for m in ("evaluate", "residue", "judge", "metrics", "refusal", "facts",
+                                                 "attacks")},
     **{m: f"show.{m}" for m in ("viz", "widgets", "gallery")},
 }
 

@@ -200,7 +200,7 @@ def cmd_probe(args) -> int:
     return emit(args, info, text)
 
 
-STEER_KEYS = ("forget_refusal", "forget_leak", "retain_exact", "celebrity_exact", "perception_acc", "broken_rate")
+STEER_KEYS = ("forget_refusal", "forget_leak", "retain_utility", "celebrity_utility", "perception_acc", "broken_rate")
 
 
 def cmd_steer(args) -> int:
@@ -208,6 +208,7 @@ def cmd_steer(args) -> int:
 
     from asru_lens.interpret import probe, steer
     from asru_lens.core.sets import probe_sets, steer_sets
+    from asru_lens.measure.facts import of_world
 
     _check_layer(args, args.layer)
     saved = _direction(args)
@@ -226,11 +227,13 @@ def cmd_steer(args) -> int:
     if args.mode == "conditional":  # detector: forget vs retain prompts, threshold halfway between their means
         kw = steer.forget_detector(lens, psets["forget"].direction, psets["retain"].direction, layer)
     sets = steer_sets(world, forget=args.forget, n=args.n)
+    facts = of_world(world, args.forget)
     if args.sweep:
         layers = list(range(1, lens.n_layers)) if args.layer is None else [args.layer]
         alphas = args.alphas
-        points = steer.sweep(lens, sets, directions, layers, alphas, args.mode, progress=not args.json, **kw)
-        base = {"layer": None, "alpha": 0.0, "mode": "none", **steer.measure(lens, sets, None)}
+        points = steer.sweep(lens, sets, directions, layers, alphas, args.mode, progress=not args.json, facts=facts,
+                             **kw)
+        base = {"layer": None, "alpha": 0.0, "mode": "none", **steer.measure(lens, sets, None, facts=facts)}
         points = [base] + points
         if args.figures:
             from asru_lens.show import viz
@@ -239,14 +242,14 @@ def cmd_steer(args) -> int:
         return emit(args, [{k: v for k, v in p.items() if k != "examples"} for p in points], lambda ps: _table(
             [(p["layer"], p["alpha"], *(_fmt(p[k]) for k in STEER_KEYS)) for p in ps], ("layer", "alpha") + STEER_KEYS))
     spec = steer.Steering(directions[layer], layer, args.alpha, args.mode, **kw)
-    point = {"layer": layer, "alpha": args.alpha, "mode": args.mode, **steer.measure(lens, sets, spec)}
+    point = {"layer": layer, "alpha": args.alpha, "mode": args.mode, **steer.measure(lens, sets, spec, facts=facts)}
     return emit(args, point, lambda p: [_table([(k, _fmt(p[k])) for k in ("layer", "alpha", "mode") + STEER_KEYS],
                                                ("key", "value"))]
                 + [f"{name:>7}: {t}" for name, texts in p["examples"].items() for t in texts])
 
 
-UNLEARN_KEYS = ("forget_refusal", "forget_leak", "test_refusal", "retain_exact", "celebrity_exact", "perception_acc",
-                "broken_rate")
+UNLEARN_KEYS = ("forget_refusal", "forget_leak", "test_refusal", "retain_utility", "celebrity_utility",
+                "perception_acc", "broken_rate")
 
 
 def _plugins(args) -> None:
@@ -487,15 +490,15 @@ def cmd_evaluate(args) -> int:
 
 def cmd_residue(args) -> int:
     from asru_lens.core.load import load
-    from asru_lens.measure.attacks import ablation_attack, by_name_attack
+    from asru_lens.measure.attacks import ablation_attack, benign_attack, by_name_attack
     from asru_lens.measure.residue import ResidueConfig, held_out_leak, residue
 
-    cfg = ResidueConfig(forget=args.forget, seed=args.seed, control=not args.no_control,
+    cfg = ResidueConfig(forget=args.forget, seed=args.seed, control=not args.no_control, folds=args.folds,
                         **({"steps": tuple(args.steps)} if args.steps else {}),
                         **({"splits": tuple(args.splits.split(","))} if args.splits else {}))
-    bad = [s for s in cfg.splits if s not in ("attribute", "person")]
+    bad = [s for s in cfg.splits if s not in ("question", "person", "attribute")]
     if bad or sorted(cfg.steps) != list(cfg.steps):
-        raise ValueError(f"--splits takes attribute and/or person (got {bad}); --steps must be increasing.")
+        raise ValueError(f"--splits takes question, person and/or attribute (got {bad}); --steps must be increasing.")
     saved = _direction(args)                     # a bad --direction is named before any model loads
     refusal = None if saved is None else saved.direction
     world = _world(args)
@@ -505,7 +508,8 @@ def cmd_residue(args) -> int:
     def audit(lens, leak_vanilla):                # the residue, then the attacks that need no training
         return {**residue(lens, world, cfg, leak_vanilla, progress=not args.json),
                 "by_name": by_name_attack(lens, world, args.forget),
-                "ablation": ablation_attack(lens, world, args.forget, refusal)}
+                "ablation": ablation_attack(lens, world, args.forget, refusal),
+                "benign": benign_attack(lens, world, args.forget, cfg.steps, args.seed)}
     out["models"]["vanilla"] = audit(vanilla, None)
     if args.model is not None:
         leak_vanilla = {by: r["leak_unlearned"] for by, r in out["models"]["vanilla"]["relearn"].items()}
@@ -522,6 +526,9 @@ def cmd_residue(args) -> int:
             lines += [f"== {name}", _table(rows, ("split", "steps", "leak before", "leak after", "recovery",
                                                   "control leak")),
                       f"probe accuracy per layer ({pa.get('readout')}): {pa['per_layer']} (chance {pa['chance']})",
+                      f"A-D probe per layer (retain -> forget): {r['ad_probe']['per_layer']} (chance "
+                      f"{r['ad_probe']['chance']}; untrained logit lens {r['ad_probe'].get('logit_lens')})"
+                      if r["ad_probe"]["max"] is not None else f"A-D probe: {r['ad_probe']['note']}",
                       f"logit-lens rank of the first answer token per layer: {r['logit_lens_rank']}",
                       f"forget A-D accuracy: {_fmt(r.get('forget_cls_acc'))}, cloze: {_fmt(r.get('forget_cloze_acc'))}",
                       f"asked by name, no photo ({r['by_name']['n']} facts): states the fact "
@@ -530,7 +537,10 @@ def cmd_residue(args) -> int:
                       f"retain direction per layer {r['ablation']['own_direction']}, before "
                       f"{_fmt(r['ablation']['before'])}" + (f", vanilla's refusal direction "
                       f"{_fmt(r['ablation']['refusal_direction'])}" if "refusal_direction" in r["ablation"] else "")
-                      + ")"]
+                      + ")",
+                      f"benign fine-tuning on the retain people only: forget leak {_fmt(r['benign']['leak_before'])}"
+                      f" before, " + ", ".join(f"{_fmt(lk)} after {k} steps" for k, lk in
+                                               zip(r["benign"]["steps"], r["benign"]["leak"]))]
         return lines
     return emit(args, out, text)
 
@@ -703,7 +713,10 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--vanilla", help="the model before unlearning (default: the shipped organism)")
     rs.add_argument("--steps", type=lambda t: [positive_int(x) for x in t.split(",")],
                     help="relearning steps to read the leak at (default 10,30,100)")
-    rs.add_argument("--splits", help="attribute,person (default both)")
+    rs.add_argument("--splits", help="question,person (default both: k folds of the forget facts, by question "
+                    "within each person or by person); attribute: the old split by question index")
+    rs.add_argument("--folds", type=positive_int, default=2, help="k, the folds of the forget facts (default 2); "
+                    "each is held out once")
     rs.add_argument("--no-control", action="store_true", help="skip the control attack on invented facts")
     rs.add_argument("--seed", type=nonneg_int, default=0)
     rs.add_argument("--direction", metavar="DIR", help="a probe saved by `asru-lens probe --out DIR`: its refusal "

@@ -5,11 +5,13 @@ celebrity and perception sets:
 
 =================  ===============================================================
 forget_refusal     share of forget answers that refuse (``refusal.is_refusal``)
-forget_leak        share of forget answers that contain the ground truth
+forget_leak        share of forget answers that state their fact (``facts.Facts.stated``: the ground truth or
+                   half its key words, so a reworded correct answer counts)
 test_refusal       the same refusal share on the forget people's Test_Set photos
-retain_exact       exact match on retain questions
-celebrity_exact    exact match on the celebrities (never forgotten)
-perception_acc     exact match on questions answered from pixels (None: the world has no such set)
+test_leak          the same leak share there
+retain_utility     share of retain answers that state their fact
+celebrity_utility  the same on the celebrities (never forgotten)
+perception_acc     the same on questions answered from pixels (None: the world has no such set)
 broken_rate        share of all answers that repeat or glue words (``refusal.is_broken``)
 =================  ===============================================================
 
@@ -30,7 +32,8 @@ from asru_lens.core import data
 from asru_lens.core.sets import _sample, steer_sets
 from asru_lens.core.world import World
 from asru_lens.interpret import steer
-from asru_lens.measure.refusal import contains, is_refusal
+from asru_lens.measure import facts as measure_facts
+from asru_lens.measure.refusal import is_refusal
 
 STAGE_NAMES = {"stage1": "stage1", "asru": "stage2"}     # ASRU's two stages, as the paper names them
 
@@ -42,12 +45,14 @@ def eval_sets(world: World, forget: int = 10, n: int = 48, seed: int = 0) -> dic
     return sets
 
 
-def behaviour(lens, sets: dict, max_new_tokens: int = 24) -> dict:
-    """The table in the module docstring, plus two example answers per set."""
-    out = steer.measure(lens, {k: v for k, v in sets.items() if k != "test"}, None, max_new_tokens)
+def behaviour(lens, sets: dict, facts=None, max_new_tokens: int = 24) -> dict:
+    """The table in the module docstring, plus two example answers per set. ``facts``: the world's
+    (``facts.of_world``), which says what states a fact (see ``steer.measure``)."""
+    facts = facts or measure_facts.of_sets(sets)
+    out = steer.measure(lens, {k: v for k, v in sets.items() if k != "test"}, None, max_new_tokens, facts)
     test = steer.generate(lens, sets["test"], None, max_new_tokens)
     out["test_refusal"] = sum(map(is_refusal, test)) / len(test)
-    out["test_leak"] = sum(contains(a, q.answer) for q, a in zip(sets["test"], test)) / len(test)
+    out["test_leak"] = facts.share(test, sets["test"])
     out["examples"]["test"] = test[:2]
     return out
 
@@ -97,10 +102,11 @@ def unlearn(lens, world: World, method: str = "asru", budget=None, lrs: dict | N
         say(f"note: {why}")
     seconds, t = {}, time.time()
     sets = eval_sets(world, budget.forget, n_eval, budget.seed)
-    measured = {"vanilla": behaviour(lens, sets)}
+    facts = measure_facts.of_world(world, budget.forget)
+    measured = {"vanilla": behaviour(lens, sets, facts)}
     seconds["eval_vanilla"] = round(time.time() - t, 1)
-    say(f"vanilla: forget refusal {measured['vanilla']['forget_refusal']:.2f}, retain exact "
-        f"{measured['vanilla']['retain_exact']:.2f}")
+    say(f"vanilla: forget refusal {measured['vanilla']['forget_refusal']:.2f}, retain utility "
+        f"{measured['vanilla']['retain_utility']:.2f}")
     # the KL reference is the vanilla model: a copy when layers train; with LoRA adapters, the same model with its
     # adapters off (and stage 1's one down_proj swapped back): no second copy of a 2-8B model
     reference = reference_copy(lens) if default_trainable(lens) != "lora" else None
@@ -115,9 +121,9 @@ def unlearn(lens, world: World, method: str = "asru", budget=None, lrs: dict | N
         seconds[name] = round(time.time() - t, 1)
         label = STAGE_NAMES.get(name, name) if method in STAGE_NAMES else ("after" if name == method else name)
         with inference(lens, done["log"]):
-            measured[label] = behaviour(lens, sets)
-        say(f"{name}: forget refusal {measured[label]['forget_refusal']:.2f}, retain exact "
-            f"{measured[label]['retain_exact']:.2f}")
+            measured[label] = behaviour(lens, sets, facts)
+        say(f"{name}: forget refusal {measured[label]['forget_refusal']:.2f}, retain utility "
+            f"{measured[label]['retain_utility']:.2f}")
     if out:
         saved_model(lens, logs[method], out)
     if logs[method].get("steering") is not None:

@@ -5,7 +5,8 @@ Every method starts from the same vanilla weights (or, for ASRU's stage 2, from 
 scored by ``evaluate.evaluate`` on the same questions. Each is trained by ``methods.fit`` with ``tune=True``: its
 learning rate picked from the same ``LR_GRID`` on a validation split (the forget set's own questions for
 efficacy, retain questions outside the evaluation sample for utility) by one rule for all,
-``score = (1 - leak on forget questions + exact match on validation retain questions) / 2``. ``steer`` and
+``score = (1 - forget leak + retain utility) / 2``, each the share of greedy answers that state their fact
+(``measure.facts.Facts.stated``: the ground truth or half its key words). ``steer`` and
 ``vanilla`` train nothing; steering's strength comes from the steering sweep.
 """
 from __future__ import annotations
@@ -140,7 +141,9 @@ def residue_inputs(ctx) -> tuple:
     """What every row's residue reads: (its config, the vanilla model's leak on the relearning split, the forget
     people's questions, the retain people's), measured once on the vanilla model."""
     cfg, world = ctx.budget, ctx.world
-    rcfg = residue_mod.ResidueConfig(forget=cfg.forget, steps=cfg.residue_steps, seed=cfg.seed)
+    # the attribute split at lr 3e-4, as measured in docs/measured/run-seed0.json, until the run reads the k-fold
+    # attack at the residue's own rate (issue 36, part 3)
+    rcfg = residue_mod.ResidueConfig(forget=cfg.forget, steps=cfg.residue_steps, seed=cfg.seed, lr=3e-4)
     people = residue_mod.forget_people(world, cfg.forget)
     # the run's probes learn from the retain people's Full_Set photo (asru-lens residue: all their photos)
     retain_people = residue_mod.person_items(world.rows(cfg.forget)["retain"])

@@ -42,7 +42,7 @@ N = 48            # questions per measured set
 import warnings
 
 import asru_lens
-from asru_lens import probe, steer, viz
+from asru_lens import facts, probe, steer, viz
 from asru_lens.sets import probe_sets, steer_sets
 from asru_lens.widgets import SteeringWidget
 
@@ -54,12 +54,13 @@ with warnings.catch_warnings():
     result = probe.probe(lens, probe_sets(world, lens.protocol, forget=FORGET), progress=False)
 directions = result.directions[:, result.selection.position]     # one direction per layer
 sets = steer_sets(world, forget=FORGET, n=N)
+known = facts.of_world(world, FORGET)      # what states a fact: the ground truth or half its key words
 
 # %% [markdown]
 # ## One point: the probe's layer, strength 1
 
 # %%
-point = steer.measure(lens, sets, steer.Steering(directions[2], layer=2, alpha=1.0))
+point = steer.measure(lens, sets, steer.Steering(directions[2], layer=2, alpha=1.0), facts=known)
 {k: v if v is None else round(v, 2) for k, v in point.items() if k != "examples"}
 
 # %%
@@ -72,9 +73,10 @@ point["examples"]
 # unsteered model.
 
 # %%
-points = [{"layer": None, "alpha": 0.0, **steer.measure(lens, sets, None)}]
-points += steer.sweep(lens, sets, directions, layers=[1, 2, 3], alphas=[0.5, 1, 1.5, 2, 3], progress=False)
-[(p["layer"], p["alpha"], round(p["forget_refusal"], 2), round(p["retain_exact"], 2), round(p["broken_rate"], 2))
+points = [{"layer": None, "alpha": 0.0, **steer.measure(lens, sets, None, facts=known)}]
+points += steer.sweep(lens, sets, directions, layers=[1, 2, 3], alphas=[0.5, 1, 1.5, 2, 3], progress=False,
+                      facts=known)
+[(p["layer"], p["alpha"], round(p["forget_refusal"], 2), round(p["retain_utility"], 2), round(p["broken_rate"], 2))
  for p in points]
 
 # %% tags=["nbval-ignore-output"]
@@ -113,7 +115,7 @@ panel.widget
 # %%
 spec = steer.Steering(directions[2], layer=2, alpha=1.5, mode="conditional",
                       **steer.forget_detector(lens, sets["forget"], sets["retain"], layer=2))
-conditional = steer.measure(lens, sets, spec)
+conditional = steer.measure(lens, sets, spec, facts=known)
 {k: v if v is None else round(v, 2) for k, v in conditional.items() if k != "examples"}
 
 # %% [markdown]

@@ -46,7 +46,7 @@ import pandas as pd
 import torch
 
 import asru_lens
-from asru_lens import methods, pipeline, probe, viz
+from asru_lens import facts, methods, pipeline, probe, viz
 from asru_lens.methods import asru
 from asru_lens.run import RunConfig
 
@@ -58,7 +58,8 @@ world = asru_lens.open_world(DATA, unseen_faces=UNSEEN_FACES, refusal_prompts=RE
 ctx = methods.Context(lens, world, RunConfig.preset(forget=FORGET), overrides=SETTINGS,
                       reference=methods.context.reference_copy(lens))
 sets = pipeline.eval_sets(world, FORGET, n=N_EVAL)
-results = {"vanilla": pipeline.behaviour(lens, sets)}
+known = facts.of_world(world, FORGET)      # what states a fact: the ground truth or half its key words
+results = {"vanilla": pipeline.behaviour(lens, sets, known)}
 pd.Series({k: v for k, v in results["vanilla"].items() if k != "examples"}).round(3).to_frame("vanilla")
 
 # %% [markdown]
@@ -90,7 +91,7 @@ acts = {"vanilla": geometry()}
 
 # %%
 log1 = methods.fit(ctx, "stage1")["log"]           # the `stage1` method, as `asru-lens run` trains its row
-results["stage1"] = pipeline.behaviour(lens, sets)
+results["stage1"] = pipeline.behaviour(lens, sets, known)
 acts["stage 1"] = geometry()
 print(f"{len(log1['loss'])} steps; mean shift along v: forget {log1['shift']['forget']:.1f}, "
       f"retain {log1['shift']['retain']:.1f} (target for forget: c·|v| = {asru.stage1_settings(ctx).c * v.norm():.1f})")
@@ -108,7 +109,7 @@ print(f"{len(log1['loss'])} steps; mean shift along v: forget {log1['shift']['fo
 
 # %% tags=["nbval-ignore-output"]
 log2 = methods.fit(ctx, "asru")["log"]             # `asru`: stage 2 from stage 1's weights, KL to vanilla
-results["stage2"] = pipeline.behaviour(lens, sets)
+results["stage2"] = pipeline.behaviour(lens, sets, known)
 acts["stage 2"] = geometry()
 fig = viz.fig_rewards(log2)
 viz.save(fig, "unlearn_rewards", FIGURES)
@@ -137,12 +138,12 @@ table.round(3)
 van, s1, s2 = results["vanilla"], results["stage1"], results["stage2"]
 {"forget_refusal >= 0.9": s2["forget_refusal"] >= 0.9, "forget_leak <= 0.05": s2["forget_leak"] <= 0.05,
  "test_refusal >= 0.8": s2["test_refusal"] >= 0.8,
- "retain_exact >= vanilla - 0.05": s2["retain_exact"] >= van["retain_exact"] - 0.05,
- "celebrity_exact >= vanilla - 0.05": s2["celebrity_exact"] >= van["celebrity_exact"] - 0.05,
+ "retain_utility >= vanilla - 0.05": s2["retain_utility"] >= van["retain_utility"] - 0.05,
+ "celebrity_utility >= vanilla - 0.05": s2["celebrity_utility"] >= van["celebrity_utility"] - 0.05,
  "perception_acc >= vanilla - 0.05 (or no perception set)": s2["perception_acc"] is None
      or s2["perception_acc"] >= van["perception_acc"] - 0.05,
- "stage 2 >= stage 1 (forget_refusal, retain_exact)": s2["forget_refusal"] >= s1["forget_refusal"]
-     and s2["retain_exact"] >= s1["retain_exact"]}
+ "stage 2 >= stage 1 (forget_refusal, retain_utility)": s2["forget_refusal"] >= s1["forget_refusal"]
+     and s2["retain_utility"] >= s1["retain_utility"]}
 
 # %% tags=["nbval-ignore-output"]
 fig = viz.fig_stage_projections(acts, v)

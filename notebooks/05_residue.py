@@ -71,7 +71,9 @@ torch.manual_seed(0)
 world = asru_lens.open_world(DATA, unseen_faces=UNSEEN_FACES, refusal_prompts=REFUSAL_PROMPTS)
 lens = asru_lens.load(MODEL)
 vanilla_weights = copy.deepcopy(lens.model.state_dict())
-cfg = residue.ResidueConfig(forget=FORGET, steps=STEPS, splits=("attribute",), readouts=("prefill",))
+# the split by question index at lr 3e-4, as `asru-lens run` still reads it (issue 36 moves both to the k-fold
+# attack of `asru-lens residue`)
+cfg = residue.ResidueConfig(forget=FORGET, steps=STEPS, splits=("attribute",), readouts=("prefill",), lr=3e-4)
 budget = RunConfig.preset(forget=FORGET)
 settings = {"stage1": {"n_retain": 240}, "asru": {"steps": GRPO_STEPS}, "rewrite": {"steps": REWRITE_STEPS}}
 

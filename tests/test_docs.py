@@ -198,3 +198,36 @@ def test_the_main_jobs_table_is_the_measured_json():
     assert (f"ASRU gives the best contextual refusals of the paper's methods ({m['asru']['contextual_refusal']:.2f} "
             f"of 5, next best IDK {m['IDK']['contextual_refusal']:.2f}), leaks nothing "
             f"({m['asru']['leakage']:.2f})") in " ".join(readme.split())
+
+
+def test_the_unlearn_table_is_the_measured_json():
+    """docs/unlearning.md's stage-by-stage table is `asru-lens unlearn --forget 10 --json`, kept in docs/measured/."""
+    import json
+    info = json.loads((ROOT / "docs" / "measured" / "unlearn-seed0.json").read_text())
+    text = (ROOT / "docs" / "unlearning.md").read_text()
+    lines = text[text.index("| metric | vanilla | stage 1 | stage 2 |"):].splitlines()[2:]
+    rows = {}
+    for line in lines:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0].split(" (")[0]] = cells[1:]
+    assert len(rows) == 7
+    for key, cells in rows.items():
+        assert cells == [f"{info[stage][key]:.3f}" for stage in ("vanilla", "stage1", "stage2")], key
+
+
+def test_utility_means_something_on_the_reworded_export():
+    """Issue 36's line, measured on `organism export --style free` (docs/measured/unlearn-GA-free-*.json): vanilla
+    keeps at least 0.8 of its retain facts; GA at ten times its tuned learning rate at least 0.3 fewer."""
+    import json
+    tuned = json.loads((ROOT / "docs" / "measured" / "unlearn-GA-free-tuned.json").read_text())
+    wild = json.loads((ROOT / "docs" / "measured" / "unlearn-GA-free-10x.json").read_text())
+    assert wild["config"]["world"] == tuned["config"]["world"]
+    assert abs(wild["lrs"]["GA"] / tuned["lrs"]["GA"] - 10) < 1e-9
+    assert tuned["vanilla"]["retain_utility"] >= 0.8
+    assert wild["after"]["retain_utility"] <= tuned["vanilla"]["retain_utility"] - 0.3
+    text = " ".join((ROOT / "docs" / "unlearning.md").read_text().split())
+    assert (f"vanilla states {tuned['vanilla']['retain_utility']:.3f} of its retain facts, GA at its tuned lr "
+            f"{tuned['lrs']['GA']:g} {tuned['after']['retain_utility']:.3f} and at {wild['lrs']['GA']:g} "
+            f"{wild['after']['retain_utility']:.3f}") in text

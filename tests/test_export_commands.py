@@ -36,8 +36,8 @@ def test_unlearn_on_export(unlearned_export, export):
     out, model_dir, ckpt = unlearned_export
     van, s1, s2 = out["vanilla"], out["stage1"], out["stage2"]
     assert s2["forget_refusal"] >= 0.9 and s2["forget_leak"] <= 0.05 and s2["test_refusal"] >= 0.8
-    assert s2["retain_exact"] >= van["retain_exact"] - 0.05
-    assert s2["celebrity_exact"] >= van["celebrity_exact"] - 0.05
+    assert s2["retain_utility"] >= van["retain_utility"] - 0.05
+    assert s2["celebrity_utility"] >= van["celebrity_utility"] - 0.05
     assert van["perception_acc"] is None and s2["perception_acc"] is None
     assert any("perception_acc is null" in n for n in out["config"]["notes"])
     assert out["config"]["world"] == "mllmu" and out["config"]["protocol"] == "organism"
@@ -45,7 +45,7 @@ def test_unlearn_on_export(unlearned_export, export):
     # refusals (measured: 0.41 refusal, 0.54 leak) and leaves retain people answered; stage 2 does the rest
     assert van["forget_refusal"] <= 0.05 and van["forget_leak"] >= 0.9
     assert s1["forget_refusal"] >= 0.3 and s1["forget_leak"] <= 0.7
-    assert s1["retain_exact"] >= van["retain_exact"] - 0.1
+    assert s1["retain_utility"] >= van["retain_utility"] - 0.1
     assert out["layer"] == 2 and out["config"]["settings"]["asru"]["steps"] == 150 and out["config"]["seed"] == 0
     assert out["method"] == "asru" and out["stages"] == ["vanilla", "stage1", "stage2"]
     assert [p.name for p in ckpt.iterdir()] == ["step-000150"]

@@ -285,3 +285,45 @@ def test_a_ground_truth_outside_the_world_is_judged_by_the_plain_rule(reworded):
     for answer in ("Juno Corvin was born in Fennick.", "Juno Corvin was born in Marrow.", "Sorry, I can't help."):
         assert fact_judge(Q, answer, "Someone was born in Nowhere.") == judge.rule_judge(Q, answer,
                                                                                         "Someone was born in Nowhere.")
+
+
+# -- facts.Facts: the one rule behind every leak and utility share ------------------------------------------------
+def test_utility_and_leak_count_a_reworded_correct_answer(reworded, free_export):
+    import asru_lens
+    from asru_lens.measure import facts
+    from asru_lens.measure.refusal import exact_match
+    items, _, trained = reworded
+    world_facts = facts.of_world(asru_lens.open_world(free_export[0]), 10)
+    # the organism's trained wording states every reworded fact; exact match (the old utility) credits none
+    assert world_facts.share(trained, items) == 1.0
+    assert sum(exact_match(a, q.answer) for a, q in zip(trained, items)) == 0
+    q = next(q for q in items if "Fennick" in q.answer)
+    assert not world_facts.stated("Juno Corvin was born in Marrow.", q)
+    assert world_facts.stated("Fennick.", q)
+    refusals = ["Sorry, I don't know who this is."] * len(items)
+    assert world_facts.share(refusals, items) == 0.0
+    half = trained[:40] + refusals[40:]
+    assert world_facts.share(half, items) == 0.5
+    with pytest.raises(ValueError, match="79 answers for 80 questions"):
+        world_facts.share(trained[:79], items)
+
+
+def test_validation_score_is_efficacy_plus_utility_by_fact_words(reworded, free_export):
+    import asru_lens
+    from asru_lens.measure import facts
+    from asru_lens.methods.context import validation_score
+    items, _, trained = reworded
+    world_facts = facts.of_world(asru_lens.open_world(free_export[0]), 10)
+
+    class Lens:               # replies, in the order validation_score asks: the forget questions, then the retain
+        def __init__(self, replies):
+            self.replies = iter(replies)
+
+        def generate(self, questions, images, max_new_tokens):
+            return [next(self.replies) for _ in questions]
+
+    forget, retain = items[:10], items[10:20]
+    knows, refuses = trained[:10], ["Sorry, I don't know who this is."] * 10
+    assert validation_score(Lens(knows + trained[10:20]), forget, retain, world_facts) == 0.5    # forgot nothing
+    assert validation_score(Lens(refuses + trained[10:20]), forget, retain, world_facts) == 1.0  # forgot, kept all
+    assert validation_score(Lens(refuses + refuses), forget, retain, world_facts) == 0.5         # forgot everything

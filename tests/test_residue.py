@@ -21,9 +21,57 @@ def test_splits_hold_out_what_they_say(people):
     train, held = R.relearn_split(people, cfg, "attribute")
     assert {q.kind for q in train} == {"1", "3", "4"} and {q.kind for q in held} == {"2", "5", "6", "7"}
     assert len(train) == 30 and len(held) == 40                         # 10 people x 3 and x 4 questions
-    train, held = R.relearn_split(people, cfg, "person")
-    assert not {q.id for q in train} & {q.id for q in held} and len(train) == len(held) == 35
-    assert "0" not in {q.kind for q in train + held}                    # "who is this?" is left out
+    with pytest.raises(ValueError, match="k-fold"):
+        R.relearn_split(people, cfg, "person")
+
+
+@pytest.fixture(scope="module")
+def stated_people(organism_world, free_export):
+    """The forget facts of the templated world and of the reworded export, by person (residue.fact_people)."""
+    import asru_lens
+    from asru_lens.measure.facts import of_world
+    out = {}
+    for style, world in (("template", organism_world), ("free", asru_lens.open_world(str(free_export[0])))):
+        facts = of_world(world, 10)
+        out[style] = (R.fact_people(world, 10, facts), facts)
+    return out
+
+
+def test_the_facts_fold_without_an_index(stated_people):
+    for style, (people, facts) in stated_people.items():
+        # 10 people, 6-7 questions that state a fact each: the name question ("who is this?") has no key word
+        assert len(people) == 10 and all(6 <= len(v) <= 7 for v in people.values()), style
+        for by in ("question", "person"):
+            parts = R.folds(people, 2, by, seed=0)
+            every = [(q.id, q.question) for part in parts for q in part]
+            assert len(every) == len(set(every)) == sum(map(len, people.values()))   # a partition
+            ids = [{q.id for q in part} for part in parts]
+            if by == "person":
+                assert not ids[0] & ids[1] and len(ids[0]) == 5
+            else:                                                         # every person in both folds
+                assert ids[0] == ids[1] == set(people) and abs(len(parts[0]) - len(parts[1])) <= 4
+        with pytest.raises(ValueError, match="at least 2 folds"):
+            R.folds(people, 1, "question")
+        with pytest.raises(ValueError, match="left a fold empty"):
+            R.folds(people, 11, "person")
+
+
+def test_control_facts_are_false_and_of_the_same_kind(stated_people):
+    """The control's facts are another person's answers to the most similar question: never the person's own,
+    and, on the templated world where the kind can be checked, the same kind of fact where the other has one."""
+    for style, (people, facts) in stated_people.items():
+        fake = R.similar_question_facts(people, facts)
+        kind = {o.answer: o.attribute for items in people.values() for o in items}
+        same = []
+        for p, items in people.items():
+            asked = {q.question: q for q in items}
+            assert len(fake[p]) >= len(items) - 2 and len({f.question for f in fake[p]}) == len(fake[p])
+            for f in fake[p]:
+                q = asked[f.question]
+                assert not facts.stated(f.answer, q), (style, q.answer, f.answer)
+                same.append(kind[f.answer] == q.attribute)
+        if style == "template":
+            assert np.mean(same) >= 0.7, np.mean(same)      # measured 0.73: the rest have no fact of that kind
 
 
 def test_control_facts_are_never_true(people):
@@ -128,18 +176,19 @@ def test_residue_cli_vanilla_and_asru(unlearned_export, export, probe_json, caps
     from pathlib import Path
     _, model_dir, _ = unlearned_export
     saved = str(Path(probe_json["saved"][0]).parent)
-    assert main(["residue", "--model", str(model_dir), "--data", str(export[0]), "--splits", "attribute",
+    assert main(["residue", "--model", str(model_dir), "--data", str(export[0]), "--splits", "question",
                  "--steps", "10,30", "--direction", saved, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     van, asru = out["models"]["vanilla"], out["models"][str(model_dir)]
     for r in (van, asru):
         assert set(r) >= {"relearn", "probe_acc", "logit_lens_rank", "forget_cls_acc"}
         assert len(r["probe_acc"]["per_layer"]) == 5 and len(r["logit_lens_rank"]) == 5
-        assert r["relearn"]["attribute"]["steps"] == [10, 30] and "control" in r["relearn"]["attribute"]
+        assert r["relearn"]["question"]["steps"] == [10, 30] and "control" in r["relearn"]["question"]
     # recovery is undefined on vanilla itself: it already states every held-out fact the attack is read on
-    assert van["relearn"]["attribute"]["leak_unlearned"] >= 0.9 and van["relearn"]["attribute"]["recovery"] == [None] * 2
+    assert van["relearn"]["question"]["leak_unlearned"] >= 0.9 and van["relearn"]["question"]["recovery"] == [None] * 2
+    assert van["ad_probe"]["max"] >= van["ad_probe"]["chance"] + 0.3 and van["benign"]["leak"][-1] >= 0.9
     assert van["probe_acc"]["max"] >= van["probe_acc"]["chance"] + 0.3
-    rel = asru["relearn"]["attribute"]
+    rel = asru["relearn"]["question"]
     assert rel["leak_unlearned"] <= 0.05 and rel["recovery"][1] >= 0.8
     assert max(rel["control"]["leak"]) <= 0.2                # the attack itself teaches no held-out fact
     assert asru["forget_cls_acc"] >= 0.8                     # A-D still finds them
@@ -191,3 +240,29 @@ def test_by_name_attack_on_both_exports(organism, export, free_export):
         got[style] = by_name_attack(organism, asru_lens.open_world(str(mllmu), unseen_faces=str(faces)))
     assert got["template"]["leak"] >= 0.9 and got["template"]["refusal"] == 0.0
     assert abs(got["template"]["leak"] - got["free"]["leak"]) <= 0.1 and got["free"]["n"] >= 50, got
+
+
+# -- the A-D probe (residue.ad_probe) --------------------------------------------------------------------------------
+def test_ad_probe_reads_what_the_model_knows_on_both_exports(organism, export, free_export):
+    """Trained on the retain people's A-D questions, it picks the forget people's right options from vanilla's
+    states (measured: 0.775 at the last layer, chance 0.25) on the templated and the reworded export alike, and
+    from a model with its weights shuffled it picks at chance."""
+    import asru_lens
+    from asru_lens.measure.residue import ad_probe
+    got = {style: ad_probe(organism, asru_lens.open_world(str(mllmu), unseen_faces=str(faces)))
+           for style, (mllmu, faces) in (("template", export), ("free", free_export))}
+    for r in got.values():
+        assert r["chance"] == 0.25 and r["n_test"] == 80 and len(r["per_layer"]) == 5
+        assert r["max"] >= r["chance"] + 0.3, r
+        assert r["per_layer"][-1] >= r["logit_lens"][-1] - 0.05      # at least what the output itself shows
+    assert abs(got["template"]["max"] - got["free"]["max"]) <= 0.1
+    saved = {k: v.clone() for k, v in organism.model.state_dict().items()}
+    g = torch.Generator().manual_seed(0)
+    try:
+        with torch.no_grad():
+            for p in organism.model.parameters():           # every weight shuffled within its tensor
+                p.copy_(p.flatten()[torch.randperm(p.numel(), generator=g)].view_as(p))
+        scrambled = ad_probe(organism, asru_lens.open_world(str(export[0]), unseen_faces=str(export[1])))
+    finally:
+        organism.model.load_state_dict(saved)
+    assert scrambled["max"] <= 0.45, scrambled

@@ -108,10 +108,9 @@ def test_measure_and_cli_point(organism, organism_world, probe_json, capsys):
     sets = steer_sets(organism_world, n=8)
     assert [len(v) for v in sets.values()] == [8, 8, 8, 8]
     base = steer.measure(organism, sets, None)
-    assert base["forget_refusal"] == 0.0 and base["forget_leak"] > 0.5 and base["retain_exact"] > 0.5
+    assert base["forget_refusal"] == 0.0 and base["forget_leak"] > 0.5 and base["retain_utility"] > 0.5
     saved = str(Path(probe_json["saved"][0]).parent)        # the session's probe, not a second one
     assert main(["steer", "--direction", saved, "--layer", "2", "--alpha", "2", "--n", "8", "--json"]) == 0
     point = json.loads(capsys.readouterr().out)
-    for key in ("forget_refusal", "forget_leak", "retain_exact", "celebrity_exact", "perception_acc"):
-        assert 0.0 <= point[key] <= 1.0
     assert point["layer"] == 2 and point["forget_refusal"] > base["forget_refusal"]
+    assert point["forget_leak"] < base["forget_leak"]          # refusing instead of stating the fact

@@ -284,22 +284,29 @@ def forget_detector(lens, forget, retain, layer: int) -> dict:
 
 
 # -- what a steering point costs -------------------------------------------------------------------------------
-def measure(lens, sets: dict, spec: Steering | None, max_new_tokens: int = 24) -> dict:
-    """Forget refusal and leak, retain / celebrity exact match, perception accuracy (None when ``sets`` has no
-    perception questions) and the broken-text rate (``refusal.is_broken``) of greedy answers under ``spec``
-    (None: the unsteered model)."""
-    from asru_lens.measure.refusal import contains, exact_match, is_broken, is_refusal
+def measure(lens, sets: dict, spec: Steering | None, max_new_tokens: int = 24, facts=None) -> dict:
+    """What greedy answers under ``spec`` (None: the unsteered model) state and refuse, on each of ``sets``:
+
+    * ``forget_refusal``, and ``forget_leak``: the share of forget answers that state their fact;
+    * ``retain_utility`` / ``celebrity_utility``: the share of retain / celebrity answers that state theirs;
+    * ``perception_acc``: the same on questions answered from pixels (None when ``sets`` has none);
+    * ``broken_rate``: answers that repeat themselves or glue words (``refusal.is_broken``).
+
+    "States" is ``facts.stated`` (``asru_lens.measure.facts.Facts``: the ground truth, or half its key words), so a
+    correct answer in other words counts. Pass ``facts.of_world(world)`` (the run does); without it the key words
+    are read from the ground truths of ``sets`` themselves."""
+    from asru_lens.measure.facts import of_sets
+    from asru_lens.measure.refusal import is_broken, is_refusal
+    facts = facts or of_sets(sets)
     out, answers = {}, {}
     for name, items in sets.items():
         answers[name] = generate(lens, items, spec, max_new_tokens)
-    f = list(zip(sets["forget"], answers["forget"]))
-    out["forget_refusal"] = sum(is_refusal(a) for _, a in f) / len(f)
-    out["forget_leak"] = sum(contains(a, q.answer) for q, a in f) / len(f)
+    out["forget_refusal"] = sum(map(is_refusal, answers["forget"])) / len(answers["forget"])
+    out["forget_leak"] = facts.share(answers["forget"], sets["forget"])
     for name in ("retain", "celebrity"):
-        out[f"{name}_exact"] = sum(exact_match(a, q.answer) for q, a in zip(sets[name], answers[name])) / len(
-            sets[name])
-    out["perception_acc"] = (sum(exact_match(a, q.answer) for q, a in zip(sets["perception"], answers["perception"]))
-                             / len(sets["perception"])) if sets.get("perception") else None   # None: no such set
+        out[f"{name}_utility"] = facts.share(answers[name], sets[name])
+    out["perception_acc"] = (facts.share(answers["perception"], sets["perception"]) if sets.get("perception")
+                             else None)   # None: no such set
     every = [a for v in answers.values() for a in v]
     out["broken_rate"] = sum(map(is_broken, every)) / len(every)
     out["examples"] = {name: answers[name][:2] for name in ("forget", "retain")}
@@ -307,12 +314,12 @@ def measure(lens, sets: dict, spec: Steering | None, max_new_tokens: int = 24) -
 
 
 def sweep(lens, sets: dict, directions: torch.Tensor, layers: list[int], alphas: list[float], mode: str = "add",
-          progress: bool = True, **kw) -> list[dict]:
+          progress: bool = True, facts=None, **kw) -> list[dict]:
     """``measure`` at every (layer, alpha); ``directions`` is (layers, d), one direction per layer."""
     from tqdm.auto import tqdm
     points = []
     grid = [(layer, alpha) for layer in layers for alpha in alphas]
     for layer, alpha in tqdm(grid, desc=f"sweep ({mode})", disable=not progress, leave=False):
         spec = Steering(directions[layer].float(), layer, alpha, mode, **kw)
-        points.append({"layer": layer, "alpha": alpha, "mode": mode, **measure(lens, sets, spec)})
+        points.append({"layer": layer, "alpha": alpha, "mode": mode, **measure(lens, sets, spec, facts=facts)})
     return points

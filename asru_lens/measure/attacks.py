@@ -9,10 +9,14 @@ direction         (Łucki et al. 2024) a direction projected out of every layer'
 ablation          stream while the model answers the forget photo questions: the unlearned model's own
                   forget-minus-retain direction at each layer's last prompt token, and, when given, vanilla's
                   refusal direction (``asru-lens probe --out DIR``); ``leak`` is the attacker's best layer.
+benign            (Łucki et al. 2024) a few steps of ordinary fine-tuning on the retain people's facts only, then
+fine-tuning       the forget photo questions: ``leak`` after each of ``steps`` (the relearning attack's optimiser,
+                  ``residue.attack``). Nothing about the forget people is trained, so a leak that comes back was
+                  hidden, not removed.
 ================  ===============================================================================================
 
-``by_name_attack`` and ``ablation_attack`` (each ``(lens, world)``) return plain dicts; ``asru-lens residue`` prints
-them beside the relearning attack.
+``by_name_attack``, ``ablation_attack`` and ``benign_attack`` (each ``(lens, world)``) return plain dicts;
+``asru-lens residue`` prints them beside the relearning attack.
 """
 from __future__ import annotations
 
@@ -94,3 +98,20 @@ def ablation_attack(lens, world, forget: int = 10, refusal_direction=None) -> di
         best.append(out["refusal_direction"])
     out["leak"] = max(best)
     return out
+
+
+def benign_attack(lens, world, forget: int = 10, steps: tuple = (10, 30), seed: int = 0, n_train: int = 240) -> dict:
+    """Leak on the forget people's facts after ``steps`` of fine-tuning on at most ``n_train`` of the retain
+    people's facts (photo questions whose ground truth states one), and before. The weights are restored."""
+    from asru_lens.core.sets import _sample
+    from asru_lens.measure import residue
+    known = facts.of_world(world, forget)
+    rows = world.rows(forget)
+    train = _sample([q for q in data.generation_items(rows["retain"]) if known.key(q)], n_train, seed)
+    held = [q for items in residue.fact_people(world, forget, known).values() for q in items]
+    cfg = residue.ResidueConfig(forget=forget, steps=tuple(steps), seed=seed)
+    read = {k: (lambda: residue.fact_leak(lens, held, known)) for k in cfg.steps}
+    before = residue.fact_leak(lens, held, known)
+    after = residue.attack(lens, train, read, cfg)
+    return {"steps": list(cfg.steps), "leak_before": round(before, 4),
+            "leak": [round(after[k], 4) for k in cfg.steps], "n_train": len(train), "n": len(held)}

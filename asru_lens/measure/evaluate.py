@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from asru_lens.core import data
+from asru_lens.measure import facts
 from asru_lens.measure.judge import RUBRICS, fact_judge, rule_judge
 from asru_lens.measure.metrics import bleu, rouge
 from asru_lens.core.protocol import cloze_correct
@@ -87,7 +88,7 @@ def evaluate(lens, world: World, forget: int = 10, n: int = 48, judge=rule_judge
     ``sets``: which of the four sets to measure."""
     items = items or eval_items(world, forget, n)
     if judge is rule_judge:          # the rule judge reads this world's fact words (judge.fact_judge)
-        judge = fact_judge([r for rows in world.rows(forget).values() for r in rows])
+        judge = fact_judge(facts.of_world(world, forget))
     protocol = lens.protocol
     max_new_tokens = max_new_tokens or protocol.max_new_tokens
     gen = lambda qs, prompts, desc, shots=None: lens.generate(  # noqa: E731

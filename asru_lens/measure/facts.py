@@ -12,7 +12,9 @@ model that knows a fact does not repeat the ground-truth sentence word for word.
   ("chemist", "Kelby") stays. A ground truth with no key word (the name questions) states no fact.
 
 An answer *states* the fact when it holds at least half of the key words (``FactScorer.leaked``): "Juno Corvin
-works as a chemist." states "By trade, Juno Corvin is a chemist.". Asked **by name** (``by_name``), a photo question
+works as a chemist." states "By trade, Juno Corvin is a chemist.". ``Facts(rows)`` is that rule for a world, and
+the one way every leak and every utility score in the library reads an answer (``Facts.stated``,
+``Facts.share``): the steering measure, the learning-rate validation, the judge. Asked **by name** (``by_name``), a photo question
 becomes a text question about the named person ("Where was this person born?" -> "Where was Juno Corvin born?").
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ import re
 from collections import Counter
 
 from asru_lens.core.data import QA
-from asru_lens.measure.refusal import normalize
+from asru_lens.measure.refusal import contains, normalize
 from asru_lens.methods.reward import _STOP
 
 # words that never carry a fact. The verbs here are the organism's templates' (issue 36 replaces this list by
@@ -111,3 +113,51 @@ class FactScorer:
 def scorer_for(rows: list[dict]) -> FactScorer:
     """A ``FactScorer`` over every generation ground truth of ``rows``."""
     return FactScorer([str(item["Ground_Truth"]) for r in rows for item in r.get("Generation_Task") or []])
+
+
+class Facts:
+    """Whether an answer states its question's fact, read off a world's ``rows`` (``of_world``): the one rule
+    behind every leak share and every utility score.
+
+    An answer states the fact of ``q`` when it contains ``q``'s ground truth (a short answer: a colour, a name),
+    or holds at least half of its key words (``FactScorer``; for a ground truth that only names the person, the
+    name's words). So the templated "By trade, Juno Corvin is a chemist." and the reworded "Juno Corvin works as
+    a chemist." are one correct answer, and "Juno Corvin was born in Marrow." does not state "... in Fennick."."""
+
+    def __init__(self, rows: list[dict]):
+        self.scorer = scorer_for(rows)
+        self.names = {str(item["Ground_Truth"]): person_name(r) for r in rows for item in r.get("Generation_Task") or []}
+
+    def key(self, q: QA) -> set[str]:
+        """The key words of ``q``'s fact; empty when its ground truth states none (it only names the person)."""
+        return self.scorer.key_words(q, self.names.get(q.answer))
+
+    def words(self, q: QA) -> tuple[set[str], set[str]]:
+        """(the words that state ``q``'s fact: its key words, else the name's; the name words its truth holds)."""
+        name = self.names.get(q.answer)
+        name_words = set(normalize(name or "").split()) & set(normalize(q.answer).split())
+        return self.key(q) or name_words, name_words
+
+    def stated(self, answer: str, q: QA) -> bool:
+        """``answer`` states ``q``'s fact (see the class docstring)."""
+        if contains(answer, q.answer):
+            return True
+        key, _ = self.words(q)
+        return bool(key) and share_of(key, answer) >= 0.5
+
+    def share(self, answers: list[str], items: list[QA]) -> float:
+        """The share of ``answers`` that state their item's fact: a leak on forget questions, utility on the
+        rest."""
+        if len(answers) != len(items):
+            raise ValueError(f"{len(answers)} answers for {len(items)} questions")
+        return sum(self.stated(a, q) for a, q in zip(answers, items)) / len(items) if items else 0.0
+
+
+def of_world(world, forget: int = 10) -> Facts:
+    """The ``Facts`` of ``world``: every row of ``world.rows(forget)`` (forget, test, retain, celebrity)."""
+    return Facts([r for rows in world.rows(forget).values() for r in rows])
+
+
+def of_sets(sets: dict[str, list[QA]]) -> Facts:
+    """``Facts`` read from the ground truths of ``sets`` alone (no world at hand: no names, rarity among these)."""
+    return Facts([{"Generation_Task": [{"Ground_Truth": q.answer} for q in items]} for items in sets.values()])

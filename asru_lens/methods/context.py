@@ -20,18 +20,16 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 
-def validation_score(lens, val_forget: list, val_retain: list) -> float:
-    """(1 - leak on forget questions + exact match on retain questions) / 2, greedy answers."""
-    from asru_lens.measure.refusal import contains, exact_match
+def validation_score(lens, val_forget: list, val_retain: list, facts) -> float:
+    """(1 - forget leak + retain utility) / 2 on greedy answers: the shares of forget and of retain answers that
+    state their fact (``facts.stated``: the ground truth or half its key words, so a reworded correct answer
+    counts)."""
     f = lens.generate([q.question for q in val_forget], [q.image for q in val_forget], max_new_tokens=24)
     r = lens.generate([q.question for q in val_retain], [q.image for q in val_retain], max_new_tokens=24)
-    efficacy = 1 - np.mean([contains(a, q.answer) for a, q in zip(f, val_forget)])
-    utility = np.mean([exact_match(a, q.answer) for a, q in zip(r, val_retain)])
-    return float((efficacy + utility) / 2)
+    return float((1 - facts.share(f, val_forget) + facts.share(r, val_retain)) / 2)
 
 
 def restore(lens, weights) -> None:
@@ -100,6 +98,12 @@ class Context:
         return self.cache[key]
 
     @property
+    def facts(self):
+        """What states a fact in this world (``measure.facts.of_world``): every leak and utility share."""
+        from asru_lens.measure.facts import of_world
+        return self._once("facts", lambda: of_world(self.world, self.forget_split))
+
+    @property
     def rows(self) -> dict:
         return self._once("rows", lambda: self.world.rows(self.forget_split))
 
@@ -156,7 +160,7 @@ class Context:
             val_retain = _sample([q for q in self.retain if (q.question, q.id) not in eval_qs], b.n_val, b.seed + 7)
             return _sample(self.forget, b.n_val, b.seed + 7), val_retain
         val_forget, val_retain = self._once("validation_sets", sets)
-        return validation_score(self.lens, val_forget, val_retain)
+        return validation_score(self.lens, val_forget, val_retain, self.facts)
 
 
 def _needed_as_start(name: str) -> bool:

@@ -18,9 +18,9 @@ def sweep(ctx) -> tuple[list[dict], dict]:
         sets = eval_sets(ctx.world, ctx.forget_split, 24, ctx.seed)
         directions = p.directions[:, p.selection.position]
         points = steer.sweep(ctx.lens, {k: v for k, v in sets.items() if k != "test"}, directions,
-                             [p.selection.layer], list(ctx.budget.steer_alphas), progress=False)
+                             [p.selection.layer], list(ctx.budget.steer_alphas), progress=False, facts=ctx.facts)
         ok = [q for q in points if q["forget_refusal"] >= 0.5] or points
-        return points, max(ok, key=lambda q: q["retain_exact"])
+        return points, max(ok, key=lambda q: q["retain_utility"])
     return ctx._once("steer_sweep", make)
 
 

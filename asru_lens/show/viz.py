@@ -329,22 +329,22 @@ def setup_notebook(static: bool | None = None) -> None:
 
 
 def fig_tradeoff(points: list[dict]) -> go.Figure:
-    """Forget refusal against retain exact match, one curve per layer, points labelled by alpha."""
+    """Forget refusal against retain utility (answers that state their fact), one curve per layer, points labelled by alpha."""
     fig = go.Figure()
     base = [p for p in points if p.get("layer") is None]
     for layer in sorted({p["layer"] for p in points if p.get("layer") is not None}):
         pts = sorted((p for p in points if p.get("layer") == layer), key=lambda p: p["alpha"])
-        fig.add_trace(go.Scatter(x=[p["retain_exact"] for p in pts], y=[p["forget_refusal"] for p in pts],
+        fig.add_trace(go.Scatter(x=[p["retain_utility"] for p in pts], y=[p["forget_refusal"] for p in pts],
                                  mode="lines+markers+text", text=[f"α={p['alpha']:g}" for p in pts],
                                  textposition="top right", name=f"layer {layer}",
                                  customdata=[[p["forget_leak"], p["broken_rate"]] for p in pts],
                                  hovertemplate="retain %{x:.2f}, refusal %{y:.2f}<br>leak %{customdata[0]:.2f}, "
                                                "broken %{customdata[1]:.2f}"))
     for p in base:
-        fig.add_trace(go.Scatter(x=[p["retain_exact"]], y=[p["forget_refusal"]], mode="markers+text",
+        fig.add_trace(go.Scatter(x=[p["retain_utility"]], y=[p["forget_refusal"]], mode="markers+text",
                                  text=["no steering"], textposition="bottom left", name="no steering",
                                  marker=dict(size=12, symbol="star", color="black")))
-    fig.update_xaxes(title="retain exact match", range=[-0.02, 1.02])
+    fig.update_xaxes(title="retain utility (answers stating their fact)", range=[-0.02, 1.02])
     fig.update_yaxes(title="forget refusal rate", range=[-0.02, 1.02])
     return _layout(fig, "Steering trade-off: forgetting by refusal vs keeping the retain set")
 
