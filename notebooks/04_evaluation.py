@@ -109,13 +109,13 @@ pd.DataFrame(run.summary(result)["claims"])
 # | GD | 0.762 | 0.324 | 0.600 | 0.550 | 0.933 | 0.881 | 0.971 | 2.71 | 3.64 | 4.99 |
 # | KL | 0.762 | 0.300 | 0.600 | 0.550 | 0.942 | 0.875 | 0.971 | 2.83 | 3.70 | 5.00 |
 # | NPO | 0.875 | 0.535 | 0.500 | 0.662 | 0.954 | 0.942 | 0.979 | 1.89 | 2.71 | 4.97 |
-# | IDK | 0.925 | 0.048 | 0.500 | 0.725 | 0.950 | 0.970 | 0.979 | 3.05 | 4.88 | 4.25 |
+# | IDK | 0.900 | 0.013 | 0.467 | 0.662 | 0.942 | 0.990 | 0.975 | 2.96 | 4.94 | 4.03 |
 # | MMUnlearner | 0.750 | 0.581 | 0.467 | 0.575 | 0.917 | 0.930 | 0.946 | 1.71 | 2.79 | 4.99 |
 # | steer | 0.800 | 0.297 | 0.433 | 0.537 | 0.821 | 0.264 | 0.871 | 2.81 | 3.75 | 5.00 |
 # | stage1 | 0.925 | 0.717 | 0.467 | 0.688 | 0.963 | 0.974 | 0.971 | 1.05 | 1.50 | 5.00 |
 # | **asru** | 0.912 | 0.062 | 0.533 | 0.650 | 0.967 | 0.993 | 0.967 | **3.61** | **5.00** | 5.00 |
 #
-# There every claim line holds: ASRU has the best contextual refusal (3.61, next IDK 3.05), leaks nothing,
+# There every claim line holds: ASRU has the best contextual refusal (3.61, next IDK 2.96), leaks nothing,
 # writes answers as natural as any method's (5.00, a tie with several), and keeps retain and celebrity accuracy
 # within 0.4 and 1.2 points of vanilla. MMUnlearner, the paper's multimodal baseline, lowers forget A-D the
 # most of the baselines (0.750) but answers rather than refuses (contextual refusal 1.71). Its forget A-D accuracy does not move: it refuses to *say* the facts,
