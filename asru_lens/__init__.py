@@ -32,8 +32,7 @@ SHORT_NAMES = {
     "adapters": "core.training",
     **{m: f"interpret.{m}" for m in ("activations", "probe", "steer")},
     **{m: f"methods.{m}" for m in ("redirect", "rl", "reward", "trl_export", "rewrite", "baselines")},
-    **{m: f"measure.{m}" for m in ("evaluate", "residue", "judge", "metrics", "refusal", "facts",
-                                                 "attacks")},
+    **{m: f"measure.{m}" for m in ("evaluate", "residue", "attacks", "facts", "judge", "metrics", "refusal")},
     **{m: f"show.{m}" for m in ("viz", "widgets", "gallery")},
 }
 

@@ -167,6 +167,13 @@ def similar_question_facts(people: dict[str, list[QA]], facts=None, seed: int = 
     return out
 
 
+def recovery(before: float, after: list[float], leak_vanilla: float | None) -> list[float | None]:
+    """``(leak_after - leak_unlearned) / (leak_vanilla - leak_unlearned)`` for each leak in ``after``; None when
+    there is no vanilla leak or it equals the unlearned one (vanilla itself)."""
+    denom = None if leak_vanilla is None else leak_vanilla - before
+    return [None if denom is None or abs(denom) < 1e-9 else round((a - before) / denom, 4) for a in after]
+
+
 def relearn_folds(lens, people: dict[str, list[QA]], facts, cfg: ResidueConfig, by: str,
                   leak_vanilla: float | None = None, progress: bool = False) -> dict:
     """The relearning attack on ``cfg.folds`` folds by ``by``: each fold held out in turn, the attack trained on
@@ -185,12 +192,9 @@ def relearn_folds(lens, people: dict[str, list[QA]], facts, cfg: ResidueConfig, 
         n = sum(map(len, parts))
         return sum(before) / n, [sum(after[k]) / n for k in cfg.steps], n
     before, after, n = run(people)
-    denom = None if leak_vanilla is None else leak_vanilla - before
     res = {"steps": list(cfg.steps), "folds": cfg.folds, "leak_unlearned": round(before, 4),
            "leak_vanilla": None if leak_vanilla is None else round(leak_vanilla, 4),
-           "leak": [round(a, 4) for a in after],
-           "recovery": [None if denom is None or abs(denom) < 1e-9 else round((a - before) / denom, 4) for a in after],
-           "n_heldout": n}
+           "leak": [round(a, 4) for a in after], "recovery": recovery(before, after, leak_vanilla), "n_heldout": n}
     if cfg.control:
         c_before, c_after, _ = run(similar_question_facts(people, facts, cfg.seed))
         res["control"] = {"leak_before": round(c_before, 4), "leak": [round(a, 4) for a in c_after]}
@@ -257,9 +261,7 @@ def relearn(lens, people: dict[str, list[QA]], cfg: ResidueConfig, leak_vanilla:
         before = leak(lens, held)
         after = attack(lens, train, {k: (lambda h=held: leak(lens, h)) for k in cfg.steps}, cfg, progress)
         van = (leak_vanilla or {}).get(by)
-        denom = None if van is None else van - before
-        rec = [None if denom is None or abs(denom) < 1e-9 else round((after[k] - before) / denom, 4)
-               for k in cfg.steps]
+        rec = recovery(before, [after[k] for k in cfg.steps], van)
         res = {"steps": list(cfg.steps), "leak_unlearned": round(before, 4),
                "leak_vanilla": None if van is None else round(van, 4),
                "leak": [round(after[k], 4) for k in cfg.steps], "recovery": rec,
