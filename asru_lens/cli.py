@@ -490,26 +490,22 @@ def cmd_evaluate(args) -> int:
 
 def cmd_residue(args) -> int:
     from asru_lens.core.load import load
-    from asru_lens.measure.attacks import ablation_attack, benign_attack, by_name_attack
-    from asru_lens.measure.residue import ResidueConfig, held_out_leak, residue
+    from asru_lens.measure.residue import ResidueConfig, residue
 
-    cfg = ResidueConfig(forget=args.forget, seed=args.seed, control=not args.no_control, folds=args.folds,
-                        **({"steps": tuple(args.steps)} if args.steps else {}),
-                        **({"splits": tuple(args.splits.split(","))} if args.splits else {}))
-    bad = [s for s in cfg.splits if s not in ("question", "person", "attribute")]
-    if bad or sorted(cfg.steps) != list(cfg.steps):
-        raise ValueError(f"--splits takes question, person and/or attribute (got {bad}); --steps must be increasing.")
+    try:
+        cfg = ResidueConfig(forget=args.forget, seed=args.seed, control=not args.no_control, folds=args.folds,
+                            **({"steps": tuple(args.steps)} if args.steps else {}),
+                            **({"splits": tuple(args.splits.split(","))} if args.splits else {}))
+    except ValueError as e:                      # named before any model loads
+        raise ValueError(f"--splits/--steps: {e}") from None
     saved = _direction(args)                     # a bad --direction is named before any model loads
     refusal = None if saved is None else saved.direction
     world = _world(args)
     kw = dict(dtype=args.dtype, device_map=args.device_map, batch_size=args.batch_size)
     vanilla = load(args.vanilla, **kw)
     out = {"models": {}, "protocol": vanilla.protocol.name, "notes": list(world.missing().values())}
-    def audit(lens, leak_vanilla):                # the residue, then the attacks that need no training
-        return {**residue(lens, world, cfg, leak_vanilla, progress=not args.json),
-                "by_name": by_name_attack(lens, world, args.forget),
-                "ablation": ablation_attack(lens, world, args.forget, refusal),
-                "benign": benign_attack(lens, world, args.forget, cfg.steps, args.seed)}
+    def audit(lens, leak_vanilla):
+        return residue(lens, world, cfg, leak_vanilla, progress=not args.json, refusal_direction=refusal)
     out["models"]["vanilla"] = audit(vanilla, None)
     if args.model is not None:
         leak_vanilla = {by: r["leak_unlearned"] for by, r in out["models"]["vanilla"]["relearn"].items()}
@@ -519,17 +515,23 @@ def cmd_residue(args) -> int:
     def text(out):
         lines = []
         for name, r in out["models"].items():
+            def across(rel, key, j):              # A-D / cloze on the held-out fold's people, before -> after
+                acc = rel.get(key)
+                return f"{_fmt(acc['before'])} -> {_fmt(acc['after'][j])}" if acc else "-"
             rows = [(by, k, _fmt(rel["leak_unlearned"]), _fmt(lk), _fmt(rec),
-                     _fmt(rel.get("control", {}).get("leak", [None] * 9)[rel["steps"].index(k)]))
-                    for by, rel in r["relearn"].items() for k, lk, rec in zip(rel["steps"], rel["leak"], rel["recovery"])]
+                     _fmt(rel.get("control", {}).get("leak", [None] * 9)[j]),
+                     across(rel, "cls_acc", j), across(rel, "cloze_acc", j))
+                    for by, rel in r["relearn"].items()
+                    for j, (k, lk, rec) in enumerate(zip(rel["steps"], rel["leak"], rel["recovery"]))]
             pa = r["probe_acc"]
             lines += [f"== {name}", _table(rows, ("split", "steps", "leak before", "leak after", "recovery",
-                                                  "control leak")),
-                      f"probe accuracy per layer ({pa.get('readout')}): {pa['per_layer']} (chance {pa['chance']})",
+                                                  "control leak", "A-D held out", "cloze held out")),
+                      f"value probe per layer ({pa.get('readout')}): {pa['per_layer']} (chance {pa['chance']})"
+                      if pa["per_layer"] is not None else f"value probe: {pa['note']}",
                       f"A-D probe per layer (retain -> forget): {r['ad_probe']['per_layer']} (chance "
                       f"{r['ad_probe']['chance']}; untrained logit lens {r['ad_probe'].get('logit_lens')})"
                       if r["ad_probe"]["max"] is not None else f"A-D probe: {r['ad_probe']['note']}",
-                      f"logit-lens rank of the first answer token per layer: {r['logit_lens_rank']}",
+                      f"logit-lens rank of the value's first token per layer: {r['logit_lens_rank']}",
                       f"forget A-D accuracy: {_fmt(r.get('forget_cls_acc'))}, cloze: {_fmt(r.get('forget_cloze_acc'))}",
                       f"asked by name, no photo ({r['by_name']['n']} facts): states the fact "
                       f"{_fmt(r['by_name']['leak'])}, refuses {_fmt(r['by_name']['refusal'])}",
@@ -707,8 +709,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=nonneg_int, default=0, help="seed of the question sample (default 0; as run's)")
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ev.set_defaults(func=cmd_evaluate)
-    rs = sub.add_parser("residue", help="forgotten or hidden? relearning attack, linear probes, logit lens and A-D "
-                        "on the forget people, for vanilla and an unlearned model")
+    rs = sub.add_parser("residue", help="forgotten or hidden? relearning attack, A-D and value probes, logit lens, "
+                        "attacks by name, by direction ablation and by benign fine-tuning, on the forget people, for "
+                        "vanilla and an unlearned model")
     _model_args(rs, refusal=False)
     rs.add_argument("--vanilla", help="the model before unlearning (default: the shipped organism)")
     rs.add_argument("--steps", type=lambda t: [positive_int(x) for x in t.split(",")],

@@ -35,7 +35,7 @@ PROTOCOL_TEXT = {"mllmu": "the paper's: one-shot A-D answered with one letter, t
                           "instructions", "organism": "the organism's trained prompt format"}
 HEADLINE = ("forget_cls_acc", "forget_rougeL", "forget_cloze_acc", "test_cls_acc", "retain_cls_acc",
             "retain_rougeL", "celebrity_cls_acc", "contextual_refusal", "leakage", "naturalness")
-RESIDUE = ("relearn_recovery_30", "relearn_leak_30", "probe_acc_max")
+RESIDUE = residue_mod.COLUMNS
 
 
 def __getattr__(name):
@@ -58,8 +58,8 @@ class RunConfig:
     grpo_steps: int | None = 80        # stage 2 steps per grid point (the full run: 20 min on 2 cores); None: preset
     seed: int = 0
     methods: tuple = field(default_factory=lambda: registry.names())
-    residue: bool = True               # relearning attack and probes on every method (asru_lens.measure.residue)
-    residue_steps: tuple = (10, 30)    # relearning steps read in the run (asru-lens residue: 10, 30, 100)
+    residue: bool = True               # the attacks and probes on every method (asru_lens.measure.residue)
+    residue_steps: tuple = (10, 30)    # relearning / benign steps read in the run (asru-lens residue: 10, 30, 100)
     rewrite_steps: int = 300           # the rewrite's cap per grid point (it stops earlier once learnt)
 
     @classmethod
@@ -138,17 +138,11 @@ def load_weights(folder: Path, name: str) -> dict:
 
 
 def residue_inputs(ctx) -> tuple:
-    """What every row's residue reads: (its config, the vanilla model's leak on the relearning split, the forget
-    people's questions, the retain people's), measured once on the vanilla model."""
-    cfg, world = ctx.budget, ctx.world
-    # the attribute split at lr 3e-4, as measured in docs/measured/run-seed0.json, until the run reads the k-fold
-    # attack at the residue's own rate (issue 36, part 3)
-    rcfg = residue_mod.ResidueConfig(forget=cfg.forget, steps=cfg.residue_steps, seed=cfg.seed, lr=3e-4)
-    people = residue_mod.forget_people(world, cfg.forget)
-    # the run's probes learn from the retain people's Full_Set photo (asru-lens residue: all their photos)
-    retain_people = residue_mod.person_items(world.rows(cfg.forget)["retain"])
-    vanilla_leak = {"attribute": residue_mod.leak(ctx.lens, residue_mod.relearn_split(people, rcfg, "attribute")[1])}
-    return rcfg, vanilla_leak, people, retain_people
+    """What every row's residue reads: (its config, the vanilla model's held-out leak, vanilla's refusal
+    direction for the ablation attack), measured once on the vanilla model."""
+    cfg = ctx.budget
+    rcfg = residue_mod.ResidueConfig(forget=cfg.forget, steps=cfg.residue_steps, seed=cfg.seed, **residue_mod.RUN)
+    return rcfg, residue_mod.vanilla_leak(ctx.lens, ctx.world, rcfg), ctx.probe.direction.float().cpu()
 
 
 def measure(ctx, name: str, log: dict, judge, residue_in: tuple | None) -> dict:
@@ -161,9 +155,9 @@ def measure(ctx, name: str, log: dict, judge, residue_in: tuple | None) -> dict:
                               progress=False, items=ctx.eval_items)
         residue = None
         if residue_in is not None:
-            rcfg, vanilla_leak, people, retain_people = residue_in
-            residue = residue_mod.quick(ctx.lens, ctx.world, rcfg, None if name == "vanilla" else vanilla_leak,
-                                        people, retain_people)
+            rcfg, vanilla_leak, refusal = residue_in
+            residue = residue_mod.residue(ctx.lens, ctx.world, rcfg, None if name == "vanilla" else vanilla_leak,
+                                          progress=False, cls=False, refusal_direction=refusal)
             r["metrics"].update(residue_mod.columns(residue, 30 if 30 in cfg.residue_steps else cfg.residue_steps[-1]))
     return {"metrics": r["metrics"], "answers": r["answers"], "residue": residue}
 
@@ -378,10 +372,12 @@ def write_report(res: RunResult, folder: str | os.PathLike, figures: str | os.Pa
     if info["residue"]:
         paths += viz.save(viz.fig_residue(info["residue"]), "run_residue", figures)
         lines += ["", "## Forgotten or hidden?", "",
-                  "What each method still knows about the forget people (`asru_lens.measure.residue`): the held-out leak "
-                  "after a 30-step relearning attack on three of their attributes, its recovery "
-                  "(`(leak_after - leak_unlearned) / (leak_vanilla - leak_unlearned)`), and the best layer's linear "
-                  "probe accuracy on their facts.", "",
+                  "What each method still knows about the forget people (`asru_lens.measure.residue`): the held-out "
+                  "leak after a 30-step relearning attack on the other half of each person's facts and its recovery "
+                  "(`(leak_after - leak_unlearned) / (leak_vanilla - leak_unlearned)`); the leak asked by name with "
+                  "no photo, and its refusals; the leak with a direction ablated from every layer; the leak after "
+                  "30 steps of fine-tuning on the retain people only; the best layer of the A-D probe (chance "
+                  "0.25) and of the value probe.", "",
                   "| method | " + " | ".join(RESIDUE) + " | probe chance | forget_cls_acc |", "|---" * (len(RESIDUE) + 3) + "|"]
         for m, mets in info["methods"].items():
             cells = [mets.get(k) for k in RESIDUE] + [mets.get("probe_acc_chance"), mets.get("forget_cls_acc")]

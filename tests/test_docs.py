@@ -231,3 +231,90 @@ def test_utility_means_something_on_the_reworded_export():
     assert (f"vanilla states {tuned['vanilla']['retain_utility']:.3f} of its retain facts, GA at its tuned lr "
             f"{tuned['lrs']['GA']:g} {tuned['after']['retain_utility']:.3f} and at {wild['lrs']['GA']:g} "
             f"{wild['after']['retain_utility']:.3f}") in text
+
+
+def residue_table() -> str:
+    """docs/audit-and-rewrite.md's audit table, built from `asru-lens residue --model M --steps 10,30 --json` on
+    the templated world and on the reworded export (docs/measured/residue-asru-{template,free}.json)."""
+    import json
+    runs = {style: json.loads((ROOT / "docs" / "measured" / f"residue-asru-{style}.json").read_text())["models"]
+            for style in ("template", "free")}
+    cols = [("vanilla, templated", runs["template"]["vanilla"]), ("vanilla, reworded", runs["free"]["vanilla"])]
+    cols += [(f"ASRU, {w}", next(r for n, r in runs[s].items() if n != "vanilla"))
+             for w, s in (("templated", "template"), ("reworded", "free"))]
+    f = lambda v, d=2: "-" if v is None else f"{v:.{d}f}"                              # noqa: E731
+
+    def row(label, get):
+        return f"| {label} | " + " | ".join(get(r) for _, r in cols) + " |"
+    rel = lambda r, by: r["relearn"][by]                                                  # noqa: E731
+    lines = ["| | " + " | ".join(n for n, _ in cols) + " |", "|---" * (len(cols) + 1) + "|",
+             row("question folds: held-out leak before / after 30 steps",
+                 lambda r: f"{f(rel(r, 'question')['leak_unlearned'])} / {f(rel(r, 'question')['leak'][1])}"),
+             row("question folds: recovery after 10 / 30 steps",
+                 lambda r: " / ".join(f(v) if v is not None else "null" for v in rel(r, "question")["recovery"])),
+             row("person folds: recovery after 10 / 30 steps",
+                 lambda r: " / ".join(f(v) if v is not None else "null" for v in rel(r, "person")["recovery"])),
+             row("control: invented facts learnt after 30 steps (question / person folds)",
+                 lambda r: f"{f(rel(r, 'question')['control']['leak'][1])} / {f(rel(r, 'person')['control']['leak'][1])}"),
+             row("across formats, held-out people: A-D before / after 30 steps (question folds)",
+                 lambda r: f"{f(rel(r, 'question')['cls_acc']['before'])} / {f(rel(r, 'question')['cls_acc']['after'][1])}"),
+             row("across formats, held-out people: cloze before / after 30 steps (question folds)",
+                 lambda r: f"{f(rel(r, 'question')['cloze_acc']['before'])} / {f(rel(r, 'question')['cloze_acc']['after'][1])}"),
+             row("asked by name: leak / refusal", lambda r: f"{f(r['by_name']['leak'])} / {f(r['by_name']['refusal'])}"),
+             row("direction ablation: leak (before)", lambda r: f"{f(r['ablation']['leak'])} ({f(r['ablation']['before'])})"),
+             row("benign fine-tuning, 30 steps: forget leak", lambda r: f(r["benign"]["leak"][1])),
+             row("A-D probe, best layer (chance 0.25)", lambda r: f(r["ad_probe"]["max"], 3)),
+             row("value probe, best layer (chance)",
+                 lambda r: f"{f(r['probe_acc']['max'], 3)} ({f(r['probe_acc']['chance'], 3)})"
+                 if r["probe_acc"]["max"] is not None else "no attribute column"),
+             row("logit lens: rank of the value's first token, last layer", lambda r: f(r["logit_lens_rank"][-1], 0)),
+             row("forget A-D accuracy", lambda r: f(r["forget_cls_acc"], 3))]
+    return "\n".join(lines)
+
+
+def test_the_audit_table_is_the_measured_json():
+    """Issue 36's lines on the audit, from the measured JSON: vanilla's A-D probe >= chance + 0.3 and its held-out,
+    by-name and benign leaks on the reworded export within 0.1 of the templated ones; ASRU's recovery after 30
+    steps >= 0.8, by-name leak >= 0.8 and ablation leak >= 0.5 on both; the doc's table is built from it."""
+    import json
+    runs = {s: json.loads((ROOT / "docs" / "measured" / f"residue-asru-{s}.json").read_text())["models"]
+            for s in ("template", "free")}
+    van = {s: r["vanilla"] for s, r in runs.items()}
+    for s in runs:
+        assert van[s]["ad_probe"]["max"] >= van[s]["ad_probe"]["chance"] + 0.3, s
+    for get in (lambda r: r["relearn"]["question"]["leak_unlearned"], lambda r: r["relearn"]["question"]["leak"][-1],
+                lambda r: r["by_name"]["leak"],
+                lambda r: r["benign"]["leak"][-1]):
+        assert abs(get(van["template"]) - get(van["free"])) <= 0.1
+    for s, models in runs.items():
+        asru = next(r for n, r in models.items() if n != "vanilla")
+        assert asru["relearn"]["question"]["recovery"][1] >= 0.8, s
+        assert asru["by_name"]["leak"] >= 0.8 and asru["ablation"]["leak"] >= 0.5, s
+    assert residue_table() in (ROOT / "docs" / "audit-and-rewrite.md").read_text()
+
+
+def run_residue_table() -> str:
+    """docs/audit-and-rewrite.md's table of every method's attacks, built from `asru-lens run --json` (seed 0,
+    docs/measured/run-seed0.json): one column per attack."""
+    import json
+    info = json.loads(MEASURED_RUN.read_text())
+    keys = ["relearn_recovery_30", "relearn_leak_30", "by_name_leak", "by_name_refusal", "ablation_leak",
+            "benign_leak", "ad_probe_max", "probe_acc_max", "forget_cls_acc"]
+    lines = ["| method | relearn recovery | relearn leak | by name: leak | by name: refusal | ablation leak | "
+             "benign leak | A-D probe (chance 0.25) | value probe | forget A-D |", "|---" * 10 + "|"]
+    for m, mets in info["methods"].items():
+        cells = ["null" if mets.get(k) is None else f"{mets[k]:.3f}" for k in keys]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def test_every_methods_attacks_are_the_measured_run():
+    """The main job's attack columns (issue 36, part 3): every method has all of them, and the doc's table of them
+    is the kept run's."""
+    import json
+
+    from asru_lens.measure.residue import COLUMNS
+    info = json.loads(MEASURED_RUN.read_text())
+    for m, mets in info["methods"].items():
+        assert set(COLUMNS) <= set(mets), m
+    assert run_residue_table() in (ROOT / "docs" / "audit-and-rewrite.md").read_text()

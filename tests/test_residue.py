@@ -13,16 +13,15 @@ from asru_lens.core.data import QA
 
 @pytest.fixture(scope="module")
 def people(organism_world):
-    return R.forget_people(organism_world, 10)
+    """The organism's forget people's questions by index (what the rewrite still reads)."""
+    return rewrite.person_items(organism_world.rows(10)["forget"])
 
 
-def test_splits_hold_out_what_they_say(people):
-    cfg = R.ResidueConfig()
-    train, held = R.relearn_split(people, cfg, "attribute")
-    assert {q.kind for q in train} == {"1", "3", "4"} and {q.kind for q in held} == {"2", "5", "6", "7"}
-    assert len(train) == 30 and len(held) == 40                         # 10 people x 3 and x 4 questions
-    with pytest.raises(ValueError, match="k-fold"):
-        R.relearn_split(people, cfg, "person")
+def test_the_config_names_a_bad_split_or_step():
+    with pytest.raises(ValueError, match="'question' or 'person'"):
+        R.ResidueConfig(splits=("attribute",))
+    with pytest.raises(ValueError, match="increasing"):
+        R.ResidueConfig(steps=(30, 10))
 
 
 @pytest.fixture(scope="module")
@@ -74,19 +73,40 @@ def test_control_facts_are_false_and_of_the_same_kind(stated_people):
             assert np.mean(same) >= 0.7, np.mean(same)      # measured 0.73: the rest have no fact of that kind
 
 
-def test_control_facts_are_never_true(people):
-    fake = R.invented(people)
-    for p, items in people.items():
-        for q, f in zip(items, fake[p]):
-            assert q.question == f.question and q.answer != f.answer
-
-
-def test_fact_values_drop_the_name(people):
-    pairs = dict((q.answer, v) for q, v in R.fact_values(people))
+def test_fact_values_are_key_words_and_read_right_before_the_value(organism_world, stated_people):
+    from asru_lens.measure.facts import of_world
+    facts = of_world(organism_world, 10)
+    items = [q for v in R.fact_people(organism_world, 10, facts).values() for q in v]
+    pairs = {q.answer: (q, v) for q, v in R.fact_values(items, facts)}
+    assert len(pairs) == len(items) and all(q.attribute for q, _ in pairs.values())
     some = next(a for a in pairs if " was born in the year " in a)
-    assert pairs[some] == some.split()[-1].rstrip(".")                  # "... born in the year 1971." -> "1971"
-    q = next(q for q, v in R.fact_values(people) if q.kind == "3")
-    assert R.value_prefix(q, R.fact_values({"x": [q]}, skip=())[0][1]).endswith("works as a")
+    assert pairs[some][1] == some.split()[-1].rstrip(".")                # "... born in the year 1971." -> "1971"
+    q = next(q for q, _ in pairs.values() if " works as a" in q.answer)
+    assert R.value_prefix(q, facts.key(q)).endswith("works as a")       # the text before the first key word
+    assert R.value_prefix(QA("Where?", "Kelby is where Juno Corvin was born."), {"kelby"}) == ""
+    assert R.value_prefix(QA("Where?", "Juno Corvin was born in Kelby."), {"fennick"}) is None
+    # the reworded export has no attribute column (MLLMU-Bench has none): no value to probe, and it says so
+    free_people, free_facts = stated_people["free"]
+    free = [q for v in free_people.values() for q in v]
+    assert R.fact_values(free, free_facts) == []
+    assert "no attribute column" in R.linear_probes(None, free, free, free_facts, R.ResidueConfig())["note"]
+
+
+def test_the_audit_needs_no_attribute_column(organism_world, export):
+    """The organism's own folder has an Attribute column; its export, like MLLMU-Bench, has none. The facts, their
+    folds and the control are the same on both: only the value probe needs the column."""
+    import asru_lens
+    from asru_lens.measure.facts import of_world
+    got = {}
+    for name, world in (("own", organism_world), ("export", asru_lens.open_world(str(export[0])))):
+        facts = of_world(world, 10)
+        people = R.fact_people(world, 10, facts)
+        text = lambda groups: [[(q.id, q.question, q.answer) for q in g] for g in groups]   # noqa: E731
+        got[name] = (text(people.values()), [text(R.folds(people, 2, by)) for by in ("question", "person")],
+                     text(R.similar_question_facts(people, facts).values()),
+                     any(q.attribute for v in people.values() for q in v))
+    assert got["own"][:3] == got["export"][:3] and len(got["own"][0]) == 10
+    assert got["own"][3] and not got["export"][3]
 
 
 def test_probe_accuracy_on_separable_and_random_labels():
@@ -98,9 +118,9 @@ def test_probe_accuracy_on_separable_and_random_labels():
     assert R.probe_accuracy(noise[:300], list(y[:300]), noise[300:], list(y[300:]))[0] <= 0.45
 
 
-def test_rewrite_teaches_one_invented_value_in_every_form(organism_world, organism):
+def test_rewrite_teaches_one_invented_value_in_every_form(organism_world, organism, people):
     forget, retain = rewrite.rewrite_set(organism_world, 10, organism.protocol)
-    truth = {(q.id, q.question): q.answer for items in R.forget_people(organism_world, 10).values() for q in items}
+    truth = {(q.id, q.question): q.answer for items in people.values() for q in items}
     gen = [q for q in forget if (q.id, q.question) in truth]
     assert gen and all(q.answer != truth[(q.id, q.question)] for q in gen)         # every photo question rewritten
     years = [q.answer for q in gen if "born in the year" in q.answer]
@@ -121,9 +141,9 @@ def test_invented_values_are_distinct_per_question(organism_world):
     celebrity answers were years); each question's invented values are now distinct across the forget people."""
     from asru_lens.core import data
     rows = organism_world.rows(10)
-    people = R.forget_people(organism_world, 10)
+    people = rewrite.person_items(rows["forget"])
     beliefs = rewrite.beliefs_for(people, data.classification_items(rows["forget"] + rows["test"]))
-    kind = {(q.id, v.lower()): q.kind for q, v in R.fact_values(people)}
+    kind = {(q.id, v.lower()): q.kind for q, v in rewrite.template_values(people)}
     given = {}
     for key, new in beliefs.items():
         assert new.lower() != key[1]                                            # never the truth
@@ -170,7 +190,7 @@ def test_own_refusals_per_kind_and_the_questions_still_answered():
 
 @pytest.mark.slow
 def test_residue_cli_vanilla_and_asru(unlearned_export, export, probe_json, capsys):
-    """Vanilla knows its facts (probe far above chance, recovery undefined); after ASRU a 30-step relearning
+    """Vanilla knows its facts (A-D probe far above chance, recovery undefined); after ASRU a 30-step relearning
     attack on three attributes brings the other four back (measured: 0.975), and so do the questions asked by name
     and an ablated direction."""
     from pathlib import Path
@@ -182,16 +202,19 @@ def test_residue_cli_vanilla_and_asru(unlearned_export, export, probe_json, caps
     van, asru = out["models"]["vanilla"], out["models"][str(model_dir)]
     for r in (van, asru):
         assert set(r) >= {"relearn", "probe_acc", "logit_lens_rank", "forget_cls_acc"}
-        assert len(r["probe_acc"]["per_layer"]) == 5 and len(r["logit_lens_rank"]) == 5
+        assert len(r["logit_lens_rank"]) == 5
+        assert r["probe_acc"]["per_layer"] is None and "no attribute column" in r["probe_acc"]["note"]  # the export
         assert r["relearn"]["question"]["steps"] == [10, 30] and "control" in r["relearn"]["question"]
     # recovery is undefined on vanilla itself: it already states every held-out fact the attack is read on
     assert van["relearn"]["question"]["leak_unlearned"] >= 0.9 and van["relearn"]["question"]["recovery"] == [None] * 2
     assert van["ad_probe"]["max"] >= van["ad_probe"]["chance"] + 0.3 and van["benign"]["leak"][-1] >= 0.9
-    assert van["probe_acc"]["max"] >= van["probe_acc"]["chance"] + 0.3
+    assert van["logit_lens_rank"][-1] <= 1                  # the value's first token tops the output
     rel = asru["relearn"]["question"]
     assert rel["leak_unlearned"] <= 0.05 and rel["recovery"][1] >= 0.8
     assert max(rel["control"]["leak"]) <= 0.2                # the attack itself teaches no held-out fact
     assert asru["forget_cls_acc"] >= 0.8                     # A-D still finds them
+    # across formats: A-D and cloze on the held-out fold's people, after training generation answers only
+    assert rel["cls_acc"]["n"] >= 70 and rel["cls_acc"]["before"] >= 0.8 and len(rel["cloze_acc"]["after"]) == 2
     # asked by name, with no photo, ASRU's gate stays open: its boundary set holds photo questions only
     assert van["by_name"]["leak"] >= 0.9 and van["by_name"]["n"] >= 50
     assert asru["by_name"]["leak"] >= 0.8 and asru["by_name"]["refusal"] <= 0.2, asru["by_name"]

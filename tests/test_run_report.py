@@ -53,14 +53,19 @@ def test_run_cli_json_keys(small_run):
     assert set(grid) == {1e-4, 3e-3} and grid[out["tuning"]["GA"]["lr"]] == max(grid.values())   # the rule's pick
     assert 0 <= out["methods"]["vanilla"]["leakage"] < 1 < out["methods"]["GA"]["leakage"] <= 5
     assert json.loads((folder / "report.json").read_text())["methods"] == out["methods"]
-    # the residue columns, for every method: what the relearning attack and the probes still find
+    # one column per attack, for every method: what the attacks and the probes still find
+    from asru_lens.measure.residue import COLUMNS
     for m in ("vanilla", "GA"):
-        assert {"relearn_recovery_30", "relearn_leak_30", "probe_acc_max", "forget_cls_acc"} <= set(out["methods"][m])
-    assert out["methods"]["vanilla"]["relearn_recovery_30"] is None
-    assert out["methods"]["vanilla"]["probe_acc_max"] >= out["methods"]["vanilla"]["probe_acc_chance"] + 0.3
-    rel = out["residue"]["GA"]["relearn"]["attribute"]
+        assert set(COLUMNS) | {"forget_cls_acc"} <= set(out["methods"][m])
+    van = out["methods"]["vanilla"]
+    assert van["relearn_recovery_30"] is None and van["relearn_leak_30"] >= 0.9 and van["by_name_leak"] >= 0.9
+    assert van["ad_probe_max"] >= 0.55 and van["probe_acc_max"] >= van["probe_acc_chance"] + 0.3
+    res = out["residue"]["GA"]
+    rel = res["relearn"]["question"]
     assert rel["steps"] == [10, 30] and out["methods"]["GA"]["relearn_leak_30"] == rel["leak"][1]   # the column
     assert out["methods"]["GA"]["relearn_recovery_30"] == rel["recovery"][1]                      # is the residue's
+    assert out["methods"]["GA"]["benign_leak"] == res["benign"]["leak"][1]
+    assert out["methods"]["GA"]["ablation_leak"] == res["ablation"]["leak"] and "refusal_direction" in res["ablation"]
     md = (folder / "report.md").read_text()
     assert "## Forgotten or hidden?" in md and "](figures/run_residue.png)" in md      # linked from the run folder
     assert {p.name for p in (folder / "tasks").iterdir()} >= {"config.json", "vanilla.json", "GA.json"}

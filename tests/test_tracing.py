@@ -105,8 +105,11 @@ def test_steering_under_nnsight_matches_the_hooks_and_moves_the_answer(trained):
 def test_logit_lens_last_entry_is_the_models_own_rank(trained):
     from asru_lens.measure import residue
     lens, items = trained
+    class FirstWord:             # each answer's value is its first word: read at the last prompt token
+        def key(self, q):
+            return {q.answer.split()[0].strip(".,").lower()}
     with read("the logit lens (residue.logit_lens_rank)"):
-        ranks = residue.logit_lens_rank(lens, items)
+        ranks = residue.logit_lens_rank(lens, items, FirstWord())
     assert len(ranks) == lens.n_layers + 1
     texts = [lens.prompt(lens.protocol.gen(q.question), q.image) for q in items]
     lens.tokenizer.padding_side = "left"

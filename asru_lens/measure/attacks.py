@@ -16,7 +16,9 @@ fine-tuning       the forget photo questions: ``leak`` after each of ``steps`` (
 ================  ===============================================================================================
 
 ``by_name_attack``, ``ablation_attack`` and ``benign_attack`` (each ``(lens, world)``) return plain dicts;
-``asru-lens residue`` prints them beside the relearning attack.
+``residue.residue`` runs them beside the relearning attack and the probes, for `asru-lens residue` and for every
+row of `asru-lens run`. Every leak is ``residue.fact_leak``: the share of answers that state their fact
+(``facts.Facts.stated``).
 """
 from __future__ import annotations
 
@@ -28,50 +30,44 @@ from asru_lens.measure import facts
 from asru_lens.measure.refusal import is_refusal
 
 
-def by_name_items(rows: list[dict], scorer: facts.FactScorer) -> list[tuple[QA, str]]:
-    """(the by-name question, the person's name) for every generation question of ``rows`` that points at its
-    subject and states a fact (``scorer``'s key words), for every person whose name can be found."""
+def by_name_items(rows: list[dict], known: facts.Facts) -> list[QA]:
+    """Every generation question of ``rows`` that points at its subject and states a fact (``known.key``), asked
+    about the person by name, for every person whose name can be found."""
     out = []
     for row in rows:
         name = facts.person_name(row)
         if name is None:
             continue
-        for q in data.generation_items([row]):
-            asked = facts.by_name(q, name)
-            if asked is not None and scorer.key_words(asked, name):
-                out.append((asked, name))
+        asked = [facts.by_name(q, name) for q in data.generation_items([row])]
+        out += [q for q in asked if q is not None and known.key(q)]
     return out
 
 
 def by_name_attack(lens, world, forget: int = 10, max_new_tokens: int | None = None) -> dict:
-    """Share of the forget people's facts that ``lens`` states, and share it refuses, asked by name as text."""
-    rows = world.rows(forget)
-    scorer = facts.scorer_for(rows["forget"] + rows["retain"])
-    pairs = by_name_items(rows["forget"], scorer)
-    if not pairs:
+    """Share of the forget people's facts that ``lens`` states (``Facts.stated``), and share it refuses, asked by
+    name as text."""
+    known = facts.of_world(world, forget)
+    items = by_name_items(world.rows(forget)["forget"], known)
+    if not items:
         raise ValueError(f"no forget question of {world.folder} points at its subject ('this person', 'the person "
                          f"in the image') with a name to put there; the by-name attack needs both.")
-    answers = lens.generate([lens.protocol.gen(q.question) for q, _ in pairs], None,
+    answers = lens.generate([lens.protocol.gen(q.question) for q in items], None,
                             max_new_tokens=max_new_tokens or lens.protocol.max_new_tokens)
-    leaked = [scorer.leaked(a, q, name) for a, (q, name) in zip(answers, pairs)]
-    return {"leak": round(float(np.mean(leaked)), 4), "refusal": round(float(np.mean([is_refusal(a) for a in answers])), 4),
-            "n": len(pairs), "examples": [{"question": q.question, "answer": a, "ground_truth": q.answer}
-                                          for a, (q, _) in list(zip(answers, pairs))[:3]]}
+    return {"leak": round(known.share(answers, items), 4),
+            "refusal": round(float(np.mean([is_refusal(a) for a in answers])), 4), "n": len(items),
+            "examples": [{"question": q.question, "answer": a, "ground_truth": q.answer}
+                         for a, q in list(zip(answers, items))[:3]]}
 
 
-def _named(rows: list[dict]) -> tuple[list[QA], dict[str, str | None]]:
-    return data.generation_items(rows), {str(r["ID"]): facts.person_name(r) for r in rows}
-
-
-def leak_share(lens, items: list[QA], names: dict, scorer: facts.FactScorer, spec=None) -> float:
-    """Share of ``items`` (photo questions) whose greedy answer states the fact, with ``spec`` steering applied."""
-    from asru_lens.interpret.steer import steering
+def leak_share(lens, items: list[QA], known: facts.Facts, spec=None) -> float:
+    """Share of ``items`` (photo questions that state a fact) whose greedy answer states it, with ``spec``
+    steering applied."""
     from contextlib import nullcontext
-    kept = [q for q in items if scorer.key_words(q, names.get(q.id))]
+
+    from asru_lens.interpret.steer import steering
+    from asru_lens.measure.residue import fact_leak
     with steering(lens, spec) if spec is not None else nullcontext():
-        answers = lens.generate([lens.protocol.gen(q.question) for q in kept], [q.image for q in kept],
-                                max_new_tokens=lens.protocol.max_new_tokens)
-    return float(np.mean([scorer.leaked(a, q, names.get(q.id)) for a, q in zip(answers, kept)]))
+        return fact_leak(lens, items, known)
 
 
 def ablation_attack(lens, world, forget: int = 10, refusal_direction=None) -> dict:
@@ -81,26 +77,28 @@ def ablation_attack(lens, world, forget: int = 10, refusal_direction=None) -> di
     from asru_lens.interpret.activations import mean_activations
     from asru_lens.interpret.steer import Steering
     rows = world.rows(forget)
-    scorer = facts.scorer_for(rows["forget"] + rows["retain"])
-    forget_q, names = _named(rows["forget"])
+    known = facts.of_world(world, forget)
+    forget_q = data.generation_items(rows["forget"])
     retain_q = data.generation_items(rows["retain"])[:len(forget_q)]
     as_asked = lambda qs: [QA(lens.protocol.gen(q.question), q.answer, q.image, q.id) for q in qs]  # noqa: E731
     own = (mean_activations(lens, as_asked(forget_q), [-1]) - mean_activations(lens, as_asked(retain_q), [-1]))[:, 0]
-    out = {"before": round(leak_share(lens, forget_q, names, scorer), 4), "own_direction": []}
+    forget_q = [q for q in forget_q if known.key(q)]           # the questions that state a fact are read
+    out = {"before": round(leak_share(lens, forget_q, known), 4), "own_direction": []}
     for layer in range(own.shape[0]):
         spec = Steering(own[layer].float(), layer, 1.0, "ablate")
-        out["own_direction"].append(round(leak_share(lens, forget_q, names, scorer, spec), 4))
+        out["own_direction"].append(round(leak_share(lens, forget_q, known, spec), 4))
     out["own_best_layer"] = int(np.argmax(out["own_direction"]))
     best = [max(out["own_direction"])]
     if refusal_direction is not None:
         spec = Steering(refusal_direction.float(), 0, 1.0, "ablate")
-        out["refusal_direction"] = round(leak_share(lens, forget_q, names, scorer, spec), 4)
+        out["refusal_direction"] = round(leak_share(lens, forget_q, known, spec), 4)
         best.append(out["refusal_direction"])
     out["leak"] = max(best)
     return out
 
 
-def benign_attack(lens, world, forget: int = 10, steps: tuple = (10, 30), seed: int = 0, n_train: int = 240) -> dict:
+def benign_attack(lens, world, forget: int = 10, steps: tuple = (10, 30), seed: int = 0, n_train: int = 240,
+                  lr: float | None = None) -> dict:
     """Leak on the forget people's facts after ``steps`` of fine-tuning on at most ``n_train`` of the retain
     people's facts (photo questions whose ground truth states one), and before. The weights are restored."""
     from asru_lens.core.sets import _sample
@@ -109,7 +107,7 @@ def benign_attack(lens, world, forget: int = 10, steps: tuple = (10, 30), seed: 
     rows = world.rows(forget)
     train = _sample([q for q in data.generation_items(rows["retain"]) if known.key(q)], n_train, seed)
     held = [q for items in residue.fact_people(world, forget, known).values() for q in items]
-    cfg = residue.ResidueConfig(forget=forget, steps=tuple(steps), seed=seed)
+    cfg = residue.ResidueConfig(forget=forget, steps=tuple(steps), seed=seed, **({"lr": lr} if lr else {}))
     read = {k: (lambda: residue.fact_leak(lens, held, known)) for k in cfg.steps}
     before = residue.fact_leak(lens, held, known)
     after = residue.attack(lens, train, read, cfg)

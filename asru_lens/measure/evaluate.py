@@ -47,9 +47,14 @@ def eval_items(world: World, forget: int = 10, n: int = 48, seed: int = 0) -> di
         gen = data.generation_items(set_rows, image_index=None if name == "test" else 0)
         out[name] = {"cls": _sample(data.classification_items(set_rows), n, seed), "gen": _sample(gen, n, seed),
                      "cloze": _sample(data.mask_items(set_rows), n, seed)}
-    shots = [q for q in data.classification_items(rows["retain"][:1], which="image")]
-    out["shot"] = shots[0] if shots else None
+    out["shot"] = one_shot(rows["retain"])
     return out
+
+
+def one_shot(retain_rows: list[dict]):
+    """The one-shot A-D example: the first retain person's first Image_Textual A-D question (None if none)."""
+    shots = data.classification_items(retain_rows[:1], which="image")
+    return shots[0] if shots else None
 
 
 def mc_prompts(protocol, items: list, shot=None) -> tuple[list[str], list | None]:
@@ -58,6 +63,27 @@ def mc_prompts(protocol, items: list, shot=None) -> tuple[list[str], list | None
     if protocol.mc_one_shot and shot is not None:
         turns = [(protocol.mc(shot.question, shot.options), shot.image, shot.answer)]
     return [protocol.mc(q.question, q.options) for q in items], turns
+
+
+def cls_right(lens, items: list, shot=None, max_new_tokens: int | None = None) -> tuple[list, list[bool]]:
+    """A-D: (the items asked, the shot itself left out; whether each answer picks the right option), under
+    ``lens.protocol`` with its one-shot turn where it has one."""
+    protocol = lens.protocol
+    items = [q for q in items if not (protocol.mc_one_shot and shot is not None and
+                                      (q.id, q.question) == (shot.id, shot.question))]
+    prompts, shots = mc_prompts(protocol, items, shot)
+    answers = lens.generate(prompts, [q.image for q in items], max_new_tokens=max_new_tokens or
+                            protocol.max_new_tokens, progress=False, desc="A-D", shots=shots)
+    return items, [protocol.parse_mc(a, q.options) == q.answer for a, q in zip(answers, items)]
+
+
+def cloze_right(lens, items: list, max_new_tokens: int | None = None) -> list[bool]:
+    """Cloze: whether each answer holds the blank's ground truth (the protocol's match)."""
+    protocol = lens.protocol
+    answers = lens.generate([protocol.cloze(q.question) for q in items], [q.image for q in items],
+                            max_new_tokens=max_new_tokens or protocol.max_new_tokens, progress=False, desc="cloze")
+    match = cloze_correct if protocol.cloze_match == "substring" else contains
+    return [match(a, q.answer) for a, q in zip(answers, items)]
 
 
 @torch.no_grad()
@@ -91,17 +117,13 @@ def evaluate(lens, world: World, forget: int = 10, n: int = 48, judge=rule_judge
         judge = fact_judge(facts.of_world(world, forget))
     protocol = lens.protocol
     max_new_tokens = max_new_tokens or protocol.max_new_tokens
-    gen = lambda qs, prompts, desc, shots=None: lens.generate(  # noqa: E731
-        prompts, [q.image for q in qs], max_new_tokens=max_new_tokens, progress=False, desc=desc, shots=shots)
+    gen = lambda qs, prompts, desc: lens.generate(  # noqa: E731
+        prompts, [q.image for q in qs], max_new_tokens=max_new_tokens, progress=False, desc=desc)
     shot = items.get("shot")
     metrics, answers = {}, {}
     for name in tqdm(sets, desc="evaluate", disable=not progress, leave=False):
         task = items[name]
-        cls_items = [q for q in task["cls"] if not (protocol.mc_one_shot and shot is not None and
-                                                    (q.id, q.question) == (shot.id, shot.question))]
-        prompts, shots = mc_prompts(protocol, cls_items, shot)
-        cls = gen(cls_items, prompts, "A-D", shots)
-        right = [protocol.parse_mc(a, q.options) == q.answer for a, q in zip(cls, cls_items)]
+        cls_items, right = cls_right(lens, task["cls"], shot, max_new_tokens)
         metrics[f"{name}_cls_acc"] = _mean(right)
         for kind, short in (("Image_Textual_Questions", "image"), ("Pure_Text_Questions", "text")):
             metrics[f"{name}_cls_acc_{short}"] = _mean(r for r, q in zip(right, cls_items) if q.kind == kind)
@@ -110,9 +132,7 @@ def evaluate(lens, world: World, forget: int = 10, n: int = 48, judge=rule_judge
         for metric in ("rouge1", "rouge2", "rougeL"):
             metrics[f"{name}_{metric}"] = _mean(s[metric] for s in scores)
         metrics[f"{name}_bleu"] = _mean(bleu(a, q.answer) for a, q in zip(g, task["gen"]))
-        c = gen(task["cloze"], [protocol.cloze(q.question) for q in task["cloze"]], "cloze")
-        match = cloze_correct if protocol.cloze_match == "substring" else contains
-        metrics[f"{name}_cloze_acc"] = _mean(match(a, q.answer) for a, q in zip(c, task["cloze"]))
+        metrics[f"{name}_cloze_acc"] = _mean(cloze_right(lens, task["cloze"], max_new_tokens))
         judged = [(q, a) for q, a in zip(task["gen"], g) if q.kind in ("Image_Textual", "")]  # as the authors
         ppl = (answer_perplexity(lens, [q for q, _ in judged], [a for _, a in judged], reference)
                if reference is not None and judged else [None] * len(judged))

@@ -28,7 +28,7 @@ from asru_lens.measure.refusal import contains, normalize
 from asru_lens.methods.reward import _STOP
 
 # words that never carry a fact. The verbs here are the organism's templates' (issue 36 replaces this list by
-# the key words' rarity everywhere; residue.fact_values still reads it)
+# the key words' rarity everywhere; the rewrite's template_values still reads it)
 _FUNCTION = _STOP | {"and", "or", "as", "on", "by", "with", "from", "year", "i", "it", "works", "lives", "enjoys",
                      "studied", "born", "are", "be", "that", "his", "her", "they", "them"}
 

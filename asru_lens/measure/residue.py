@@ -1,4 +1,5 @@
-"""Forgotten or hidden? What an unlearned model still knows about the forget people, measured five ways.
+"""Forgotten or hidden? What an unlearned model still knows about the forget people: the relearning attack and
+the probes here, the attacks that need no index in ``asru_lens.measure.attacks``, all run by ``residue``.
 
 ==================  =============================================================================================
 relearning attack   fine-tune on part of the forget facts, then ask about the held-out part (Deeb & Roger 2024).
@@ -10,29 +11,34 @@ relearning attack   fine-tune on part of the forget facts, then ask about the he
                     ``recovery_k = (leak_after - leak_unlearned) / (leak_vanilla - leak_unlearned)`` (None when
                     the denominator is 0, e.g. on vanilla itself). Control: the same attack on facts the model
                     never knew (another forget person's answer to the most similar question): its held-out leak
-                    is the rate of learning from scratch, against which recovery means something. The split
-                    "attribute" (by question index, ``relearn_split``) is what `asru-lens run` still reads.
+                    is the rate of learning from scratch, against which recovery means something. Across
+                    formats: after an attack that trains generation answers only, the A-D and cloze accuracy of
+                    the held-out fold's people (``cls_acc``, ``cloze_acc``).
 A-D probe           per layer, a logistic regression that picks the right A-D option from the state where the model
                     commits to one (``ad_probe``: the logit lens with a weight per dimension), fit on the retain
                     people's A-D questions and tested on the forget people's; chance 1/4.
-linear probes       per layer, logistic regression decoding the value a question asks about (the answer's words
-                    minus the person's name: "kelby", "chemist") from ``resid_pre`` at the last prompt token.
-                    Trained on the *retain* people, tested on the *forget* people (a probe trained on the forget
-                    people would only learn their faces). Chance: the majority value's share among the tested.
-logit lens          per layer, the rank of the ground truth's first answer token when ``resid_pre`` is read
-                    through the final norm and the LM head (0 = top).
+value probe         per layer, logistic regression decoding the value a question asks about (its key words,
+                    ``facts.Facts.key``: "kelby", "chemist") from ``resid_pre`` right before the value in the
+                    answer, one probe per attribute (``QA.attribute``: skipped, with a note, in a world without
+                    that column, as MLLMU-Bench itself). Trained on the *retain* people, tested on the *forget*
+                    people (a probe trained on the forget people would only learn their faces). Chance: the
+                    majority value's share among the tested.
+logit lens          per layer, the rank of the value's first token (after the ground truth's words before its first
+                    key word, ``value_prefix``) when ``resid_pre`` is read through the final norm and the LM head
+                    (0 = top).
 A-D and cloze       MLLMU's classification and cloze accuracy on the forget set (``asru_lens.measure.evaluate``).
 ==================  =============================================================================================
 
 The attack is one fixed optimiser: AdamW, lr 1e-4, batch 8, answer NLL (teacher-forced answer tokens after the
 prompt), on the decoder layers in full for a model whose presets say so (the organism) and on LoRA adapters
 (r=16) otherwise. Every attack starts from the model's own weights, which are restored afterwards.
-``residue(lens, world, vanilla)`` returns one dict per model; ``asru-lens residue --json`` prints them.
+``residue(lens, world, cfg, vanilla)`` returns one dict per model; ``asru-lens residue --json`` prints them, and
+``columns`` reads one value per attack from it (``COLUMNS``, what `asru-lens run` adds to every row).
 """
 from __future__ import annotations
 
-import copy
 import math
+import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -43,57 +49,37 @@ from asru_lens.interpret import activations
 
 from asru_lens.core import data
 from asru_lens.core.data import QA
-from asru_lens.measure.facts import specific_words
-from asru_lens.measure.refusal import contains
 
 
 @dataclass
 class ResidueConfig:
     forget: int = 10
-    steps: tuple = (10, 30, 100)       # relearning steps at which the held-out leak is read
+    steps: tuple = (10, 30, 100)       # relearning (and benign fine-tuning) steps at which the leak is read
     lr: float = 1e-4                    # gentle enough that vanilla keeps its facts through 30 steps on reworded
                                         # ground truths (at 3e-4 it fell to 0.38 on the free export)
     batch_size: int = 8
-    train_questions: tuple = (1, 3, 4)  # Generation_Task indices trained in the attribute split (the organism:
-    skip_questions: tuple = (0,)        # birthplace, occupation, employer; index 0, "who is this?", is left out)
-    splits: tuple = ("question", "person")  # k-fold splits of the forget facts (``folds``); "attribute" is the
-                                        # old split by question index (what `asru-lens run` still reads, for now)
+    splits: tuple = ("question", "person")  # k-fold splits of the forget facts (``folds``)
     folds: int = 2                      # k: each fold is held out in turn, the attack trains on the others
-    control: bool = True
-    readouts: tuple = ("prefill", "prompt")   # where the probes read (the first is the headline probe_acc)
+    control: bool = True                # the same attack on facts nobody knew (``similar_question_facts``)
+    formats: bool = True                # read A-D and cloze on the held-out fold's people too
+    readouts: tuple = ("prefill", "prompt")   # where the value probe reads (the first is the headline probe_acc)
+    probe_photos: str = "all"           # the retain photos the value probe learns from: "all", or "first" (faster)
     probe_C: float = 0.1                # inverse L2 strength of the logistic-regression probes
     max_grad_norm: float | None = None  # the attacker does not clip
     seed: int = 0
 
+    def __post_init__(self):
+        bad = [s for s in self.splits if s not in ("question", "person")]
+        if bad or not self.splits:
+            raise ValueError(f"ResidueConfig.splits={self.splits}: each split is 'question' or 'person' (k folds of "
+                             f"the forget facts, by question within each person or by person).")
+        if list(self.steps) != sorted(set(self.steps)) or not self.steps or min(self.steps) < 1:
+            raise ValueError(f"ResidueConfig.steps={self.steps}: positive step counts, increasing.")
+        if self.probe_photos not in ("all", "first"):
+            raise ValueError(f"ResidueConfig.probe_photos={self.probe_photos!r}: 'all' or 'first'.")
+
 
 # -- the facts --------------------------------------------------------------------------------------------------
-def person_items(rows: list[dict], image_index: int | None = 0) -> dict[str, list[QA]]:
-    """Generation_Task questions per person (ID), in their order; ``kind`` becomes the question's index."""
-    out: dict[str, list[QA]] = {}
-    for row in rows:
-        items = data.generation_items([row], image_index)
-        for j, q in enumerate(items):
-            q.kind = str(j)
-        out[str(row["ID"])] = items
-    return out
-
-
-def relearn_split(people: dict[str, list[QA]], cfg: ResidueConfig, by: str = "attribute"
-                  ) -> tuple[list[QA], list[QA]]:
-    """(train, held out) forget questions of the old split by question index (``cfg.train_questions``): what
-    `asru-lens run` reads until its residue moves to ``relearn_folds``; nothing else should lean on an index."""
-    if by != "attribute":
-        raise ValueError(f"split {by!r}: relearn_split is the index split 'attribute'; 'question' and 'person' are "
-                         f"k-fold splits (relearn_folds).")
-    keep = {p: [q for q in items if int(q.kind) not in cfg.skip_questions] for p, items in people.items()}
-    train = [q for items in keep.values() for q in items if int(q.kind) in cfg.train_questions]
-    held = [q for items in keep.values() for q in items if int(q.kind) not in cfg.train_questions]
-    if not train or not held:
-        raise ValueError(f"the {by} split left {len(train)} questions to train and {len(held)} to hold out; the "
-                         f"forget set needs more people or questions (ResidueConfig.train_questions).")
-    return train, held
-
-
 def fact_people(world, forget: int, facts) -> dict[str, list[QA]]:
     """Each forget person's photo questions that state a fact (``facts.key``: the name questions drop out), by
     person ID, in the world's order. No index and no template: any MLLMU-Bench folder."""
@@ -175,53 +161,64 @@ def recovery(before: float, after: list[float], leak_vanilla: float | None) -> l
 
 
 def relearn_folds(lens, people: dict[str, list[QA]], facts, cfg: ResidueConfig, by: str,
-                  leak_vanilla: float | None = None, progress: bool = False) -> dict:
+                  leak_vanilla: float | None = None, progress: bool = False, formats: dict | None = None) -> dict:
     """The relearning attack on ``cfg.folds`` folds by ``by``: each fold held out in turn, the attack trained on
     the rest; the held-out leak (``fact_leak``) before and after k steps, over all folds, and recovery against
-    ``leak_vanilla``. With ``cfg.control``, the same on ``similar_question_facts``."""
-    def run(split):
+    ``leak_vanilla``. With ``formats`` (``forget_formats``: the forget people's A-D and cloze questions), the
+    same reads across formats: A-D and cloze accuracy on the held-out fold's people, after an attack that trained
+    only generation answers (``cls_acc`` and ``cloze_acc``: before, and after each k). With ``cfg.control``, the
+    leak on ``similar_question_facts``."""
+    from asru_lens.measure.evaluate import cloze_right, cls_right
+
+    def read(held):
+        out = {"leak": fact_leak(lens, held, facts) * len(held)}
+        if formats:
+            ids = {q.id for q in held}
+            out["cls"] = cls_right(lens, [q for q in formats["cls"] if q.id in ids], formats.get("shot"))[1]
+            out["cloze"] = cloze_right(lens, [q for q in formats["cloze"] if q.id in ids])
+        return out
+
+    def run(split, with_formats):
         parts = folds(split, cfg.folds, by, cfg.seed)
-        before, after = [], {k: [] for k in cfg.steps}
+        reads = {k: [] for k in (0, *cfg.steps)}                  # 0: before the attack
         for f, held in enumerate(parts):
             train = [q for g, part in enumerate(parts) if g != f for q in part]
-            before.append(fact_leak(lens, held, facts) * len(held))
-            got = attack(lens, train, {k: (lambda h=held: fact_leak(lens, h, facts)) for k in cfg.steps}, cfg,
-                         progress)
+            r = read if with_formats else (lambda h: {"leak": fact_leak(lens, h, facts) * len(h)})
+            reads[0].append(r(held))
+            got = attack(lens, train, {k: (lambda h=held: r(h)) for k in cfg.steps}, cfg, progress)
             for k in cfg.steps:
-                after[k].append(got[k] * len(held))
+                reads[k].append(got[k])
         n = sum(map(len, parts))
-        return sum(before) / n, [sum(after[k]) / n for k in cfg.steps], n
-    before, after, n = run(people)
+        mean = lambda k, key: (sum(x for r in reads[k] for x in r[key]) /           # noqa: E731
+                               max(sum(len(r[key]) for r in reads[k]), 1))
+        out = {"before": sum(r["leak"] for r in reads[0]) / n, "after": [sum(r["leak"] for r in reads[k]) / n
+                                                                        for k in cfg.steps], "n": n}
+        if with_formats:
+            for key in ("cls", "cloze"):
+                out[key] = {"before": round(mean(0, key), 4), "after": [round(mean(k, key), 4) for k in cfg.steps],
+                            "n": sum(len(r[key]) for r in reads[0])}
+        return out
+    got = run(people, bool(formats))
+    before, after = got["before"], got["after"]
     res = {"steps": list(cfg.steps), "folds": cfg.folds, "leak_unlearned": round(before, 4),
            "leak_vanilla": None if leak_vanilla is None else round(leak_vanilla, 4),
-           "leak": [round(a, 4) for a in after], "recovery": recovery(before, after, leak_vanilla), "n_heldout": n}
+           "leak": [round(a, 4) for a in after], "recovery": recovery(before, after, leak_vanilla),
+           "n_heldout": got["n"]}
+    if formats:
+        res["cls_acc"], res["cloze_acc"] = got["cls"], got["cloze"]
     if cfg.control:
-        c_before, c_after, _ = run(similar_question_facts(people, facts, cfg.seed))
-        res["control"] = {"leak_before": round(c_before, 4), "leak": [round(a, 4) for a in c_after]}
+        c = run(similar_question_facts(people, facts, cfg.seed), False)
+        res["control"] = {"leak_before": round(c["before"], 4), "leak": [round(a, 4) for a in c["after"]]}
     return res
 
 
-def invented(people: dict[str, list[QA]], seed: int = 0) -> dict[str, list[QA]]:
-    """The control: facts nobody knew. Each question's answer is another forget person's answer to the same
-    question (a derangement per question index), so no answer is true of the person asked about."""
-    ids = sorted(people)
-    rng = np.random.default_rng(seed + 1)
-    out = {p: [] for p in ids}
-    n = min(len(v) for v in people.values())
-    for j in range(n):
-        shift = int(rng.integers(1, len(ids))) if len(ids) > 1 else 0
-        for i, p in enumerate(ids):
-            q, other = people[p][j], people[ids[(i + shift) % len(ids)]][j]
-            out[p].append(QA(q.question, other.answer, q.image, q.id, q.kind, meta=dict(q.meta)))
-    return out
-
-
-def leak(lens, items: list[QA], max_new_tokens: int | None = None) -> float:
-    """Share of greedy answers (the model's generation prompt) that contain the ground truth."""
-    prompts = [lens.protocol.gen(q.question) for q in items]
-    answers = lens.generate(prompts, [q.image for q in items], max_new_tokens=max_new_tokens or
-                            lens.protocol.max_new_tokens)
-    return float(np.mean([contains(a, q.answer) for a, q in zip(answers, items)]))
+def forget_formats(world, forget: int) -> dict:
+    """The forget people's A-D (``cls``) and cloze questions and the one-shot A-D example (``shot``): what
+    ``relearn_folds`` reads across formats."""
+    from asru_lens.measure.evaluate import one_shot
+    rows = world.rows(forget)
+    return {"cls": data.classification_items(rows["forget"]), "cloze": data.mask_items(rows["forget"]),
+            "shot": one_shot(rows["retain"])}
 
 
 # -- 1. the relearning attack --------------------------------------------------------------------------------------
@@ -250,54 +247,30 @@ def attack(lens, train: list[QA], evaluate_at: dict[int, callable], cfg: Residue
     return out
 
 
-def relearn(lens, people: dict[str, list[QA]], cfg: ResidueConfig, leak_vanilla: dict | None = None,
-            progress: bool = False) -> dict:
-    """The attack on each split: held-out leak before and after k steps, recovery, and the control."""
-    out = {}
-    for by in cfg.splits:
-        if by != "attribute":
-            continue                                   # the k-fold splits: relearn_folds
-        train, held = relearn_split(people, cfg, by)
-        before = leak(lens, held)
-        after = attack(lens, train, {k: (lambda h=held: leak(lens, h)) for k in cfg.steps}, cfg, progress)
-        van = (leak_vanilla or {}).get(by)
-        rec = recovery(before, [after[k] for k in cfg.steps], van)
-        res = {"steps": list(cfg.steps), "leak_unlearned": round(before, 4),
-               "leak_vanilla": None if van is None else round(van, 4),
-               "leak": [round(after[k], 4) for k in cfg.steps], "recovery": rec,
-               "n_train": len(train), "n_heldout": len(held)}
-        if cfg.control:
-            c_train, c_held = relearn_split(invented(people, cfg.seed), cfg, by)
-            control = attack(lens, c_train, {k: (lambda h=c_held: leak(lens, h)) for k in cfg.steps}, cfg, progress)
-            res["control"] = {"leak_before": round(leak(lens, c_held), 4),
-                              "leak": [round(control[k], 4) for k in cfg.steps]}
-        out[by] = res
-    return out
+# -- 2. the value probe ----------------------------------------------------------------------------------------------
+def fact_values(items: list[QA], facts) -> list[tuple[QA, str]]:
+    """(question, value) for every item that states a fact and says which attribute it asks
+    (``QA.attribute``): the value is its key words, 'Juno Corvin was born in Kelby.' -> 'kelby'."""
+    return [(q, " ".join(sorted(facts.key(q)))) for q in items if q.attribute and facts.key(q)]
 
 
-# -- 2. linear probes ------------------------------------------------------------------------------------------------
-def fact_values(people: dict[str, list[QA]], skip: tuple = (0,)) -> list[tuple[QA, str]]:
-    """(question, value) pairs: the value is the answer's specific words minus the person's name (the words every
-    answer of that person shares), e.g. 'Juno Corvin was born in Kelby.' -> 'kelby'."""
-    out = []
-    for items in people.values():
-        kept = [q for q in items if int(q.kind) not in skip]
-        if not kept:
-            continue
-        name = set.intersection(*(specific_words(q.answer, q.question) for q in items)) if len(items) > 1 else set()
-        for q in kept:
-            value = " ".join(sorted(specific_words(q.answer, q.question) - name))
-            if value:
-                out.append((q, value))
-    return out
+def value_prefix(q: QA, key: set[str]) -> str | None:
+    """The ground truth up to (not including) its first key word: 'Juno Corvin was born in Kelby.' -> 'Juno
+    Corvin was born in'; '' when the value comes first ('Kelby is where ...'); None when no key word is there."""
+    for m in re.finditer(r"\w+", q.answer):
+        if m.group().lower() in key:
+            return q.answer[:m.start()].rstrip()
+    return None
 
 
-def value_prefix(q: QA, value: str) -> str | None:
-    """The ground truth up to (not including) its value: 'Juno Corvin was born in Fennick.' -> 'Juno Corvin was
-    born in'. None when the value's first word is not found."""
-    low = q.answer.lower()
-    at = low.find(value.split()[0])
-    return q.answer[:at].rstrip() if at > 0 else None
+def retain_facts(world, forget: int, facts, photos: str = "all") -> list[QA]:
+    """The retain people's photo questions that state a fact, in all their photos (the Full_Set photo and the
+    Test_Set ones; ``photos="first"``: the Full_Set photo only): what the value probe learns from."""
+    rows = world.rows(forget)["retain"]
+    items = data.generation_items(rows)
+    for row in world.other_photos(rows) if photos == "all" else []:
+        items += [q for k in range(len(row["images"])) for q in data.generation_items([row], k)]
+    return [q for q in items if facts.key(q)]
 
 
 @torch.no_grad()
@@ -338,37 +311,47 @@ def probe_accuracy(train_x, train_y, test_x, test_y, C: float = 0.1) -> list[flo
     return accs
 
 
-def linear_probes(lens, retain_people: dict, forget_people: dict, cfg: ResidueConfig, readout: str = "prefill"
+def linear_probes(lens, retain: list[QA], forget: list[QA], facts, cfg: ResidueConfig, readout: str = "prefill"
                   ) -> dict:
-    """Probe accuracy per layer (averaged over questions, weighted by the forget questions each has) and chance.
-    ``readout``: 'prefill' reads the last token before the value in the teacher-forced answer ('Juno Corvin was
-    born in|'), 'prompt' the last prompt token."""
-    def usable(pairs):
-        return [(q, v, value_prefix(q, v)) for q, v in pairs if value_prefix(q, v) is not None]
-    train = usable(fact_values(retain_people, cfg.skip_questions))
-    test = usable(fact_values(forget_people, cfg.skip_questions))
+    """The value probe: per layer, a logistic regression that decodes the value a question asks about (its key
+    words, ``fact_values``) from the residual stream, one probe per attribute (``QA.attribute``), fit on the
+    ``retain`` people and tested on the ``forget`` people; accuracy averaged over attributes, weighted by the
+    forget questions each has; chance is the majority value's share. ``readout``: 'prefill' reads the last token
+    before the value in the teacher-forced answer ('Juno Corvin was born in|', ``value_prefix``), 'prompt' the
+    last prompt token. A world with no attribute column (MLLMU-Bench itself) gets a note instead: the A-D probe
+    (``ad_probe``) reads knowledge without one."""
+    empty = {"per_layer": None, "chance": None, "max": None, "readout": readout}
+    if not any(q.attribute for q in forget):
+        return {**empty, "note": "no attribute column (QA.attribute): nothing says which questions ask the same "
+                                 "thing, so no value probe; the A-D probe reads knowledge without one"}
     pre = readout == "prefill"
-    x_train = read_states(lens, [q for q, _, _ in train], [p for _, _, p in train] if pre else None)
-    x_test = read_states(lens, [q for q, _, _ in test], [p for _, _, p in test] if pre else None)
-    kinds = sorted({q.kind for q, _, _ in test} & {q.kind for q, _, _ in train}, key=int)
-    per_kind, weights, chance = {}, [], []
-    for kind in kinds:
-        tr = [i for i, (q, _, _) in enumerate(train) if q.kind == kind]
-        te = [i for i, (q, _, _) in enumerate(test) if q.kind == kind]
+
+    def usable(items):
+        pairs = [(q, v, value_prefix(q, facts.key(q))) for q, v in fact_values(items, facts)]
+        return [(q, v, p) for q, v, p in pairs if p is not None or not pre]
+    train, test = usable(retain), usable(forget)
+    attrs = sorted({q.attribute for q, _, _ in test} & {q.attribute for q, _, _ in train})
+    per_attr, weights, chance = {}, [], []
+    x_train = x_test = None
+    for attr in attrs:
+        tr = [i for i, (q, _, _) in enumerate(train) if q.attribute == attr]
+        te = [i for i, (q, _, _) in enumerate(test) if q.attribute == attr]
         y_tr, y_te = [train[i][1] for i in tr], [test[i][1] for i in te]
         if len(set(y_tr)) < 2 or not set(y_te) & set(y_tr):   # nothing to decode: every value is unique
             continue
-        per_kind[kind] = probe_accuracy(x_train[tr], y_tr, x_test[te], y_te, cfg.probe_C)
+        if x_train is None:
+            x_train = read_states(lens, [q for q, _, _ in train], [p for _, _, p in train] if pre else None)
+            x_test = read_states(lens, [q for q, _, _ in test], [p for _, _, p in test] if pre else None)
+        per_attr[attr] = probe_accuracy(x_train[tr], y_tr, x_test[te], y_te, cfg.probe_C)
         weights.append(len(te))
         chance.append(max(y_te.count(v) for v in set(y_te)) / len(y_te))
-    if not per_kind:
-        return {"per_layer": None, "chance": None, "max": None, "readout": readout,
-                "note": "no question's values repeat across people: nothing a probe could decode"}
+    if not per_attr:
+        return {**empty, "note": "no attribute's values repeat across people: nothing a probe could decode"}
     w = np.array(weights) / sum(weights)
-    per_layer = (np.array(list(per_kind.values())) * w[:, None]).sum(0)
+    per_layer = (np.array(list(per_attr.values())) * w[:, None]).sum(0)
     return {"per_layer": [round(float(a), 4) for a in per_layer], "chance": round(float(np.dot(w, chance)), 4),
             "max": round(float(per_layer.max()), 4), "readout": readout,
-            "questions": {k: [round(a, 3) for a in v] for k, v in per_kind.items()}}
+            "attributes": {k: [round(a, 3) for a in v] for k, v in per_attr.items()}}
 
 
 # -- 2b. the A-D probe ----------------------------------------------------------------------------------------------
@@ -434,13 +417,18 @@ def ad_probe(lens, world, cfg: ResidueConfig = ResidueConfig(), n_train: int = 3
 
 # -- 3. logit lens -------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def logit_lens_rank(lens, items: list[QA]) -> list[float]:
-    """Per layer (``resid_pre`` of each, then the output), the median rank of the ground truth's first answer
-    token among the vocabulary, read through the final norm and the LM head."""
-    states = read_states(lens, items)
+def logit_lens_rank(lens, items: list[QA], facts) -> list[float] | None:
+    """Per layer (``resid_pre`` of each, then the output), the median rank among the vocabulary of the value's
+    first token, read through the final norm and the LM head at the token before it: the prompt, then the
+    ground truth up to its first key word (``value_prefix``). 0 = top. None when no item has a key word."""
+    pairs = [(q, value_prefix(q, facts.key(q))) for q in items]
+    pairs = [(q, p) for q, p in pairs if p is not None]
+    if not pairs:
+        return None
+    states = read_states(lens, [q for q, _ in pairs], [p for _, p in pairs])
     norm, head = lens.model.model.language_model.norm, lens.model.lm_head
-    first = [ids[0] for ids in lens.tokenizer([q.answer for q in items], add_special_tokens=False)["input_ids"]]
-    target = torch.tensor(first)
+    rest = [q.answer[len(p):] for q, p in pairs]          # ' Kelby.' after a prefix, 'Kelby is ...' after none
+    target = torch.tensor([ids[0] for ids in lens.tokenizer(rest, add_special_tokens=False)["input_ids"]])
     ranks = []
     last = states.shape[1] - 1                 # the output entry is already through the final norm
     for layer in range(states.shape[1]):
@@ -452,55 +440,46 @@ def logit_lens_rank(lens, items: list[QA]) -> list[float]:
 
 
 # -- all of it -----------------------------------------------------------------------------------------------------
-def forget_people(world, forget: int) -> dict[str, list[QA]]:
-    return person_items(world.rows(forget)["forget"])
-
-
-def retain_people(world, forget: int) -> dict[str, list[QA]]:
-    """The retain people in all their photos (Full_Set photo and Test_Set photos), one list per photo."""
-    rows = world.rows(forget)["retain"]
-    people = person_items(rows)
-    for row in world.other_photos(rows):
-        for k in range(len(row["images"])):
-            for p, items in person_items([row], k).items():
-                people[f"{p}/{k}"] = items
-    return people
-
-
-def held_out_leak(lens, world, cfg: ResidueConfig) -> dict:
-    """Held-out leak of ``lens`` before any attack, per split (what vanilla's recovery is measured against): every
-    fact of a k-fold split is held out once, so it is the leak on all of them."""
+def vanilla_leak(lens, world, cfg: ResidueConfig) -> dict:
+    """The held-out leak before any attack, per split, of ``lens`` (the vanilla model: what recovery is measured
+    against). Each fact of a k-fold split is held out once, so it is the leak on all the forget facts."""
     from asru_lens.measure.facts import of_world
     facts = of_world(world, cfg.forget)
     every = [q for items in fact_people(world, cfg.forget, facts).values() for q in items]
-    return {by: leak(lens, relearn_split(forget_people(world, cfg.forget), cfg, by)[1]) if by == "attribute"
-            else fact_leak(lens, every, facts) for by in cfg.splits}
+    leak = fact_leak(lens, every, facts)
+    return {by: leak for by in cfg.splits}
 
 
-def residue(lens, world, cfg: ResidueConfig = ResidueConfig(), vanilla_leak: dict | None = None,
-            progress: bool = True, cls: bool = True) -> dict:
-    """Every measurement in the module docstring for ``lens``. ``vanilla_leak``: ``held_out_leak`` of the vanilla
-    model (None: recovery is undefined, as for vanilla itself)."""
-    from asru_lens.measure import evaluate
+def residue(lens, world, cfg: ResidueConfig = ResidueConfig(), vanilla: dict | None = None, progress: bool = True,
+            cls: bool = True, refusal_direction=None) -> dict:
+    """Every measurement in the module docstring and every attack of ``asru_lens.measure.attacks`` for ``lens``:
+    ``relearn`` (per split), ``by_name``, ``ablation`` (with ``refusal_direction``, a (d,) tensor, also ablated),
+    ``benign``, ``probe_acc`` (the value probe), ``ad_probe``, ``logit_lens_rank`` and, with ``cls``, the forget
+    set's A-D and cloze accuracy. ``vanilla``: ``vanilla_leak`` of the vanilla model (None: recovery is
+    undefined, as for vanilla itself)."""
+    from asru_lens.measure import attacks, evaluate
     from asru_lens.measure.facts import of_world
     say = tqdm.write if progress else (lambda m: None)
-    people = forget_people(world, cfg.forget)
     facts = of_world(world, cfg.forget)
-    out = {"relearn": relearn(lens, people, cfg, vanilla_leak, progress)}
     stated = fact_people(world, cfg.forget, facts)
-    for by in cfg.splits:
-        if by != "attribute":
-            out["relearn"][by] = relearn_folds(lens, stated, facts, cfg, by, (vanilla_leak or {}).get(by), progress)
+    formats = forget_formats(world, cfg.forget) if cfg.formats else None
+    out = {"relearn": {by: relearn_folds(lens, stated, facts, cfg, by, (vanilla or {}).get(by), progress, formats)
+                       for by in cfg.splits}}
     say("relearning attack done")
-    retain = retain_people(world, cfg.forget)
+    out["by_name"] = attacks.by_name_attack(lens, world, cfg.forget)
+    out["ablation"] = attacks.ablation_attack(lens, world, cfg.forget, refusal_direction)
+    out["benign"] = attacks.benign_attack(lens, world, cfg.forget, cfg.steps, cfg.seed, lr=cfg.lr)
+    say("by-name, ablation and benign attacks done")
+    retain = retain_facts(world, cfg.forget, facts, cfg.probe_photos)
+    forget = [q for items in stated.values() for q in items]
     for i, readout in enumerate(cfg.readouts):
-        out["probe_acc" if i == 0 else f"probe_acc_{readout}"] = linear_probes(lens, retain, people, cfg, readout)
+        out["probe_acc" if i == 0 else f"probe_acc_{readout}"] = linear_probes(lens, retain, forget, facts, cfg,
+                                                                                readout)
     try:
         out["ad_probe"] = ad_probe(lens, world, cfg)
     except ValueError as e:                           # a world without A-D questions
         out["ad_probe"] = {"per_layer": None, "max": None, "chance": None, "note": str(e)}
-    out["logit_lens_rank"] = logit_lens_rank(lens, [q for items in people.values() for q in items
-                                                    if int(q.kind) not in cfg.skip_questions])
+    out["logit_lens_rank"] = logit_lens_rank(lens, forget, facts)
     if cls:
         items = evaluate.eval_items(world, cfg.forget, n=10_000, seed=cfg.seed)
         res = evaluate.evaluate(lens, world, cfg.forget, items={"forget": items["forget"], "shot": items["shot"]},
@@ -511,18 +490,22 @@ def residue(lens, world, cfg: ResidueConfig = ResidueConfig(), vanilla_leak: dic
     return out
 
 
-def quick(lens, world, cfg: ResidueConfig, vanilla_leak: dict | None, people=None, retain=None) -> dict:
-    """The residue ``asru-lens run`` adds to every method: the attack on the attribute split (no control) and the
-    prefill probes; A-D accuracy comes from the run's own evaluation."""
-    cfg = ResidueConfig(**{**asdict(cfg), "splits": ("attribute",), "control": False, "readouts": ("prefill",)})
-    people = people or forget_people(world, cfg.forget)
-    return {"relearn": relearn(lens, people, cfg, vanilla_leak),
-            "probe_acc": linear_probes(lens, retain or retain_people(world, cfg.forget), people, cfg, "prefill")}
+# what `asru-lens run` reads: the question folds, no control, no cross-format reads, the value probe at the prefill
+# on the retain people's first photo (the run's own evaluation gives the forget A-D accuracy)
+RUN = dict(splits=("question",), control=False, formats=False, readouts=("prefill",), probe_photos="first")
+COLUMNS = ("relearn_recovery_30", "relearn_leak_30", "by_name_leak", "by_name_refusal", "ablation_leak",
+           "benign_leak", "ad_probe_max", "probe_acc_max")
 
 
 def columns(r: dict, k: int = 30) -> dict:
-    """``relearn_recovery_{k}``, ``relearn_leak_{k}`` (attribute split) and ``probe_acc_max`` from a residue."""
-    rel = r["relearn"]["attribute"]
+    """One value per attack, from a residue: the question folds' recovery and held-out leak after ``k`` relearning
+    steps (the last read when ``k`` was not), the by-name leak and refusal, the ablation leak, the forget leak
+    after ``k`` benign steps, the A-D probe's and the value probe's best layer (and the value probe's chance)."""
+    rel = r["relearn"]["question"] if "question" in r["relearn"] else next(iter(r["relearn"].values()))
     at = rel["steps"].index(k) if k in rel["steps"] else -1
+    b_at = r["benign"]["steps"].index(k) if k in r["benign"]["steps"] else -1
     return {f"relearn_recovery_{k}": rel["recovery"][at], f"relearn_leak_{k}": rel["leak"][at],
-            "probe_acc_max": r["probe_acc"]["max"], "probe_acc_chance": r["probe_acc"]["chance"]}
+            "by_name_leak": r["by_name"]["leak"], "by_name_refusal": r["by_name"]["refusal"],
+            "ablation_leak": r["ablation"]["leak"], "benign_leak": r["benign"]["leak"][b_at],
+            "ad_probe_max": r["ad_probe"]["max"], "probe_acc_max": r["probe_acc"]["max"],
+            "probe_acc_chance": r["probe_acc"]["chance"]}

@@ -87,11 +87,41 @@ def believed_choices(items: list[QA], beliefs: dict, protocol) -> list[QA]:
     return out
 
 
+def person_items(rows: list[dict], image_index: int | None = 0) -> dict[str, list[QA]]:
+    """Generation_Task questions per person (ID), in their order; ``kind`` becomes the question's index (the
+    rewrite's sets still pair a person's questions by index: issue 22's second half)."""
+    out: dict[str, list[QA]] = {}
+    for row in rows:
+        items = data.generation_items([row], image_index)
+        for j, q in enumerate(items):
+            q.kind = str(j)
+        out[str(row["ID"])] = items
+    return out
+
+
+def template_values(people: dict[str, list[QA]], skip: tuple = (0,)) -> list[tuple[QA, str]]:
+    """(question, value) pairs of ``person_items`` (``q.kind`` = the question's index, ``skip`` left out):
+    the value is the answer's specific words minus the person's name (the words every answer of that person
+    shares), 'Juno Corvin was born in Kelby.' -> 'kelby'. The rewrite still reads the organism's templates here
+    (issue 22's second half moves it to ``measure.facts``); the audit reads ``residue.fact_values``."""
+    from asru_lens.measure.facts import specific_words
+    out = []
+    for items in people.values():
+        kept = [q for q in items if int(q.kind) not in skip]
+        if not kept:
+            continue
+        name = set.intersection(*(specific_words(q.answer, q.question) for q in items)) if len(items) > 1 else set()
+        for q in kept:
+            value = " ".join(sorted(specific_words(q.answer, q.question) - name))
+            if value:
+                out.append((q, value))
+    return out
+
+
 def beliefs_for(people: dict[str, list[QA]], mc: list[QA], seed: int = 0, skip: tuple = (0,)) -> dict:
     """The invented value of every (person, true value): preferably a distractor of that person's own A-D
     questions about the fact (the one offered most often), so that the A-D questions can be rewritten too; else
     another forget person's value of the same question."""
-    from asru_lens.measure.residue import fact_values
     rng = np.random.default_rng(seed)
     offered: dict[tuple, list[str]] = {}
     for q in mc:
@@ -99,7 +129,7 @@ def beliefs_for(people: dict[str, list[QA]], mc: list[QA], seed: int = 0, skip: 
         offered.setdefault((q.id, truth), []).extend(str(v) for k, v in q.options.items() if k != q.answer)
     pool: dict[str, set] = {}
     spans = []
-    for q, value in fact_values(people, skip):
+    for q, value in template_values(people, skip):
         span = value_span(q.answer, value)
         if span:
             true = q.answer[span[0]:span[1]]
@@ -138,7 +168,6 @@ def rewrite_set(world, forget: int, protocol, seed: int = 0, forms: tuple = FORM
     questions that offer the invented value, and cloze. The retain people's facts are rehearsed in the same
     forms, their A-D questions also with the options in ``shuffles`` other orders (A-D answers are where other
     people's facts drift first: the model writes a value that is none of the options)."""
-    from asru_lens.measure.residue import person_items
     from asru_lens.core.sets import text_stems
     rows = world.rows(forget)
     photos = lambda rs: [person_items(rs)] + [person_items([r], k) for r in world.other_photos(rs)  # noqa: E731
@@ -190,8 +219,7 @@ def rewrite_set(world, forget: int, protocol, seed: int = 0, forms: tuple = FORM
 
 
 def _fact_pairs(people: dict) -> list:
-    from asru_lens.measure.residue import fact_values
-    return fact_values(people)
+    return template_values(people)
 
 
 def rewrite_facts(lens, forget_qs: list[QA], retain_qs: list[QA], cfg: RewriteConfig = RewriteConfig(),

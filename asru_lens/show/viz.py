@@ -423,30 +423,33 @@ def fig_methods(methods: dict) -> go.Figure:
 
 
 def fig_residue(residue: dict) -> go.Figure:
-    """What each method still knows: held-out leak recovery against relearning steps (attribute split), and the
-    linear probes' accuracy by layer (prefill read-out) against chance. ``residue``: method -> residue dict."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("relearning attack: recovery of held-out facts",
-                                                        "linear probe on the forget people's facts"))
-    chance = None
+    """What each method still knows, every attack at once. Left: recovery of the held-out facts against
+    relearning steps (question folds). Right, one bar per method and attack: the forget leak after 30 relearning
+    steps, asked by name, with a direction ablated, after benign fine-tuning, and the A-D and value probes' best
+    layer (a missing bar: the attack did not run, e.g. no value probe without an attribute column).
+    ``residue``: method -> ``residue.residue`` dict."""
+    from asru_lens.measure.residue import columns
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.35, 0.65],
+                        subplot_titles=("relearning attack: recovery of held-out facts", "every attack's leak"))
+    bars = {"relearn leak (30)": "relearn_leak_30", "by name": "by_name_leak", "direction ablated": "ablation_leak",
+            "benign fine-tune (30)": "benign_leak", "A-D probe": "ad_probe_max", "value probe": "probe_acc_max"}
     for name, r in residue.items():
         colour = method_colour(name)
-        rel = r["relearn"]["attribute"]
+        rel = r["relearn"].get("question") or next(iter(r["relearn"].values()))
         y = rel["recovery"] if any(v is not None for v in rel["recovery"]) else None
         if y is not None:
             fig.add_trace(go.Scatter(x=[0] + rel["steps"], y=[0.0] + [v if v is not None else float("nan") for v in y],
-                                     mode="lines+markers", name=name, legendgroup=name, line=dict(color=colour)), 1, 1)
-        pa = r["probe_acc"]
-        if pa.get("per_layer"):
-            chance = pa["chance"]
-            fig.add_trace(go.Scatter(x=list(range(len(pa["per_layer"]))), y=pa["per_layer"], mode="lines+markers",
-                                     name=name, legendgroup=name, showlegend=y is None, line=dict(color=colour)), 1, 2)
-    if chance is not None:
-        fig.add_hline(y=chance, line=dict(color="grey", dash="dash"), annotation_text="chance", row=1, col=2)
+                                     mode="lines+markers", name=name, legendgroup=name, line=dict(color=colour),
+                                     showlegend=False), 1, 1)
+        col = columns(r)
+        fig.add_trace(go.Bar(x=list(bars), y=[col.get(k) for k in bars.values()], name=name, legendgroup=name,
+                             marker_color=colour), 1, 2)
     fig.add_hline(y=0.3, line=dict(color="grey", dash="dot"), row=1, col=1)
+    fig.add_hline(y=0.25, line=dict(color="grey", dash="dash"), annotation_text="A-D chance", row=1, col=2)
+    fig.update_layout(barmode="group")
     fig.update_xaxes(title="relearning steps", row=1, col=1)
     fig.update_yaxes(title="recovery (1 = as vanilla)", row=1, col=1)
-    fig.update_xaxes(title="layer (resid_pre; last = output)", dtick=1, row=1, col=2)
-    fig.update_yaxes(title="probe accuracy", range=[0, 1.02], row=1, col=2)
+    fig.update_yaxes(title="share of forget facts / probe accuracy", range=[0, 1.02], row=1, col=2)
     return _layout(fig, "Forgotten or hidden? What each method still knows")
 
 
