@@ -170,9 +170,9 @@ def relearn_folds(lens, people: dict[str, list[QA]], facts, cfg: ResidueConfig, 
     leak on ``similar_question_facts``."""
     from asru_lens.measure.evaluate import cloze_right, cls_right
 
-    def read(held):
+    def read(held, across):
         out = {"leak": fact_leak(lens, held, facts) * len(held)}
-        if formats:
+        if across:
             ids = {q.id for q in held}
             out["cls"] = cls_right(lens, [q for q in formats["cls"] if q.id in ids], formats.get("shot"))[1]
             out["cloze"] = cloze_right(lens, [q for q in formats["cloze"] if q.id in ids])
@@ -183,9 +183,8 @@ def relearn_folds(lens, people: dict[str, list[QA]], facts, cfg: ResidueConfig, 
         reads = {k: [] for k in (0, *cfg.steps)}                  # 0: before the attack
         for f, held in enumerate(parts):
             train = [q for g, part in enumerate(parts) if g != f for q in part]
-            r = read if with_formats else (lambda h: {"leak": fact_leak(lens, h, facts) * len(h)})
-            reads[0].append(r(held))
-            got = attack(lens, train, {k: (lambda h=held: r(h)) for k in cfg.steps}, cfg, progress)
+            reads[0].append(read(held, with_formats))
+            got = attack(lens, train, {k: (lambda h=held: read(h, with_formats)) for k in cfg.steps}, cfg, progress)
             for k in cfg.steps:
                 reads[k].append(got[k])
         n = sum(map(len, parts))

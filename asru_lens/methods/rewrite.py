@@ -177,7 +177,7 @@ def rewrite_set(world, forget: int, protocol, seed: int = 0, forms: tuple = FORM
     sentence = {}                                   # (person, true value) -> an answer sentence with the new value
     forget_qs = []
     for people in photos(rows["forget"]):
-        for q, value in _fact_pairs(people):
+        for q, value in template_values(people):
             span = value_span(q.answer, value)
             new = beliefs.get((q.id, q.answer[span[0]:span[1]].lower())) if span else None
             if new is None:
@@ -200,7 +200,7 @@ def rewrite_set(world, forget: int, protocol, seed: int = 0, forms: tuple = FORM
     retain_qs = [QA(protocol.gen(q.question), q.answer, q.image, q.id, q.kind)
                  for q in data.generation_items(rows["retain"])]
     truth = {}                                      # the retain people's true sentences, asked by name too
-    for q, value in _fact_pairs(person_items(rows["retain"])):
+    for q, value in template_values(person_items(rows["retain"])):
         span = value_span(q.answer, value)
         if span:
             truth.setdefault((q.id, q.answer[span[0]:span[1]].lower()), q.answer)
@@ -216,10 +216,6 @@ def rewrite_set(world, forget: int, protocol, seed: int = 0, forms: tuple = FORM
                                 else options[letter], q.image, q.id, "mc"))
     retain_qs += [QA(protocol.cloze(q.question), q.answer, q.image, q.id, "cloze") for q in data.mask_items(rows["retain"])]
     return forget_qs, retain_qs
-
-
-def _fact_pairs(people: dict) -> list:
-    return template_values(people)
 
 
 def rewrite_facts(lens, forget_qs: list[QA], retain_qs: list[QA], cfg: RewriteConfig = RewriteConfig(),
