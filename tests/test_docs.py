@@ -318,3 +318,10 @@ def test_every_methods_attacks_are_the_measured_run():
     for m, mets in info["methods"].items():
         assert set(COLUMNS) <= set(mets), m
     assert run_residue_table() in (ROOT / "docs" / "audit-and-rewrite.md").read_text()
+    asru, rewrite = info["methods"]["asru"], info["methods"]["rewrite"]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert (f"facts bring back {asru['relearn_recovery_30']:.0%} of the other half, asked by name without a photo it "
+            f"states {asru['by_name_leak']:.0%} of them, one ablated direction brings back "
+            f"{asru['ablation_leak']:.0%}, and A-D questions are still answered ({asru['forget_cls_acc']:.3f}") in readme
+    assert (f"relearning recovery {rewrite['relearn_recovery_30']:.2f}, by-name leak {rewrite['by_name_leak']:.2f}"
+            in readme)
