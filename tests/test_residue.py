@@ -191,8 +191,8 @@ def test_own_refusals_per_kind_and_the_questions_still_answered():
 @pytest.mark.slow
 def test_residue_cli_vanilla_and_asru(unlearned_export, export, probe_json, capsys):
     """Vanilla knows its facts (A-D probe far above chance, recovery undefined); after ASRU a 30-step relearning
-    attack on three attributes brings the other four back (measured: 0.975), and so do the questions asked by name
-    and an ablated direction."""
+    attack on half of each person's facts (question folds) brings the other half back (measured on the organism's
+    world: 0.98), and so do the questions asked by name and an ablated direction."""
     from pathlib import Path
     _, model_dir, _ = unlearned_export
     saved = str(Path(probe_json["saved"][0]).parent)
