@@ -325,3 +325,18 @@ def test_every_methods_attacks_are_the_measured_run():
             f"{asru['ablation_leak']:.0%}, and A-D questions are still answered ({asru['forget_cls_acc']:.3f}") in readme
     assert (f"relearning recovery {rewrite['relearn_recovery_30']:.2f}, by-name leak {rewrite['by_name_leak']:.2f}"
             in readme)
+
+
+def test_the_audit_gives_the_same_numbers_without_an_attribute_column():
+    """Issue 36's line: `asru-lens residue` on the templated export (no Attribute column, as MLLMU-Bench) gives
+    every number it gives on the organism's own folder (which has one), the value probe aside, which says why it
+    is missing (docs/measured/residue-asru-template{,-export}.json)."""
+    import json
+    own, export = (json.loads((ROOT / "docs" / "measured" / f"residue-asru-{n}.json").read_text())["models"]
+                   for n in ("template", "template-export"))
+    assert list(own) == list(export)
+    for name in own:
+        value_probe = {k for k in own[name] if k.startswith("probe_acc")}
+        assert {k: v for k, v in own[name].items() if k not in value_probe} == \
+               {k: v for k, v in export[name].items() if k not in value_probe}, name
+        assert own[name]["probe_acc"]["max"] is not None and "no attribute column" in export[name]["probe_acc"]["note"]
