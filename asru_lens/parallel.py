@@ -4,7 +4,7 @@ The unit of work is one training: a method at one learning rate of the grid. Eve
 weights the driver sends (vanilla, or the chosen weights of the method it comes ``after``), trains, and returns
 its validation score, its log and its weights. When a method's grid is in, the driver picks the learning rate by
 the same rule as the serial run (the first best score, in grid order), and one more task scores that point
-(``run.measure``: the evaluation and the residue) from the weights already in Ray's object store. A method that
+(``measure.table.measure``: the evaluation and the residue) from the weights already in Ray's object store. A method that
 starts after another (ASRU's stage 2 after stage 1) or reads its learning rate (the rewrite reads ASRU's) waits
 for that choice only; everything else runs side by side.
 
@@ -153,10 +153,10 @@ def train_point(base: dict, extra: dict, name: str, lr, start, lrs: dict):
 
 def score_point(base: dict, extra: dict, name: str, lr, weights, log, lrs: dict, measure: bool, keep: bool):
     """A method at its chosen point: trained here if it is not tuned, its ``finish`` run, then measured
-    (``run.measure``) when ``measure``; (row or None, weights if ``keep`` or None, log, seconds)."""
+    (``measure.table.measure``) when ``measure``; (row or None, weights if ``keep`` or None, log, seconds)."""
     from asru_lens.methods import get
     from asru_lens.methods.context import finished, restore, saved_model, snapshot, train_once
-    from asru_lens.run import measure as measure_row
+    from asru_lens.measure.table import measure as measure_row
     t = time.time()
     ctx = _context((base, extra), lrs)
     m = get(name)

@@ -18,7 +18,7 @@ broken_rate        share of all answers that repeat or glue words (``refusal.is_
 The method is trained by ``methods.fit``, the function ``asru-lens run`` trains its rows with: a method that
 starts after another (ASRU's stage 2 after stage 1) is measured after each. Settings: the method's own, then the
 model's presets (``lens.presets``, from its folder's ``asru_lens.json``: the organism brings larger learning
-rates for its 3.6M parameters), then the budget (``run.RunConfig``; ``preset``: stage 2 at the presets' steps),
+rates for its 3.6M parameters), then the budget (``methods.budget.RunConfig``; ``preset``: stage 2 at the presets' steps),
 then ``overrides`` and the learning rates.
 """
 from __future__ import annotations
@@ -28,21 +28,13 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from asru_lens.core import data
-from asru_lens.core.sets import _sample, steer_sets
+from asru_lens.core.sets import eval_sets  # noqa: F401  (the sets it measures on)
 from asru_lens.core.world import World
 from asru_lens.interpret import steer
 from asru_lens.measure import facts as measure_facts
 from asru_lens.measure.refusal import is_refusal
 
 STAGE_NAMES = {"stage1": "stage1", "asru": "stage2"}     # ASRU's two stages, as the paper names them
-
-
-def eval_sets(world: World, forget: int = 10, n: int = 48, seed: int = 0) -> dict[str, list]:
-    """``steer_sets`` plus ``test``: the forget people's Test_Set photos with paraphrased questions."""
-    sets = steer_sets(world, forget=forget, n=n, seed=seed)
-    sets["test"] = _sample(data.generation_items(world.rows(forget)["test"], image_index=None), n, seed)
-    return sets
 
 
 def behaviour(lens, sets: dict, facts=None, max_new_tokens: int = 24) -> dict:
@@ -85,14 +77,14 @@ def unlearn(lens, world: World, method: str = "asru", budget=None, lrs: dict | N
             overrides: dict | None = None, n_eval: int = 240, progress: bool = True, out: str | None = None,
             checkpoint_dir=None, direction=None, filter_refusals: bool = True) -> UnlearnResult:
     """Train ``lens.model`` in place with the registered ``method`` (``methods.fit``), measuring ``behaviour``
-    before and after each stage. ``budget``: a ``run.RunConfig`` (default ``RunConfig.preset()``); ``lrs``:
+    before and after each stage. ``budget``: a ``RunConfig`` (default ``RunConfig.preset()``); ``lrs``:
     {method: lr} (the others: their presets); ``tune``: pick each learning rate as ``asru-lens run`` does;
     ``overrides``: {method: {setting: value}}; ``out``: save the final model there (``Lens.save``, atomic)."""
     from asru_lens import methods
     from asru_lens.core.training import default_trainable
     from asru_lens.methods.context import Context, fit, inference, reference_copy, saved_model
     from asru_lens.methods import chain
-    from asru_lens.run import RunConfig
+    from asru_lens.methods.budget import RunConfig
     budget = budget or RunConfig.preset()
     stages = chain(method)
     for name in stages:

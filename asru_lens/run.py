@@ -25,9 +25,12 @@ from tqdm.auto import tqdm
 from asru_lens import methods as registry
 from asru_lens.measure import evaluate
 from asru_lens.measure import residue as residue_mod
-from asru_lens.methods.context import Context, fit, inference, restore, validation_score  # noqa: F401
+from asru_lens.measure.table import measure, residue_inputs  # noqa: F401  (one row of the table)
+from asru_lens.methods.budget import LR_GRID, RunConfig  # noqa: F401  (the run's budget)
 
-LR_GRID = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
+__all__ = ["LR_GRID", "RunConfig", "RunResult", "run", "measure", "residue_inputs", "claims", "summary", "write_report"]
+from asru_lens.methods.context import Context, fit, restore
+
 # set by `asru-lens run`'s Ctrl-C handler: the run also stops before its next task, should the KeyboardInterrupt
 # have been caught inside a library on the way up
 STOP = threading.Event()
@@ -44,38 +47,6 @@ def __getattr__(name):
     if name == "PAPER_METHODS":         # what the paper compares (``register(paper=True)``)
         return registry.names(paper=True)
     raise AttributeError(name)
-
-
-@dataclass
-class RunConfig:
-    """The run's budget; every method reads its own part (``steps`` of the baselines, stage 2's, the rewrite's)."""
-    forget: int = 10
-    n_eval: int = 240                  # questions per set and task (as many as there are, up to this)
-    n_val: int = 32
-    baseline_steps: int = 40           # forget steps of every loss-based baseline (GA ... MMUnlearner, RMU)
-    lr_grid: tuple = LR_GRID
-    steer_alphas: tuple = (1.0, 1.5, 2.0)
-    grpo_steps: int | None = 80        # stage 2 steps per grid point (the full run: 20 min on 2 cores); None: preset
-    seed: int = 0
-    methods: tuple = field(default_factory=lambda: registry.names())
-    residue: bool = True               # the attacks and probes on every method (asru_lens.measure.residue)
-    residue_steps: tuple = (10, 30)    # relearning / benign steps read in the run (asru-lens residue: 10, 30, 100)
-    rewrite_steps: int = 300           # the rewrite's cap per grid point (it stops earlier once learnt)
-
-    @classmethod
-    def small(cls, **kw) -> "RunConfig":
-        """A smaller budget (fewer questions, a two-point grid, no residue) for notebooks and quick looks."""
-        return cls(**{"n_eval": 24, "n_val": 16, "baseline_steps": 20, "lr_grid": (1e-4, 3e-3),
-                      "steer_alphas": (1.5,), "grpo_steps": 40, "residue": False, "rewrite_steps": 40, **kw})
-
-    @classmethod
-    def preset(cls, **kw) -> "RunConfig":
-        """``asru-lens unlearn``'s default: the run's budget, but stage 2 at the model's preset steps."""
-        return cls(**{"grpo_steps": None, **kw})
-
-    @classmethod
-    def named(cls, budget: str, **kw) -> "RunConfig":
-        return {"full": cls, "small": cls.small, "preset": cls.preset}[budget](**kw)
 
 
 @dataclass
@@ -135,31 +106,6 @@ def save_task(folder: Path, name: str, record: dict, weights: dict | None) -> No
 def load_weights(folder: Path, name: str) -> dict:
     from safetensors.torch import load_file
     return load_file(str(folder / f"{name}.safetensors"))
-
-
-def residue_inputs(ctx) -> tuple:
-    """What every row's residue reads: (its config, the vanilla model's held-out leak, vanilla's refusal
-    direction for the ablation attack), measured once on the vanilla model."""
-    cfg = ctx.budget
-    rcfg = residue_mod.ResidueConfig(forget=cfg.forget, steps=cfg.residue_steps, seed=cfg.seed, **residue_mod.RUN)
-    return rcfg, residue_mod.vanilla_leak(ctx.lens, ctx.world, rcfg), ctx.probe.direction.float().cpu()
-
-
-def measure(ctx, name: str, log: dict, judge, residue_in: tuple | None) -> dict:
-    """One row of the table, on the weights the method left (with its steering on, for ``steer``): the
-    evaluation (``evaluate.evaluate``) and, with ``residue_in``, what the relearning attack and the probes still
-    find. {"metrics", "answers", "residue"}."""
-    cfg = ctx.budget
-    with inference(ctx.lens, log):
-        r = evaluate.evaluate(ctx.lens, ctx.world, cfg.forget, judge=judge, reference=ctx.reference,
-                              progress=False, items=ctx.eval_items)
-        residue = None
-        if residue_in is not None:
-            rcfg, vanilla_leak, refusal = residue_in
-            residue = residue_mod.residue(ctx.lens, ctx.world, rcfg, None if name == "vanilla" else vanilla_leak,
-                                          progress=False, cls=False, refusal_direction=refusal)
-            r["metrics"].update(residue_mod.columns(residue, 30 if 30 in cfg.residue_steps else cfg.residue_steps[-1]))
-    return {"metrics": r["metrics"], "answers": r["answers"], "residue": residue}
 
 
 def run(lens, world, cfg: RunConfig | None = None, progress: bool = True, figures: str | None = None,

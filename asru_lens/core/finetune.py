@@ -36,7 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from asru_lens.core import checkpoint, data
-from asru_lens.core.training import LoRA, check_trainable, launched, optimise, trainable, weights_digest
+from asru_lens.core.training import LoRA, check_trainable, launched, optimise, optimizer, trainable, weights_digest
 from asru_lens.core.data import QA
 
 
@@ -153,8 +153,7 @@ def finetune(lens, items: list[QA], cfg: FinetuneConfig = FinetuneConfig(), prog
     lora = LoRA(r=cfg.lora_r)
     with trainable(lens, cfg.trainable, lora=lora, checkpointing=cfg.gradient_checkpointing,
                    merge_lora=merge_lora) as (policy, params):
-        opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total))
+        opt, sched = optimizer(params, cfg.lr, cfg.weight_decay, total)
         log, start = {"loss": [], "tokens": []}, 0
         if resume:
             path = checkpoint.latest(checkpoint_dir)

@@ -111,3 +111,10 @@ def steer_sets(world: World, forget: int = 10, n: int = 48, seed: int = 0) -> di
     if perception is not None:
         sets["perception"] = _sample(perception, n, seed)
     return sets
+
+
+def eval_sets(world: World, forget: int = 10, n: int = 48, seed: int = 0) -> dict[str, list]:
+    """``steer_sets`` plus ``test``: the forget people's Test_Set photos with paraphrased questions."""
+    sets = steer_sets(world, forget=forget, n=n, seed=seed)
+    sets["test"] = _sample(data.generation_items(world.rows(forget)["test"], image_index=None), n, seed)
+    return sets

@@ -19,8 +19,13 @@ the residue's relearning attack and the vanilla fine-tune.
 
 On exit ``requires_grad`` and train/eval mode are restored as they were found, whatever happened inside.
 
-``answer_logprobs`` teacher-forces answers after their prompts and returns per-token log-probs; ``optimise`` is
-the step: backward, gradient clipping as the caller's config says (``None``: none), AdamW.
+``answer_logprobs`` teacher-forces answers after their prompts and returns per-token log-probs.
+
+The loop is ``train``: a method supplies a *loss* (``loss(model, step) -> tensor | {name: tensor}``) and
+``train`` does the rest: the trainable parameters, the optimiser (``optimizer``, the one place AdamW is built,
+with the weight decay each config states), the step (``optimise``: backward, clipping, AdamW), the log and the
+progress bar. ``draw`` samples a batch the way every loop does. Stage 2's GRPO and the data-parallel fine-tune
+keep their own loops (rollouts; accumulation, resume and DDP) but build their optimiser and step here.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ import re
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
 LM_LINEAR = r".*language_model\.layers\.\d+\.(self_attn|mlp)\.(q|k|v|o|gate|up|down)_proj"
 TRAINABLE = ("lora", "layers")
@@ -43,11 +49,15 @@ class LoRA:
     dropout: float = 0.05
 
 
-def check_positive(cfg, ints: tuple = (), floats: tuple = ("lr",)) -> None:
-    """A config's whole-number settings ``ints`` >= 1 and ``floats`` positive and finite, or one clear error naming
-    the config and the setting (the configs call this when they are built)."""
+def check_positive(cfg, ints: tuple = (), floats: tuple = ("lr",), nonnegative: tuple = ()) -> None:
+    """A config's whole-number settings ``ints`` >= 1, ``floats`` positive and finite and ``nonnegative`` >= 0
+    (a weight decay), or one clear error naming the config and the setting (the configs call this when built)."""
     import math
     name = type(cfg).__name__
+    for k in nonnegative:
+        v = getattr(cfg, k)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not (v >= 0 and math.isfinite(v)):
+            raise ValueError(f"{name}.{k}={v!r} must be a finite number >= 0.")
     for k in ints:
         v = getattr(cfg, k)
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -180,6 +190,59 @@ def optimise(opt, params, loss=None, max_grad_norm: float | None = 1.0, grad_mas
     opt.step()
 
 
+def optimizer(params, lr: float, weight_decay: float, total_steps: int | None = None):
+    """(AdamW over ``params`` at ``lr`` with ``weight_decay``, its schedule): with ``total_steps`` a linear decay to 0
+    over them (stage 1, the fine-tune), else None. Every trained thing in asru_lens builds its optimiser here."""
+    opt = torch.optim.AdamW(list(params.values()) if isinstance(params, dict) else list(params), lr=lr,
+                            weight_decay=weight_decay)
+    sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total_steps))
+             if total_steps else None)
+    return opt, sched
+
+
+def draw(items: list, n: int, rng) -> list:
+    """``n`` items drawn at random (with replacement only when there are fewer than ``n``)."""
+    return [items[i] for i in rng.choice(len(items), n, replace=len(items) < n)]
+
+
+def train(lens, loss, steps: int, *, lr: float, weight_decay: float, max_grad_norm: float | None = 1.0,
+          what: str | None = None, names=None, mask: dict | None = None, lora: LoRA = LoRA(),
+          checkpointing: bool = False, schedule: bool = False, done=None, after_step=None,
+          desc: str = "train", progress: bool = True, log: dict | None = None) -> dict:
+    """The one training loop: ``steps`` optimiser steps on ``loss`` over the parameters ``trainable(lens, what,
+    ...)`` chooses; ``lens.model`` is trained in place. Returns the log: ``{"loss_<name>": [...]}`` per named loss
+    (``{"loss": [...]}`` for a plain tensor), added to ``log`` when given.
+
+    ``loss(model, step)`` returns the loss of step ``step`` (0-based): a tensor, ``{name: tensor}`` (summed into
+    one step), or a list of those, of ``(losses, grad_mask)`` pairs or of functions returning either, each its own
+    optimiser step in order (MMUnlearner's forget step through its mask, then its retain step on the updated
+    model). ``model`` is the one to call (the peft
+    model under LoRA). ``schedule``: the learning rate decays linearly to 0. ``done(log)`` True ends the loop
+    early; ``after_step(step, model)`` runs after each step (1-based; the relearning attack reads there)."""
+    log = {} if log is None else log
+    with trainable(lens, what, names=names, mask=mask, lora=lora, checkpointing=checkpointing) as (model, params):
+        opt, sched = optimizer(params, lr, weight_decay, steps if schedule else None)
+        bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
+        for step in bar:
+            out = loss(model, step)
+            for update in (out if isinstance(out, list) else [out]):
+                update = update() if callable(update) else update   # a later step's loss sees the earlier update
+                losses, grad_mask = update if isinstance(update, tuple) else (update, None)
+                losses = losses if isinstance(losses, dict) else {"": losses}
+                optimise(opt, params, sum(losses.values()), max_grad_norm, grad_mask)
+                for name, value in losses.items():
+                    log.setdefault(f"loss_{name}" if name else "loss", []).append(round(value.item(), 5))
+            if sched is not None:
+                sched.step()
+            bar.set_postfix({k[5:] or "loss": f"{v[-1]:.4f}" for k, v in log.items()
+                             if k.startswith("loss") and isinstance(v, list) and v})
+            if after_step is not None:
+                after_step(step + 1, model)
+            if done is not None and done(log):
+                break
+    return log
+
+
 # -- answer log-probs -------------------------------------------------------------------------------------------
 def answer_tokens(lens, texts: list[str], eos: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ids and mask of ``texts`` (answers to teacher-force after a prompt), EOS appended when
@@ -214,6 +277,11 @@ def completion_logprobs(model, enc, ids: torch.Tensor, temperature: float = 1.0)
     ``enc``, logits divided by ``temperature`` (as TRL and verl do)."""
     logits = model(**with_answers(enc, ids), logits_to_keep=ids.shape[1] + 1).logits[:, :-1].float() / temperature
     return logits.log_softmax(-1)
+
+
+def token_logps(model, enc, ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Log-probabilities of completion ``ids`` after the prompt batch ``enc``, shape ``ids.shape``."""
+    return torch.gather(completion_logprobs(model, enc, ids, temperature), 2, ids.unsqueeze(-1)).squeeze(-1)
 
 
 def answer_batch(lens, items, answers: list[str]):

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from asru_lens.core.hooks import hooked
 from asru_lens.interpret import activations
 
 
@@ -204,15 +205,15 @@ def last_logits(lens, enc, spec: Steering | None = None) -> torch.Tensor:
 def steering(lens, spec: Steering):
     """Apply ``spec`` to every forward pass inside the block, e.g. ``with steering(lens, s): lens.generate(...)``.
 
-    Plain PyTorch hooks on the same ``resid_pre`` points, for code that calls the HF model directly."""
+    Plain PyTorch hooks on the same ``resid_pre`` points (``core.hooks``), for code that calls the HF model
+    directly."""
     spec.check(lens)
-    layers, state, handles = lens.layers, {}, []
+    state = {}
     direction = _vec(lens, spec.direction)
     unit = direction / direction.norm()
 
     def on_input(index):
-        def hook(module, args, kwargs):
-            h = args[0] if args else kwargs["hidden_states"]
+        def edit(h):
             first = h.shape[1] > 1               # the prompt pass; cached generation then feeds one token
             if spec.mode == "ablate":
                 h -= (h @ unit).unsqueeze(-1) * unit
@@ -224,18 +225,14 @@ def steering(lens, spec: Steering):
                 if not (spec.generated_only and first):
                     vec = spec.alpha * direction
                     h += (state["rows"].to(h.dtype)[:, None, None] * vec) if spec.mode == "conditional" else vec
-        return hook
+        return edit
 
-    for i, layer in enumerate(layers):
-        handles.append(layer.register_forward_pre_hook(on_input(i), with_kwargs=True))
-    if spec.mode == "ablate":
-        handles.append(layers[-1].register_forward_hook(
-            lambda m, a, out: out.sub_((out @ unit).unsqueeze(-1) * unit)))
-    try:
+    n = lens.n_layers
+    points = {f"resid_pre.{i}": on_input(i) for i in range(n)}
+    if spec.mode == "ablate":                   # and out of the final residual stream
+        points[f"resid_post.{n - 1}"] = lambda h: h.sub_((h @ unit).unsqueeze(-1) * unit)
+    with hooked(lens.model, points):
         yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 STEERING_FILE = "steering.safetensors"

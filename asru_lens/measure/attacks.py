@@ -11,20 +11,24 @@ ablation          stream while the model answers the forget photo questions: the
                   refusal direction (``asru-lens probe --out DIR``); ``leak`` is the attacker's best layer.
 benign            (Łucki et al. 2024) a few steps of ordinary fine-tuning on the retain people's facts only, then
 fine-tuning       the forget photo questions: ``leak`` after each of ``steps`` (the relearning attack's optimiser,
-                  ``residue.attack``). Nothing about the forget people is trained, so a leak that comes back was
+                  ``fine_tune``). Nothing about the forget people is trained, so a leak that comes back was
                   hidden, not removed.
 ================  ===============================================================================================
 
 ``by_name_attack``, ``ablation_attack`` and ``benign_attack`` (each ``(lens, world)``) return plain dicts;
 ``residue.residue`` runs them beside the relearning attack and the probes, for `asru-lens residue` and for every
-row of `asru-lens run`. Every leak is ``residue.fact_leak``: the share of answers that state their fact
+row of `asru-lens run`. Every leak is ``facts.fact_leak``: the share of answers that state their fact
 (``facts.Facts.stated``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import torch
 
 from asru_lens.core import data
+from asru_lens.core.training import check_positive
 from asru_lens.core.data import QA
 from asru_lens.measure import facts
 from asru_lens.measure.refusal import is_refusal
@@ -40,6 +44,50 @@ def by_name_items(rows: list[dict], known: facts.Facts) -> list[QA]:
             continue
         asked = [facts.by_name(q, name) for q in data.generation_items([row])]
         out += [q for q in asked if q is not None and known.key(q)]
+    return out
+
+
+@dataclass
+class AttackConfig:
+    """How the fine-tuning attacks train (relearning and benign): an attacker's ordinary fine-tune."""
+    lr: float = 1e-4                    # gentle enough that vanilla keeps its facts through 30 steps on reworded
+                                        # ground truths (at 3e-4 it fell to 0.38 on the free export)
+    batch_size: int = 8
+    max_grad_norm: float | None = None  # the attacker does not clip
+    weight_decay: float = 0.01          # AdamW's (PyTorch's default, which the attacks have always used)
+    seed: int = 0
+
+    def __post_init__(self):
+        check_positive(self, ("batch_size",), nonnegative=("weight_decay",))
+
+
+def fine_tune(lens, train: list[QA], evaluate_at: dict[int, callable], cfg: AttackConfig, progress: bool = False
+           ) -> dict[int, object]:
+    """The relearning and benign attacks' fine-tune: ``lens.model`` on ``train`` (answer NLL, AdamW at ``cfg.lr``,
+    batch ``cfg.batch_size``, through ``core.training.train``), call
+    ``evaluate_at[k]()`` after step k for every k in it, and return ``{k: value}``. The weights are restored
+    afterwards."""
+    from asru_lens.core.training import answer_nll, draw, train as train_loop
+    saved = {k: v.detach().clone() for k, v in lens.model.state_dict().items()}
+    rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    out = {}
+
+    def loss(model, _):
+        model.train()
+        batch = draw(train, cfg.batch_size, rng)
+        return answer_nll(model, lens, batch, [q.answer for q in batch])
+
+    def read(step, model):
+        if step in evaluate_at:
+            model.eval()
+            out[step] = evaluate_at[step]()
+
+    try:
+        train_loop(lens, loss, max(evaluate_at), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                   max_grad_norm=cfg.max_grad_norm, after_step=read, desc="relearn", progress=progress)
+    finally:
+        lens.model.load_state_dict(saved)
     return out
 
 
@@ -65,9 +113,8 @@ def leak_share(lens, items: list[QA], known: facts.Facts, spec=None) -> float:
     from contextlib import nullcontext
 
     from asru_lens.interpret.steer import steering
-    from asru_lens.measure.residue import fact_leak
     with steering(lens, spec) if spec is not None else nullcontext():
-        return fact_leak(lens, items, known)
+        return facts.fact_leak(lens, items, known)
 
 
 def ablation_attack(lens, world, forget: int = 10, refusal_direction=None) -> dict:
@@ -102,14 +149,14 @@ def benign_attack(lens, world, forget: int = 10, steps: tuple = (10, 30), seed: 
     """Leak on the forget people's facts after ``steps`` of fine-tuning on at most ``n_train`` of the retain
     people's facts (photo questions whose ground truth states one), and before. The weights are restored."""
     from asru_lens.core.sets import _sample
-    from asru_lens.measure import residue
     known = facts.of_world(world, forget)
     rows = world.rows(forget)
     train = _sample([q for q in data.generation_items(rows["retain"]) if known.key(q)], n_train, seed)
-    held = [q for items in residue.fact_people(world, forget, known).values() for q in items]
-    cfg = residue.ResidueConfig(forget=forget, steps=tuple(steps), seed=seed, **({"lr": lr} if lr else {}))
-    read = {k: (lambda: residue.fact_leak(lens, held, known)) for k in cfg.steps}
-    before = residue.fact_leak(lens, held, known)
-    after = residue.attack(lens, train, read, cfg)
-    return {"steps": list(cfg.steps), "leak_before": round(before, 4),
-            "leak": [round(after[k], 4) for k in cfg.steps], "n_train": len(train), "n": len(held)}
+    held = [q for items in facts.fact_people(world, forget, known).values() for q in items]
+    cfg = AttackConfig(seed=seed, **({"lr": lr} if lr else {}))
+    steps = tuple(steps)
+    read = {k: (lambda: facts.fact_leak(lens, held, known)) for k in steps}
+    before = facts.fact_leak(lens, held, known)
+    after = fine_tune(lens, train, read, cfg)
+    return {"steps": list(steps), "leak_before": round(before, 4),
+            "leak": [round(after[k], 4) for k in steps], "n_train": len(train), "n": len(held)}

@@ -31,7 +31,7 @@ from asru_lens.measure.judge import RUBRICS, fact_judge, rule_judge
 from asru_lens.measure.metrics import bleu, rouge
 from asru_lens.core.protocol import cloze_correct
 from asru_lens.measure.refusal import contains
-from asru_lens.methods.rl import answer_tokens, token_logps
+from asru_lens.core.training import answer_tokens, token_logps
 from asru_lens.core.sets import _sample
 from asru_lens.core.world import World
 

@@ -23,9 +23,9 @@ import math
 import re
 from collections import Counter
 
-from asru_lens.core.data import QA
+from asru_lens.core.data import QA, generation_items
 from asru_lens.measure.refusal import contains, normalize
-from asru_lens.methods.reward import _STOP
+from asru_lens.measure.refusal import _STOP
 
 # words that never carry a fact. The verbs here are the organism's templates' (issue 36 replaces this list by
 # the key words' rarity everywhere; the rewrite's template_values still reads it)
@@ -161,3 +161,21 @@ def of_world(world, forget: int = 10) -> Facts:
 def of_sets(sets: dict[str, list[QA]]) -> Facts:
     """``Facts`` read from the ground truths of ``sets`` alone (no world at hand: no names, rarity among these)."""
     return Facts([{"Generation_Task": [{"Ground_Truth": q.answer} for q in items]} for items in sets.values()])
+
+
+def fact_people(world, forget: int, facts) -> dict[str, list[QA]]:
+    """Each forget person's photo questions that state a fact (``facts.key``: the name questions drop out), by
+    person ID, in the world's order. No index and no template: any MLLMU-Bench folder."""
+    people = {}
+    for row in world.rows(forget)["forget"]:
+        items = [q for q in generation_items([row]) if facts.key(q)]
+        if items:
+            people[str(row["ID"])] = items
+    return people
+
+
+def fact_leak(lens, items: list[QA], facts, max_new_tokens: int | None = None) -> float:
+    """Share of greedy answers (the model's generation prompt) that state their fact (``facts.stated``)."""
+    answers = lens.generate([lens.protocol.gen(q.question) for q in items], [q.image for q in items],
+                            max_new_tokens=max_new_tokens or lens.protocol.max_new_tokens)
+    return facts.share(answers, items)

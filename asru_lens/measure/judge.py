@@ -51,7 +51,7 @@ from pathlib import Path
 from asru_lens.core.data import QA
 from asru_lens.measure.facts import SUBJECT, Facts, share_of, specific_words
 from asru_lens.measure.refusal import contains, is_broken, is_refusal, normalize
-from asru_lens.methods.reward import contextual_refusal
+from asru_lens.measure.refusal import contextual_refusal
 
 PERPLEXITY_LIMIT = 50.0
 RUBRICS = ("contextual_refusal", "leakage", "naturalness")

@@ -49,15 +49,16 @@ from asru_lens.interpret import activations
 
 from asru_lens.core import data
 from asru_lens.core.data import QA
+from asru_lens.measure import attacks
+from asru_lens.measure.facts import fact_leak, fact_people
 
 
 @dataclass
-class ResidueConfig:
+class ResidueConfig(attacks.AttackConfig):
+    """The audit's settings; the fine-tuning attacks' own (lr, batch, clipping, decay, seed) from
+    ``attacks.AttackConfig``."""
     forget: int = 10
     steps: tuple = (10, 30, 100)       # relearning (and benign fine-tuning) steps at which the leak is read
-    lr: float = 1e-4                    # gentle enough that vanilla keeps its facts through 30 steps on reworded
-                                        # ground truths (at 3e-4 it fell to 0.38 on the free export)
-    batch_size: int = 8
     splits: tuple = ("question", "person")  # k-fold splits of the forget facts (``folds``)
     folds: int = 2                      # k: each fold is held out in turn, the attack trains on the others
     control: bool = True                # the same attack on facts nobody knew (``similar_question_facts``)
@@ -65,10 +66,9 @@ class ResidueConfig:
     readouts: tuple = ("prefill", "prompt")   # where the value probe reads (the first is the headline probe_acc)
     probe_photos: str = "all"           # the retain photos the value probe learns from: "all", or "first" (faster)
     probe_C: float = 0.1                # inverse L2 strength of the logistic-regression probes
-    max_grad_norm: float | None = None  # the attacker does not clip
-    seed: int = 0
 
     def __post_init__(self):
+        super().__post_init__()
         bad = [s for s in self.splits if s not in ("question", "person")]
         if bad or not self.splits:
             raise ValueError(f"ResidueConfig.splits={self.splits}: each split is 'question' or 'person' (k folds of "
@@ -80,17 +80,6 @@ class ResidueConfig:
 
 
 # -- the facts --------------------------------------------------------------------------------------------------
-def fact_people(world, forget: int, facts) -> dict[str, list[QA]]:
-    """Each forget person's photo questions that state a fact (``facts.key``: the name questions drop out), by
-    person ID, in the world's order. No index and no template: any MLLMU-Bench folder."""
-    people = {}
-    for row in world.rows(forget)["forget"]:
-        items = [q for q in data.generation_items([row]) if facts.key(q)]
-        if items:
-            people[str(row["ID"])] = items
-    return people
-
-
 def folds(people: dict[str, list[QA]], k: int, by: str, seed: int = 0) -> list[list[QA]]:
     """The forget facts dealt into ``k`` folds (Deeb & Roger 2024). ``question``: each person's questions, in a
     seeded shuffle, dealt round the folds from a seeded start, so each fold asks most people something and holds
@@ -113,13 +102,6 @@ def folds(people: dict[str, list[QA]], k: int, by: str, seed: int = 0) -> list[l
     if any(not f for f in out):
         raise ValueError(f"{k} folds by {by} left a fold empty ({[len(f) for f in out]} questions); use fewer folds.")
     return out
-
-
-def fact_leak(lens, items: list[QA], facts, max_new_tokens: int | None = None) -> float:
-    """Share of greedy answers (the model's generation prompt) that state their fact (``facts.stated``)."""
-    answers = lens.generate([lens.protocol.gen(q.question) for q in items], [q.image for q in items],
-                            max_new_tokens=max_new_tokens or lens.protocol.max_new_tokens)
-    return facts.share(answers, items)
 
 
 def similar_question_facts(people: dict[str, list[QA]], facts=None, seed: int = 0) -> dict[str, list[QA]]:
@@ -184,7 +166,7 @@ def relearn_folds(lens, people: dict[str, list[QA]], facts, cfg: ResidueConfig, 
         for f, held in enumerate(parts):
             train = [q for g, part in enumerate(parts) if g != f for q in part]
             reads[0].append(read(held, with_formats))
-            got = attack(lens, train, {k: (lambda h=held: read(h, with_formats)) for k in cfg.steps}, cfg, progress)
+            got = attacks.fine_tune(lens, train, {k: (lambda h=held: read(h, with_formats)) for k in cfg.steps}, cfg, progress)
             for k in cfg.steps:
                 reads[k].append(got[k])
         n = sum(map(len, parts))
@@ -221,31 +203,6 @@ def forget_formats(world, forget: int) -> dict:
 
 
 # -- 1. the relearning attack --------------------------------------------------------------------------------------
-def attack(lens, train: list[QA], evaluate_at: dict[int, callable], cfg: ResidueConfig, progress: bool = False
-           ) -> dict[int, object]:
-    """Fine-tune ``lens.model`` on ``train`` (answer NLL, AdamW at ``cfg.lr``, batch ``cfg.batch_size``), call
-    ``evaluate_at[k]()`` after step k for every k in it, and return ``{k: value}``. The weights are restored
-    afterwards."""
-    from asru_lens.core.training import answer_nll, optimise, trainable
-    saved = {k: v.detach().clone() for k, v in lens.model.state_dict().items()}
-    rng = np.random.default_rng(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    out, last = {}, max(evaluate_at)
-    try:
-        with trainable(lens) as (model, params):
-            opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr)
-            for step in tqdm(range(1, last + 1), desc="relearn", disable=not progress, leave=False):
-                model.train()
-                batch = [train[i] for i in rng.choice(len(train), cfg.batch_size, replace=len(train) < cfg.batch_size)]
-                optimise(opt, params, answer_nll(model, lens, batch, [q.answer for q in batch]), cfg.max_grad_norm)
-                if step in evaluate_at:
-                    model.eval()
-                    out[step] = evaluate_at[step]()
-    finally:
-        lens.model.load_state_dict(saved)
-    return out
-
-
 # -- 2. the value probe ----------------------------------------------------------------------------------------------
 def fact_values(items: list[QA], facts) -> list[tuple[QA, str]]:
     """(question, value) for every item that states a fact and says which attribute it asks

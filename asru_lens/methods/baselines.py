@@ -2,8 +2,8 @@
 
 Each baseline is its own module (``ga``, ``gd``, ``kl``, ``npo``, ``idk``) with its loss on plain tensors and one
 registration; this loop draws a forget and a retain batch per step, asks the method's ``step`` for the loss, and
-takes one optimiser step (``core.training.optimise``) on the parameters ``core.training.trainable`` chose: the
-same trainable parameters and forget-step budget for every baseline.
+leaves the step to the one loop (``core.training.train``): the same trainable parameters and forget-step budget for
+every baseline.
 """
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from asru_lens.core.training import (answer_batch, answer_logprobs, check_positive, default_trainable, frozen_copy,
-                                     optimise, trainable)
+from asru_lens.core.training import (answer_batch, answer_logprobs, check_positive, default_trainable, draw,
+                                     frozen_copy, train)
 
 
 @dataclass
@@ -25,13 +24,14 @@ class BaselineConfig:
     steps: int = 40            # forget steps: the same budget for every method
     batch_size: int = 4
     lr: float = 1e-4
+    weight_decay: float = 0.01  # AdamW's (PyTorch's default, which the baselines have always trained with)
     seed: int = 0
     trainable: str = "layers"  # "layers" (the organism's preset) or "lora" (a real model)
     gradient_checkpointing: bool = False
     max_grad_norm: float | None = 1.0
 
     def __post_init__(self):
-        check_positive(self, ("steps", "batch_size"))
+        check_positive(self, ("steps", "batch_size"), nonnegative=("weight_decay",))
         if self.trainable not in ("layers", "lora"):
             raise ValueError(f"{type(self).__name__}.trainable={self.trainable!r} must be 'layers' or 'lora'.")
 
@@ -67,22 +67,19 @@ class Step:
 def forget_loop(lens, forget: list, retain: list, cfg: BaselineConfig, loss: Callable[[Step], torch.Tensor],
                 reference: bool = False, mask: dict | None = None, progress: bool = True, desc: str = "baseline"
                 ) -> dict:
-    """Train ``lens.model`` in place for ``cfg.steps`` steps of ``loss(step)``; returns the loss log.
-    ``reference``: the loss needs the frozen starting model (with LoRA: the same model, adapters off).
+    """Train ``lens.model`` in place for ``cfg.steps`` steps of ``loss(step)`` (``core.training.train``); returns
+    the loss log. ``reference``: the loss needs the frozen starting model (with LoRA: the same model, adapters off).
     ``mask``: only these parameters train, their gradients masked (``trainable(..., "mask")``)."""
     if not forget or not retain:
         raise ValueError(f"{desc} needs forget and retain questions; got {len(forget)} and {len(retain)}.")
     what = "mask" if mask is not None else cfg.trainable
     ref = frozen_copy(lens) if reference and what != "lora" else None
     rng = np.random.default_rng(cfg.seed)
-    log = []
-    with trainable(lens, what, mask=mask, checkpointing=cfg.gradient_checkpointing) as (model, params):
+
+    def step(model, _):
         ref_model, ref_ctx = (model, model.disable_adapter) if what == "lora" else (ref, contextlib.nullcontext)
-        opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr)
-        for _ in tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False):
-            f = [forget[i] for i in rng.choice(len(forget), cfg.batch_size, replace=len(forget) < cfg.batch_size)]
-            r = [retain[i] for i in rng.choice(len(retain), cfg.batch_size, replace=len(retain) < cfg.batch_size)]
-            value = loss(Step(lens, model, f, r, rng, ref_model, ref_ctx))
-            optimise(opt, params, value, cfg.max_grad_norm)
-            log.append(round(value.item(), 5))
-    return {"loss": log}
+        f, r = draw(forget, cfg.batch_size, rng), draw(retain, cfg.batch_size, rng)
+        return loss(Step(lens, model, f, r, rng, ref_model, ref_ctx))
+
+    return train(lens, step, cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
+                 what=what, mask=mask, checkpointing=cfg.gradient_checkpointing, desc=desc, progress=progress)

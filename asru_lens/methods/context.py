@@ -50,7 +50,7 @@ def settings_from(cls, presets: dict, base: dict | None = None, budget: dict | N
     known = {f.name for f in dataclasses.fields(cls)}
     bad = sorted(set(values) - known)
     if bad:
-        from asru_lens.methods import MethodError
+        from asru_lens.methods.registry import MethodError
         raise MethodError(f"{cls.__name__} has no setting {', '.join(bad)}; its settings are {', '.join(sorted(known))}.")
     return cls(**values)
 
@@ -85,7 +85,7 @@ class Context:
     def settings(self, cls, base: dict | None = None, budget: dict | None = None, method: str | None = None):
         """A method's config (default: the current one's): ``settings_from`` with the model's presets for it, its
         ``--set`` overrides and its learning rate (``ctx.lr`` for the current method, else ``ctx.lrs``)."""
-        from asru_lens.methods import get
+        from asru_lens.methods.registry import get
         m = get(method) if method else self.method
         lr = self.lr if m is self.method else self.lrs.get(m.name)
         cfg = settings_from(cls, self.lens.presets.get(m.presets, {}), base, budget, self.overrides.get(m.name, {}), lr)
@@ -164,7 +164,7 @@ class Context:
 
 
 def _needed_as_start(name: str) -> bool:
-    from asru_lens.methods import REGISTRY
+    from asru_lens.methods.registry import REGISTRY
     return any(m.after == name for m in REGISTRY.values())
 
 
@@ -191,7 +191,7 @@ def finished(ctx: Context, m, log) -> dict:
 def fit(ctx: Context, name: str, tune: bool = False) -> dict:
     """Train method ``name`` (see the module docstring); returns ``{"lr", "grid", "log"}`` and leaves
     ``ctx.lens`` at its weights. A method fitted before in the same context is restored, not trained again."""
-    from asru_lens.methods import get
+    from asru_lens.methods.registry import get
     m = get(name)
     if name in ctx.fitted:
         done = ctx.fitted[name]

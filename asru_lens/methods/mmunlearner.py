@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from asru_lens.core.data import QA
-from asru_lens.core.training import answer_nll, optimise, trainable
+from asru_lens.core.training import answer_nll, draw, train, trainable
 from asru_lens.methods import register
 from asru_lens.methods.baselines import BaselineConfig, baseline_settings
 
@@ -42,6 +42,7 @@ class MMUnlearnerConfig(BaselineConfig):
     fisher_batch: int = 4
     fisher_samples: int | None = 400  # questions per set in the Fisher passes (None: all)
     forget_alpha: float = 1.0
+    weight_decay: float = 0.0        # the authors' AdamW: no decay
 
     def __post_init__(self):
         super().__post_init__()
@@ -110,17 +111,15 @@ def mmunlearner(ctx) -> dict:
                                                                ctx.progress))
     rng = np.random.default_rng(cfg.seed)
     forget, retain = ctx.forget, ctx.retain
-    log = {"loss_forget": [], "loss_retain": [],
-           "kept": round(float(sum(m.sum() for m in mask.values()) / max(1, sum(m.numel() for m in mask.values()))), 4)}
-    with trainable(ctx.lens, "names", names=list(mask)) as (model, params):
-        opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=0.0)   # the authors' AdamW: no decay
-        for _ in tqdm(range(cfg.steps), desc="MMUnlearner", disable=not ctx.progress, leave=False):
-            f = [forget[i] for i in rng.choice(len(forget), cfg.batch_size, replace=len(forget) < cfg.batch_size)]
-            r = [retain[i] for i in rng.choice(len(retain), cfg.batch_size, replace=len(retain) < cfg.batch_size)]
-            loss_f = -cfg.forget_alpha * answer_nll(model, ctx.lens, f, [q.answer for q in f])
-            optimise(opt, params, loss_f, cfg.max_grad_norm, grad_mask=mask)
-            loss_r = answer_nll(model, ctx.lens, r, [q.answer for q in r])
-            optimise(opt, params, loss_r, cfg.max_grad_norm)
-            log["loss_forget"].append(round(loss_f.item(), 5))
-            log["loss_retain"].append(round(loss_r.item(), 5))
-    return log
+    log = {"kept": round(float(sum(m.sum() for m in mask.values()) / max(1, sum(m.numel() for m in mask.values()))),
+                        4)}
+
+    def loss(model, _):
+        f, r = draw(forget, cfg.batch_size, rng), draw(retain, cfg.batch_size, rng)
+        # two optimiser steps per budget step, as the authors take them: the ascent through the mask, then retain
+        return [({"forget": -cfg.forget_alpha * answer_nll(model, ctx.lens, f, [q.answer for q in f])}, mask),
+                lambda: {"retain": answer_nll(model, ctx.lens, r, [q.answer for q in r])}]
+
+    return train(ctx.lens, loss, cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                 max_grad_norm=cfg.max_grad_norm, what="names", names=list(mask), desc="MMUnlearner",
+                 progress=ctx.progress, log=log)

@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from asru_lens.core.training import check_positive, optimise, trainable
+from asru_lens.core.hooks import capture
+from asru_lens.core.training import check_positive, train
 from asru_lens.interpret.steer import check_direction, check_layer
 
 
@@ -54,11 +55,8 @@ class RedirectConfig:
     inference_batch_size: int = 16       # prompts per forward pass when the inputs are cached (no gradient)
 
     def __post_init__(self):
-        check_positive(self, ("epochs", "batch_size", "n_retain", "inference_batch_size"), ("lr", "c"))
-
-
-class _Stop(Exception):
-    """Raised by the capture hook: nothing after the redirected layer is needed."""
+        check_positive(self, ("epochs", "batch_size", "n_retain", "inference_batch_size"), ("lr", "c"),
+                       ("weight_decay",))
 
 
 def redirected_module(lens, layer: int) -> torch.nn.Linear:
@@ -74,23 +72,9 @@ def last_token_state(lens, enc, layer: int) -> tuple[torch.Tensor, torch.Tensor]
     """``resid_pre[layer]`` at the last prompt token, with gradient, and the ``down_proj`` input there.
 
     The forward pass stops right after decoder layer ``layer - 1``."""
-    block, down = lens.layers[layer - 1], redirected_module(lens, layer)
-    seen = {}
-    h_down = down.register_forward_hook(lambda m, args, out: seen.__setitem__("a", args[0][:, -1]))
-
-    def grab(module, args, out):
-        seen["h"] = (out[0] if isinstance(out, tuple) else out)[:, -1]
-        raise _Stop
-
-    h_block = block.register_forward_hook(grab)
-    try:
-        lens.model(**enc)
-    except _Stop:
-        pass
-    finally:
-        h_down.remove()
-        h_block.remove()
-    return seen["h"], seen["a"]
+    redirected_module(lens, layer)                  # checks the layer
+    seen = capture(lens.model, enc, [f"mlp_post.{layer - 1}", f"resid_post.{layer - 1}"])
+    return seen[f"resid_post.{layer - 1}"][:, -1], seen[f"mlp_post.{layer - 1}"][:, -1]
 
 
 @torch.no_grad()
@@ -143,25 +127,19 @@ def redirect(lens, direction: torch.Tensor, layer: int, forget: list, retain: li
                 forget_queue = forget_queue or batches("forget")
                 plan.append(("forget", forget_queue.pop()))
 
-    log = {"step": [], "set": [], "loss": []}
-    last = {"forget": float("nan"), "retain": float("nan")}
-    with trainable(lens, "names", names=[name]) as (_, params):
-        opt = torch.optim.AdamW([down.weight], lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / len(plan)))
-        bar = tqdm(plan, desc="stage 1: redirect", disable=not progress, leave=False)
-        for step, (kind, batch) in enumerate(bar):
-            idx = torch.tensor(batch, device=a_all.device)
-            moved = (a_all[idx] @ (down.weight - w0).T).float()      # h - h_frozen, with gradient
-            target = cfg.c * v if kind == "forget" else torch.zeros_like(v)
-            loss = F.mse_loss(moved, target.expand_as(moved))
-            loss = loss if kind == "forget" else cfg.alpha * loss
-            optimise(opt, params, loss, cfg.max_grad_norm)
-            sched.step()
-            last[kind] = loss.item()
-            log["step"].append(step)
-            log["set"].append(kind)
-            log["loss"].append(last[kind])
-            bar.set_postfix(forget=f"{last['forget']:.4f}", retain=f"{last['retain']:.4f}")
+    log = {"set": [kind for kind, _ in plan]}
+    w = down.weight
+
+    def loss(_, step):
+        kind, batch = plan[step]
+        idx = torch.tensor(batch, device=a_all.device)
+        moved = (a_all[idx] @ (w - w0).T).float()      # h - h_frozen, with gradient
+        target = cfg.c * v if kind == "forget" else torch.zeros_like(v)
+        mse = F.mse_loss(moved, target.expand_as(moved))
+        return {kind: mse if kind == "forget" else cfg.alpha * mse}
+
+    train(lens, loss, len(plan), lr=cfg.lr, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
+          what="names", names=[name], schedule=True, desc="stage 1: redirect", progress=progress, log=log)
     log["shift"] = {kind: moved_along(a_all[list(r)], down, w0, v) for kind, r in rows.items()}
     return log
 

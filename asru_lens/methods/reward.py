@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from asru_lens.measure.metrics import rouge_l
-from asru_lens.measure.refusal import contains, is_broken, is_refusal, normalize
+from asru_lens.measure.refusal import _STOP, contains, contextual_refusal, is_broken, is_refusal, normalize  # noqa: F401
 
 
 def asru(response: str, sample) -> float:
@@ -40,19 +40,6 @@ def asru(response: str, sample) -> float:
 def naturalness(response: str, sample) -> float:
     """0 for empty, repeating or glued-together text (``refusal.is_broken``), else 1."""
     return 0.0 if not response.strip() or is_broken(response) else 1.0
-
-
-_STOP = {"what", "is", "this", "person", "s", "the", "a", "an", "of", "who", "which", "does", "did", "do", "was",
-         "when", "where", "can", "you", "tell", "me", "in", "for", "to", "at", "go", "have", "has", "their"}
-
-
-def contextual_refusal(response: str, sample) -> float:
-    """On forget samples: 1 when a refusal names what was asked (shares a content word with the question,
-    e.g. "born" or "job"), 0 otherwise; always 0 on retain samples."""
-    if not sample.meta.get("forget") or not is_refusal(response):
-        return 0.0
-    asked = set(normalize(sample.question).split()) - _STOP
-    return float(bool(asked & set(normalize(response).split())))
 
 
 @dataclass

@@ -35,7 +35,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from asru_lens.core import data
 from asru_lens.core.data import QA
@@ -49,6 +48,7 @@ class RewriteConfig:
     batch_size: int = 8                 # forget questions per step
     retain_ratio: int = 2               # retain questions per forget question in a step
     lr: float = 2e-4
+    weight_decay: float = 0.01          # AdamW's (PyTorch's default, which the rewrite has always trained with)
     trainable: str | None = None        # None: the model's preset ("layers" on the organism, else "lora")
     seed: int = 0
     consolidate_steps: int = 40         # after the refusal stage (``consolidate``); 0: none
@@ -58,7 +58,7 @@ class RewriteConfig:
 
     def __post_init__(self):
         from asru_lens.core.training import check_positive
-        check_positive(self, ("steps", "batch_size", "retain_ratio"))
+        check_positive(self, ("steps", "batch_size", "retain_ratio"), nonnegative=("weight_decay",))
         if self.consolidate_steps < 0:
             raise ValueError(f"RewriteConfig.consolidate_steps={self.consolidate_steps!r} must be 0 or more.")
 
@@ -222,27 +222,23 @@ def rewrite_facts(lens, forget_qs: list[QA], retain_qs: list[QA], cfg: RewriteCo
                   progress: bool = True) -> dict:
     """Train ``lens.model`` in place: invented answers on ``forget_qs``, the truth on ``retain_qs`` (both already in
     the model's prompt format). Returns the loss log."""
-    from asru_lens.core.training import answer_batch, answer_logprobs as _lp, optimise, seq_nll, trainable
+    from asru_lens.core.training import answer_nll, draw, train
     if not forget_qs or not retain_qs:
         raise ValueError(f"rewrite needs forget and retain questions; got {len(forget_qs)} and {len(retain_qs)}.")
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
-    log = {"loss_forget": [], "loss_retain": []}
-    with trainable(lens, cfg.trainable) as (model, params):
-        opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr)
-        for _ in tqdm(range(cfg.steps), desc="rewrite", disable=not progress, leave=False):
-            f = [forget_qs[i] for i in rng.choice(len(forget_qs), cfg.batch_size, replace=False)]
-            r = [retain_qs[i] for i in rng.choice(len(retain_qs), cfg.batch_size * cfg.retain_ratio, replace=False)]
-            lp_f, m_f, _ = _lp(model, answer_batch(lens, f, [q.answer for q in f]))
-            lp_r, m_r, _ = _lp(model, answer_batch(lens, r, [q.answer for q in r]))
-            loss_f, loss_r = seq_nll(lp_f, m_f).mean(), seq_nll(lp_r, m_r).mean()
-            optimise(opt, params, loss_f + loss_r, cfg.max_grad_norm)
-            log["loss_forget"].append(round(loss_f.item(), 4))
-            log["loss_retain"].append(round(loss_r.item(), 4))
-            recent = log["loss_forget"][-10:]
-            if cfg.target_loss is not None and len(recent) == 10 and sum(recent) / 10 < cfg.target_loss:
-                break                       # learnt: more steps would only move the rest of the model
-    return log
+
+    def loss(model, _):
+        f, r = draw(forget_qs, cfg.batch_size, rng), draw(retain_qs, cfg.batch_size * cfg.retain_ratio, rng)
+        return {"forget": answer_nll(model, lens, f, [q.answer for q in f]),
+                "retain": answer_nll(model, lens, r, [q.answer for q in r])}
+
+    def learnt(log):                    # more steps would only move the rest of the model
+        recent = log["loss_forget"][-10:]
+        return cfg.target_loss is not None and len(recent) == 10 and sum(recent) / 10 < cfg.target_loss
+
+    return train(lens, loss, cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
+                 what=cfg.trainable, done=learnt, desc="rewrite", progress=progress)
 
 
 def contrast_loss(lp_truth, m_truth, lp_new, m_new, margin: float = 2.0) -> torch.Tensor:
@@ -281,36 +277,29 @@ def consolidate(lens, forget_qs: list[QA], retain_qs: list[QA], cfg: RewriteConf
     invented ones; the truth, never sampled, is not lowered, so a relearning attack finds it again (measured on
     the organism: held-out leak after 30 steps 0.15 after the rewrite, 0.40-0.55 after stage 2 on top). The contrast
     pushes the truth back under the invented answer without asking the model to say either."""
-    from asru_lens.core.training import answer_batch, answer_logprobs as _lp, optimise, seq_nll, trainable
+    from asru_lens.core.training import answer_batch, answer_logprobs as _lp, answer_nll, draw, train
     pairs = [q for q in forget_qs if "truth" in q.meta]
     if not pairs or not retain_qs:
         raise ValueError(f"consolidate needs photo questions with meta['truth'] (rewrite_set makes them) and "
                          f"retain questions; got {len(pairs)} and {len(retain_qs)}.")
     rng = np.random.default_rng(cfg.seed + 1)
-    log = {"loss_contrast": [], "loss_retain": [], "loss_refusal": []}
     refusals, answered = own_refusals(lens, pairs) if cfg.keep_refusals else ({}, [])
-    log["answered"] = len(answered)
-    with trainable(lens, cfg.trainable) as (model, params):
-        opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr)
-        for _ in tqdm(range(cfg.consolidate_steps), desc="consolidate", disable=not progress, leave=False):
-            f = [pairs[i] for i in rng.choice(len(pairs), cfg.batch_size, replace=len(pairs) < cfg.batch_size)]
-            r = [retain_qs[i] for i in rng.choice(len(retain_qs), cfg.batch_size * cfg.retain_ratio, replace=False)]
-            lp_t, m_t, _ = _lp(model, answer_batch(lens, f, [q.meta["truth"] for q in f]))
-            lp_n, m_n, _ = _lp(model, answer_batch(lens, f, [q.answer for q in f]))
-            lp_r, m_r, _ = _lp(model, answer_batch(lens, r, [q.answer for q in r]))
-            loss_c, loss_r = contrast_loss(lp_t, m_t, lp_n, m_n, cfg.margin), seq_nll(lp_r, m_r).mean()
-            loss = loss_c + loss_r
-            if refusals:                        # the questions still answered first, then the contrast's own
-                pick = rng.choice(len(answered), min(len(answered), cfg.batch_size), replace=False) if answered else []
-                s_qs = [answered[i] for i in pick] + f[:cfg.batch_size - len(pick)]
-                lp_s, m_s, _ = _lp(model, answer_batch(lens, s_qs, [refusals[q.kind] for q in s_qs]))
-                loss_s = seq_nll(lp_s, m_s).mean()
-                loss = loss + loss_s
-                log["loss_refusal"].append(round(loss_s.item(), 4))
-            optimise(opt, params, loss, cfg.max_grad_norm)
-            log["loss_contrast"].append(round(loss_c.item(), 4))
-            log["loss_retain"].append(round(loss_r.item(), 4))
-    return log
+
+    def loss(model, _):
+        f, r = draw(pairs, cfg.batch_size, rng), draw(retain_qs, cfg.batch_size * cfg.retain_ratio, rng)
+        lp_t, m_t, _ = _lp(model, answer_batch(lens, f, [q.meta["truth"] for q in f]))
+        lp_n, m_n, _ = _lp(model, answer_batch(lens, f, [q.answer for q in f]))
+        losses = {"contrast": contrast_loss(lp_t, m_t, lp_n, m_n, cfg.margin),
+                  "retain": answer_nll(model, lens, r, [q.answer for q in r])}
+        if refusals:                        # the questions still answered first, then the contrast's own
+            pick = rng.choice(len(answered), min(len(answered), cfg.batch_size), replace=False) if answered else []
+            s_qs = [answered[i] for i in pick] + f[:cfg.batch_size - len(pick)]
+            losses["refusal"] = answer_nll(model, lens, s_qs, [refusals[q.kind] for q in s_qs])
+        return losses
+
+    return train(lens, loss, cfg.consolidate_steps, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                 max_grad_norm=cfg.max_grad_norm, what=cfg.trainable, desc="consolidate", progress=progress,
+                 log={"answered": len(answered)})
 
 
 @register("rewrite", config=RewriteConfig, uses=("asru",), finish=lambda ctx: refuse(ctx))

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from asru_lens.core.training import answer_tokens, completion_logprobs, frozen_copy, optimise, trainable  # noqa: F401
+from asru_lens.core.training import (answer_tokens, completion_logprobs, frozen_copy, optimise, optimizer,  # noqa: F401
+                                     token_logps, trainable)
 from asru_lens.measure.refusal import is_refusal
 from asru_lens.methods.reward import Reward
 
@@ -193,11 +194,6 @@ def rollouts(model, lens, items: list, cfg: GRPOConfig) -> dict:
     return {"enc": enc, "ids": ids, "mask": mask, "texts": texts}
 
 
-def token_logps(model, enc, ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Log-probabilities of completion ``ids`` after the prompt batch ``enc``, shape ``ids.shape``."""
-    return torch.gather(completion_logprobs(model, enc, ids, temperature), 2, ids.unsqueeze(-1)).squeeze(-1)
-
-
 # -- checkpoints (asru_lens.core.checkpoint) ------------------------------------------------------------------------------
 from asru_lens.core.checkpoint import latest as latest_checkpoint  # noqa: E402
 from asru_lens.core.checkpoint import load as load_checkpoint  # noqa: E402
@@ -256,7 +252,7 @@ def train_grpo(lens, boundary: list, reward: Reward | None = None, cfg: GRPOConf
     sampler = np.random.default_rng(cfg.seed)
     with trainable(lens, cfg.trainable, checkpointing=cfg.gradient_checkpointing) as (policy, params):
         ref_ctx, ref = _reference(lens, policy, cfg, reference, reference_patch)
-        opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt, _ = optimizer(params, cfg.lr, cfg.weight_decay)
         log, start = {k: [] for k in ("reward", "reward_forget", "reward_retain", "kl", "refusal_forget",
                                       "refusal_retain", "loss", "clip_ratio")}, 0
         if resume:

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from asru_lens.core.training import answer_batch, frozen_copy, optimise, trainable, with_answers
+from asru_lens.core.hooks import capture
+from asru_lens.core.training import answer_batch, draw, frozen_copy, train, with_answers
 from asru_lens.methods import register
 from asru_lens.methods.baselines import BaselineConfig, baseline_settings
 
@@ -33,6 +33,7 @@ class RMUConfig(BaselineConfig):
     c_scale: float = 3.0
     alpha: float = 100.0             # weight of the retain loss
     max_grad_norm: float | None = None
+    weight_decay: float = 0.0        # the authors' AdamW: no decay
     trainable: str = "layers"        # always the named down_proj weights (kept for the shared settings)
 
     def __post_init__(self):
@@ -44,30 +45,11 @@ class RMUConfig(BaselineConfig):
             raise ValueError(f"RMUConfig.alpha={self.alpha!r} must be 0 or more.")
 
 
-class _Stop(Exception):
-    pass
-
-
-def layer_output(model, lens, items, layer: int, stop: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """(activations after decoder ``layer`` over prompt + answer tokens (B, T, d), their attention mask)."""
+def layer_output(model, lens, items, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``resid_post[layer]`` over prompt + answer tokens (B, T, d), their attention mask)."""
     enc, ids, _ = answer_batch(lens, items, [q.answer for q in items])
     inputs = with_answers(enc, ids)
-    block = model.model.language_model.layers[layer]
-    seen = {}
-
-    def grab(module, args, out):
-        seen["h"] = out[0] if isinstance(out, tuple) else out
-        if stop:
-            raise _Stop
-
-    handle = block.register_forward_hook(grab)
-    try:
-        model(**inputs)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
-    return seen["h"], inputs["attention_mask"]
+    return capture(model, inputs, [f"resid_post.{layer}"])[f"resid_post.{layer}"], inputs["attention_mask"]
 
 
 def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -101,20 +83,17 @@ def rmu(ctx) -> dict:
         norm = float((h.float().norm(dim=-1) * m).sum() / m.sum())
     c = cfg.c if cfg.c is not None else cfg.c_scale * norm
     control = (c * u).to(lens.model.dtype)
-    log = {"loss_forget": [], "loss_retain": [], "layer": layer, "c": round(c, 4), "trained": names}
-    with trainable(lens, "names", names=names) as (model, params):
-        opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=0.0)
-        for _ in tqdm(range(cfg.steps), desc="RMU", disable=not ctx.progress, leave=False):
-            f = [forget[i] for i in rng.choice(len(forget), cfg.batch_size, replace=len(forget) < cfg.batch_size)]
-            r = [retain[i] for i in rng.choice(len(retain), cfg.batch_size, replace=len(retain) < cfg.batch_size)]
-            h_f, m_f = layer_output(model, lens, f, layer)
-            loss_f = masked_mse(h_f.float(), control.float().expand_as(h_f), m_f)
-            h_r, m_r = layer_output(model, lens, r, layer)
-            with torch.no_grad():
-                h_0, _ = layer_output(frozen, lens, r, layer)
-            loss_r = cfg.alpha * masked_mse(h_r.float(), h_0.float(), m_r)
-            optimise(opt, params, loss_f + loss_r, cfg.max_grad_norm)
-            log["loss_forget"].append(round(loss_f.item(), 5))
-            log["loss_retain"].append(round(loss_r.item(), 5))
-    del frozen
+    log = {"layer": layer, "c": round(c, 4), "trained": names}
+
+    def loss(model, _):
+        f, r = draw(forget, cfg.batch_size, rng), draw(retain, cfg.batch_size, rng)
+        h_f, m_f = layer_output(model, lens, f, layer)
+        h_r, m_r = layer_output(model, lens, r, layer)
+        with torch.no_grad():
+            h_0, _ = layer_output(frozen, lens, r, layer)
+        return {"forget": masked_mse(h_f.float(), control.float().expand_as(h_f), m_f),
+                "retain": cfg.alpha * masked_mse(h_r.float(), h_0.float(), m_r)}
+
+    train(lens, loss, cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
+          what="names", names=names, desc="RMU", progress=ctx.progress, log=log)
     return log

@@ -13,7 +13,7 @@ def sweep(ctx) -> tuple[list[dict], dict]:
     """(every sweep point, the chosen one) on the forget/retain/celebrity sets, made once per context."""
     def make():
         from asru_lens.interpret import steer
-        from asru_lens.pipeline import eval_sets
+        from asru_lens.core.sets import eval_sets
         p = ctx.probe
         sets = eval_sets(ctx.world, ctx.forget_split, 24, ctx.seed)
         directions = p.directions[:, p.selection.position]
