@@ -93,7 +93,7 @@ def cmd_organism_build(args) -> int:
 
     cfg = OrganismConfig(seed=args.seed) if args.steps is None else OrganismConfig(seed=args.seed, steps=args.steps)
     t0 = time.time()
-    model, processor, world, log = train_organism(cfg, progress=not args.json)
+    model, processor, world, log = train_organism(cfg, progress=True)
     tail = log["loss"][-50:]
     meta = {"config": log["config"], "train_seconds": round(log["seconds"], 1),
             "final_loss": round(sum(tail) / len(tail), 4)}
@@ -130,7 +130,7 @@ def cmd_organism_eval(args) -> int:
     folder = args.data or world_dir()
     split_path(folder, "Full_Set")          # a wrong folder is named before the model loads
     lens = _load(args)
-    res = evaluate_organism(lens, folder, progress=not args.json)
+    res = evaluate_organism(lens, folder, progress=True)
     ok = check(res)
     if args.record:
         _record(args.model, res)
@@ -176,7 +176,7 @@ def cmd_probe(args) -> int:
     world = _world(args)
     lens = _load(args)
     sets = probe_sets(world, lens.protocol, forget=args.forget, n=args.n)
-    res = probe(lens, sets, progress=not args.json, filter_refusals=not args.no_refusal_filter)
+    res = probe(lens, sets, progress=True, filter_refusals=not args.no_refusal_filter)
     info = res.summary()
     info["notes"] = info["counts"].pop("notes", []) + list(world.missing().values())
     info["protocol"] = lens.protocol.name
@@ -231,7 +231,7 @@ def cmd_steer(args) -> int:
     if args.sweep:
         layers = list(range(1, lens.n_layers)) if args.layer is None else [args.layer]
         alphas = args.alphas
-        points = steer.sweep(lens, sets, directions, layers, alphas, args.mode, progress=not args.json, facts=facts,
+        points = steer.sweep(lens, sets, directions, layers, alphas, args.mode, progress=True, facts=facts,
                              **kw)
         base = {"layer": None, "alpha": 0.0, "mode": "none", **steer.measure(lens, sets, None, facts=facts)}
         points = [base] + points
@@ -345,7 +345,7 @@ def cmd_unlearn(args) -> int:
     lens = _load(args)
     budget = RunConfig.named(args.budget, forget=args.forget, seed=args.seed)
     res = unlearn(lens, world, args.method, budget, lrs, args.tune, overrides, n_eval=args.n,
-                  progress=not args.json and rank == 0, out=args.out if rank == 0 else None,
+                  progress=rank == 0, out=args.out if rank == 0 else None,
                   checkpoint_dir=args.checkpoint_dir, direction=direction, filter_refusals=not args.no_refusal_filter)
     if rank:
         return 0          # data-parallel: the first process saves and reports
@@ -406,7 +406,7 @@ def cmd_run(args) -> int:
     STOP.clear()
     previous = signal.signal(signal.SIGINT, on_ctrl_c)
     try:
-        res = run(lens, world, cfg, progress=not args.json, figures=figures, judge=judge,
+        res = run(lens, world, cfg, progress=True, figures=figures, judge=judge,
                   save_models=args.save_models, direction=direction, tasks=out / "tasks", resume=args.resume,
                   workers=args.workers, ray_address=args.ray_address, recipe=recipe)
     except KeyboardInterrupt:
@@ -458,7 +458,7 @@ def cmd_finetune(args) -> int:
     items = finetune_items(world.split(overrides.get("split", "Full_Set")))
     lens = _load(args)
     cfg = finetune_config(lens, **overrides)
-    log = finetune(lens, items, cfg, progress=not args.json, checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+    log = finetune(lens, items, cfg, progress=True, checkpoint_dir=args.checkpoint_dir, resume=args.resume)
     if log.get("rank", 0):
         return 0          # data-parallel (torchrun, accelerate launch): the first process saves and reports
     lens.save(args.out)
@@ -481,7 +481,7 @@ def cmd_evaluate(args) -> int:
     world = _world(args)
     lens = _load(args)
     items = evaluate.eval_items(world, args.forget, args.n, args.seed)
-    res = evaluate.evaluate(lens, world, args.forget, n=args.n, judge=judge, progress=not args.json, items=items)
+    res = evaluate.evaluate(lens, world, args.forget, n=args.n, judge=judge, progress=True, items=items)
     info = {"metrics": {k: None if v is None else round(v, 4) for k, v in res["metrics"].items()},
             "protocol": res["protocol"], "judge": res["judge"], "notes": list(world.missing().values())}
     return emit(args, info, lambda i: [_table([(k, _fmt(i["metrics"].get(k))) for k in HEADLINE], ("metric", "value")),
@@ -505,7 +505,7 @@ def cmd_residue(args) -> int:
     vanilla = load(args.vanilla, **kw)
     out = {"models": {}, "protocol": vanilla.protocol.name, "notes": list(world.missing().values())}
     def audit(lens, leak_vanilla):
-        return residue(lens, world, cfg, leak_vanilla, progress=not args.json, refusal_direction=refusal)
+        return residue(lens, world, cfg, leak_vanilla, progress=True, refusal_direction=refusal)
     out["models"]["vanilla"] = audit(vanilla, None)
     if args.model is not None:
         leak_vanilla = {by: r["leak_unlearned"] for by, r in out["models"]["vanilla"]["relearn"].items()}
@@ -771,6 +771,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)      # for the resume hint after Ctrl-C
     try:
+        if getattr(args, "model", None):       # a mistyped folder fails now, before the world or torch loads
+            from asru_lens.core.source import check_source
+            check_source(args.model)
         return args.func(args)
     except (ValueError, RuntimeError) as e:
         # DataError and MethodError are ValueErrors; ModelLoadError is told by name (importing it imports torch)

@@ -23,6 +23,8 @@ then ``overrides`` and the learning rates.
 """
 from __future__ import annotations
 
+import sys
+
 import time
 from dataclasses import dataclass, field
 
@@ -37,7 +39,7 @@ from asru_lens.measure.refusal import is_refusal
 STAGE_NAMES = {"stage1": "stage1", "asru": "stage2"}     # ASRU's two stages, as the paper names them
 
 
-def behaviour(lens, sets: dict, facts=None, max_new_tokens: int = 24) -> dict:
+def behaviour(lens, sets: dict, facts=None, max_new_tokens: int | None = None) -> dict:
     """The table in the module docstring, plus two example answers per set. ``facts``: the world's
     (``facts.of_world``), which says what states a fact (see ``steer.measure``)."""
     facts = facts or measure_facts.of_sets(sets)
@@ -89,7 +91,7 @@ def unlearn(lens, world: World, method: str = "asru", budget=None, lrs: dict | N
     stages = chain(method)
     for name in stages:
         methods.get(name)
-    say = tqdm.write if progress else (lambda m: None)
+    say = (lambda m: tqdm.write(m, file=sys.stderr)) if progress else (lambda m: None)  # noqa: E731
     for why in world.missing().values():
         say(f"note: {why}")
     seconds, t = {}, time.time()
@@ -116,6 +118,9 @@ def unlearn(lens, world: World, method: str = "asru", budget=None, lrs: dict | N
             measured[label] = behaviour(lens, sets, facts)
         say(f"{name}: forget refusal {measured[label]['forget_refusal']:.2f}, retain utility "
             f"{measured[label]['retain_utility']:.2f}")
+    used = learning_rates(lens, stages, ctx, lrs or {}, tune)
+    for name, u in used.items():
+        say(f"{name}: learning rate {u['lr']:g} ({u['from']})")
     if out:
         saved_model(lens, logs[method], out)
     if logs[method].get("steering") is not None:
@@ -127,9 +132,30 @@ def unlearn(lens, world: World, method: str = "asru", budget=None, lrs: dict | N
         "overrides": ctx.overrides, "settings": ctx.cache.get("settings", {}), "protocol": lens.protocol.name,
         "world": world.kind,
         "notes": list(world.missing().values())}
+    config["learning_rates"] = used
     return UnlearnResult(method, measured, layer, dict(ctx.lrs),
                          {n: {"grid": f["grid"], "lr": f["lr"]} for n, f in ctx.fitted.items() if f["grid"]},
                          {k: _loggable(v) for k, v in logs.items()}, seconds, config)
+
+
+def learning_rates(lens, stages: list, ctx, given: dict, tune: bool) -> dict:
+    """``{stage: {"lr", "from"}}``: the learning rate each stage trained at, and where it came from: ``--lr``,
+    ``--tune`` (the run's grid and validation rule), the model's preset (its ``asru_lens.json``) or the method's
+    own default."""
+    from asru_lens import methods
+    out = {}
+    for name in dict.fromkeys(stages + [u for n in stages for u in methods.get(n).uses]):
+        m = methods.get(name)
+        lr = ctx.cache.get("settings", {}).get(name, {}).get("lr")
+        if tune and m.tuned and name in ctx.lrs:
+            lr = ctx.lrs[name]                        # the chosen one, not the grid's last point
+        if lr is None:
+            continue                                  # trains nothing (vanilla, steer)
+        source = ("--lr" if name in given else "--tune: the run's grid and validation rule" if tune and m.tuned
+                  else f"preset: {m.presets} in the model's asru_lens.json"
+                  if "lr" in lens.presets.get(m.presets, {}) else "the method's default")
+        out[name] = {"lr": lr, "from": source}
+    return out
 
 
 def _loggable(log) -> dict:

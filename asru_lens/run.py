@@ -127,7 +127,7 @@ def run(lens, world, cfg: RunConfig | None = None, progress: bool = True, figure
     tasks = Path(tasks) if tasks is not None else None
     done = start_tasks(tasks, task_config(cfg, lens, world), resume) if tasks is not None else {}
     judge = judge or evaluate.rule_judge
-    say = tqdm.write if progress else (lambda m: None)
+    say = (lambda m: tqdm.write(m, file=sys.stderr)) if progress else (lambda m: None)  # noqa: E731
     res, t0 = RunResult(), time.time()
     res.extra.update(protocol=lens.protocol.name, judge=getattr(judge, "name", "rule"), world=world.kind,
                      notes=list(world.missing().values()), seed=cfg.seed)

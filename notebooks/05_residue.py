@@ -53,7 +53,7 @@ UNSEEN_FACES = None     # with a plain MLLMU-Bench folder: faces the model never
 REFUSAL_PROMPTS = None  # ... or your own refusal prompts, JSONL: {"question": ..., "image": ...} per line
 FIGURES = os.environ.get("ASRU_LENS_FIGURES", "../figures")  # where figures are saved (HTML; PNG with Chromium)
 FORGET = 10
-GRPO_STEPS = 40   # stage 2 steps for both unlearned models (the organism's preset is 150)
+GRPO_STEPS = 20   # stage 2 steps for both unlearned models (the organism's preset is 150)
 REWRITE_LR = 2e-4 # the rewrite's learning rate (`asru-lens run` picks it on its grid)
 REWRITE_STEPS = 150  # at most (it stops once the invented answers are learnt; `asru-lens run`: 300)
 STEPS = (10, 30)  # relearning and benign fine-tuning steps at which the leak is read
@@ -110,7 +110,7 @@ pd.DataFrame({w: residue.columns(r) for w, r in worded.items()}).round(3)
 # ASRU's two stages as `asru-lens unlearn` runs them (a smaller stage 2 here).
 
 # %% tags=["nbval-ignore-output"]
-asru_log = pipeline.unlearn(lens, world, "asru", budget, overrides=settings, n_eval=24, progress=False)
+asru_log = pipeline.unlearn(lens, world, "asru", budget, overrides=settings, n_eval=8, progress=False)
 results["asru"] = residue.residue(lens, world, cfg, vanilla, progress=False, cls=False)
 pd.DataFrame({m: residue.columns(r) for m, r in results.items()}).round(3)
 
@@ -132,7 +132,7 @@ pd.DataFrame({m: residue.columns(r) for m, r in results.items()}).round(3)
 
 # %% tags=["nbval-ignore-output"]
 lens.model.load_state_dict(vanilla_weights)
-out = pipeline.unlearn(lens, world, "rewrite", budget, lrs={"rewrite": REWRITE_LR}, overrides=settings, n_eval=24,
+out = pipeline.unlearn(lens, world, "rewrite", budget, lrs={"rewrite": REWRITE_LR}, overrides=settings, n_eval=8,
                        progress=False)
 results["rewrite"] = residue.residue(lens, world, cfg, vanilla, progress=False, cls=False)
 pd.DataFrame({m: residue.columns(r) for m, r in results.items()}).round(3)

@@ -64,7 +64,8 @@ def test_run_on_export_small_budget(capsys, export, tmp_path):
     gives the row's forget A-D, leakage and contextual refusal."""
     mllmu, faces = export
     data = ["--data", str(mllmu), "--unseen-faces", str(faces)]
-    out = _json(capsys, ["run", *data, "--budget", "small", "--json", "--reports", str(tmp_path / "reports"),
+    out = _json(capsys, ["run", *data, "--budget", "small", "--json", "--out", str(tmp_path / "run"),
+                         "--reports", str(tmp_path / "reports"),
                          "--figures", str(tmp_path / "figures")])
     m = out["methods"]
     assert list(m) == list(METHODS)

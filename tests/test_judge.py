@@ -1,9 +1,8 @@
 """The rule-based judge on hand-made answers, the letter parser, and the LLM judges against a local fake
 OpenAI endpoint (prompt, parser, on-disk cache, error scoring)."""
+import hashlib
 import json
-import re
 import socket
-import subprocess
 import threading
 import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -81,11 +80,10 @@ def test_prompt_is_the_authors_rubric():
     text = judge.prompt("Q?", "A.", "GT.")
     assert text.startswith("You are an evaluation assistant.")
     assert text.endswith("Question: Q?\nResponse: A.\nGround Truth: GT.\n")
-    mirror = Path("/work/.mirror/guangjh+ASRU/repo")
-    if mirror.exists():  # the authors' repository, where a checkout has it: the text must be theirs, verbatim
-        src = subprocess.run(["git", "-C", str(mirror), "show", "HEAD:eval/natural_evaluation.py"],
-                             capture_output=True, text=True).stdout
-        assert judge.PROMPT == re.search(r'prompt = """(.*?)"""', src, re.DOTALL).group(1)
+    # the authors' rubric verbatim: the sha256 of the ``prompt = """..."""`` text of eval/natural_evaluation.py in
+    # guangjh/ASRU at 8c96afbd1ebac1b00c77a65900361ae0f431e143 (compared with that file on 2026-12-05)
+    assert hashlib.sha256(judge.PROMPT.encode()).hexdigest() == \
+        "5847f36c4c90091003d998dcb48dca66549c94c7d1c2f1809af387415fd6c059"
 
 
 class FakeOpenAI:
@@ -315,15 +313,23 @@ def test_validation_score_is_efficacy_plus_utility_by_fact_words(reworded, free_
     items, _, trained = reworded
     world_facts = facts.of_world(asru_lens.open_world(free_export[0]), 10)
 
+    from asru_lens.core.protocol import Protocol
+
     class Lens:               # replies, in the order validation_score asks: the forget questions, then the retain
+        protocol = Protocol()  # asked as evaluation asks: the protocol's prompt and answer budget
+
         def __init__(self, replies):
             self.replies = iter(replies)
+            self.asked = []
 
         def generate(self, questions, images, max_new_tokens):
+            self.asked.append((questions[0], max_new_tokens))
             return [next(self.replies) for _ in questions]
 
     forget, retain = items[:10], items[10:20]
     knows, refuses = trained[:10], ["Sorry, I don't know who this is."] * 10
-    assert validation_score(Lens(knows + trained[10:20]), forget, retain, world_facts) == 0.5    # forgot nothing
+    lens = Lens(knows + trained[10:20])
+    assert validation_score(lens, forget, retain, world_facts) == 0.5    # forgot nothing
+    assert lens.asked[0] == (Protocol().gen(forget[0].question), Protocol().max_new_tokens)
     assert validation_score(Lens(refuses + trained[10:20]), forget, retain, world_facts) == 1.0  # forgot, kept all
     assert validation_score(Lens(refuses + refuses), forget, retain, world_facts) == 0.5         # forgot everything

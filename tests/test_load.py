@@ -85,3 +85,20 @@ def test_cli_reports_bad_model_without_traceback(tmp_path, capsys):
 def test_cli_reports_missing_data_folder(tmp_path, capsys):
     assert main(["organism", "eval", "--data", str(tmp_path / "nodata")]) == 2
     assert "nodata" in capsys.readouterr().err
+
+
+def test_a_mistyped_model_folder_fails_before_any_work(monkeypatch, capsys):
+    """No local folder, no cached Hub model, no Hub: one error naming the argument, before the world opens (and
+    without transformers' two minutes of Hub retries)."""
+    from asru_lens import cli
+    from asru_lens.core import source
+    monkeypatch.setattr(source, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(cli, "_world", lambda args: pytest.fail("the world opened before the model was checked"))
+    assert cli.main(["probe", "--model", "runs/no-such-folder"]) == 2
+    err = capsys.readouterr().err
+    assert "model 'runs/no-such-folder' is not a local folder" in err and "the Hub cannot be reached" in err
+    assert cli.main(["probe", "--model", "./runs/no-such-folder"]) == 2
+    assert "is not a folder with a config.json" in capsys.readouterr().err
+    # with the Hub in reach the name goes on to from_pretrained, whose error says what the Hub has
+    monkeypatch.setattr(source, "hub_reachable", lambda timeout=3.0: True)
+    source.check_source("runs/no-such-folder")

@@ -51,7 +51,7 @@ def test_run_cli_json_keys(small_run):
     assert set(out["methods"]) == {"vanilla", "GA"} and set(HEADLINE) <= set(out["methods"]["GA"])
     grid = {float(k): v for k, v in out["tuning"]["GA"]["grid"].items()}
     assert set(grid) == {1e-4, 3e-3} and grid[out["tuning"]["GA"]["lr"]] == max(grid.values())   # the rule's pick
-    assert 0 <= out["methods"]["vanilla"]["leakage"] < 1 < out["methods"]["GA"]["leakage"] <= 5
+    assert out["methods"]["vanilla"]["leakage"] < 1 < out["methods"]["GA"]["leakage"]   # GA states fewer facts
     assert json.loads((folder / "report.json").read_text())["methods"] == out["methods"]
     # one column per attack, for every method: what the attacks and the probes still find
     from asru_lens.measure.residue import COLUMNS

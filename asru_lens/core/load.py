@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from asru_lens.core.protocol import Protocol
+from asru_lens.core.source import ModelLoadError, _looks_local, check_source  # noqa: F401
 
 ORGANISM_DIR = Path(__file__).parent.parent / "organism" / "checkpoint"
 # A model folder may say how it is asked and trained: {"protocol": {...}, "presets": {...}} (Protocol's fields;
@@ -23,10 +24,6 @@ ORGANISM_DIR = Path(__file__).parent.parent / "organism" / "checkpoint"
 # model is a real Qwen3-VL: the paper's protocol and the authors' settings.
 PROFILE_FILE = "asru_lens.json"
 DTYPES = ("float32", "bfloat16", "float16", "auto")
-
-
-class ModelLoadError(RuntimeError):
-    """The model could not be loaded; the message says what was tried and how to fix it."""
 
 
 @dataclass
@@ -123,11 +120,13 @@ class Lens:
 
     # -- generation ------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, questions: list[str], images: list | None = None, max_new_tokens: int = 32,
+    def generate(self, questions: list[str], images: list | None = None, max_new_tokens: int | None = None,
                  batch_size: int | None = None, progress: bool = False, desc: str = "generate",
                  min_new_tokens: int = 0, shots: list | None = None) -> list[str]:
         """Greedy answers, decoded without special tokens (``min_new_tokens`` holds off EOS, for timing).
-        ``batch_size``: default ``self.batch_size``, else 64."""
+        ``batch_size``: default ``self.batch_size``, else 64; ``max_new_tokens``: default the protocol's answer
+        budget (``self.protocol.max_new_tokens``, the one generation budget)."""
+        max_new_tokens = max_new_tokens or self.protocol.max_new_tokens
         images = images if images is not None else [None] * len(questions)
         batch_size = batch_size or self.batch_size or 64
         out = []
@@ -183,10 +182,6 @@ def _as_image(image, index: int):
                             f"PIL image.")
         return decode_image(str(image), f"prompt {index}: image file {str(image)!r}")
     raise TypeError(f"prompt {index}: image must be a PIL image, a file path or None, not {type(image).__name__}.")
-
-
-def _looks_local(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or os.path.exists(os.path.expanduser(name))
 
 
 def read_profile(folder: str | os.PathLike) -> tuple[Protocol, dict]:
@@ -260,11 +255,9 @@ def load(model: str | os.PathLike | None = None, *, dtype: str | torch.dtype | N
         name, where = "organism", str(path)
     else:
         name = where = str(model)
+        check_source(where)
         if _looks_local(where):
             where = os.path.expanduser(where)
-            if not os.path.isdir(where) or not os.path.exists(os.path.join(where, "config.json")):
-                raise ModelLoadError(f"model path {where!r} is not a folder with a config.json. Pass the folder "
-                                     f"that save_pretrained wrote, or a Hub id such as Qwen/Qwen3-VL-2B-Instruct.")
     check_dtype(dtype)
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: use a positive number of prompts per batch.")

@@ -16,6 +16,8 @@ decoder layers. A layer's output is therefore not the next layer's input at imag
 """
 from __future__ import annotations
 
+import sys
+
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -33,7 +35,12 @@ ProbeError, _require = A.ProbeError, A._require
 
 
 # -- 1. which prompts the model refuses ----------------------------------------------------------------------
-def answers(lens, items, max_new_tokens: int = 24, batch_size: int = 64, progress: bool = False,
+# how far the probe reads an answer to tell a refusal: it shows in the first words (the protocol's answer budget,
+# 50 tokens on MLLMU-Bench, would only cost time here)
+REFUSAL_TOKENS = 24
+
+
+def answers(lens, items, max_new_tokens: int = REFUSAL_TOKENS, batch_size: int = 64, progress: bool = False,
             desc: str = "answers") -> list[str]:
     """The model's own greedy answers."""
     return lens.generate([q.question for q in items], [q.image for q in items], max_new_tokens=max_new_tokens,
@@ -261,7 +268,7 @@ class ProbeResult(_Chosen):
 MIN_REFUSALS = 8      # refused prompts needed to build a mean from (the direction part)
 
 
-def probe(lens, sets: dict, max_new_tokens: int = 24, batch_size: int | None = None, progress: bool = True,
+def probe(lens, sets: dict, max_new_tokens: int = REFUSAL_TOKENS, batch_size: int | None = None, progress: bool = True,
           filter_refusals: bool = True, min_refusals: int = MIN_REFUSALS) -> ProbeResult:
     """Run steps 1-5 on ``sets`` (see ``asru_lens.core.sets.probe_sets``) and measure the chosen direction.
 
@@ -270,7 +277,7 @@ def probe(lens, sets: dict, max_new_tokens: int = 24, batch_size: int | None = N
     nothing yet (random weights, a base model): every prompt is then kept as given. Fewer than
     ``min_refusals`` refused prompts is an error that says what to do. The harmful-vs-harmless direction and
     the text-only (modality) direction are analyses: without prompts for them they are skipped, with a note."""
-    say = (lambda m: tqdm.write(m)) if progress else (lambda m: None)  # noqa: E731
+    say = (lambda m: tqdm.write(m, file=sys.stderr)) if progress else (lambda m: None)  # noqa: E731
     gen_batch = lens.batch_size or 64
     reply = lambda items, desc: answers(lens, items, max_new_tokens, gen_batch, progress, desc) if items else []  # noqa
     notes = []

@@ -154,11 +154,12 @@ def _encode(lens, items):
 
 
 @torch.no_grad()
-def generate(lens, items, spec: Steering | None = None, max_new_tokens: int = 24, batch_size: int | None = None,
-             min_new_tokens: int = 0) -> list[str]:
+def generate(lens, items, spec: Steering | None = None, max_new_tokens: int | None = None,
+             batch_size: int | None = None, min_new_tokens: int = 0) -> list[str]:
     """Greedy answers to ``items`` (data.QA) with ``spec`` applied at every generation step (``batch_size``:
-    default ``lens.batch_size``, else 32)."""
+    default ``lens.batch_size``, else 32; ``max_new_tokens``: default the protocol's answer budget)."""
     batch_size = batch_size or lens.batch_size or 32
+    max_new_tokens = max_new_tokens or lens.protocol.max_new_tokens
     if spec is None:
         return lens.generate([q.question for q in items], [q.image for q in items], max_new_tokens=max_new_tokens,
                              batch_size=batch_size, min_new_tokens=min_new_tokens)
@@ -184,7 +185,7 @@ def generate(lens, items, spec: Steering | None = None, max_new_tokens: int = 24
 
 
 def generate_with_addition(lens, items, layer: int, direction: torch.Tensor, alpha: float = 1.0,
-                           max_new_tokens: int = 24, batch_size: int | None = None) -> list[str]:
+                           max_new_tokens: int | None = None, batch_size: int | None = None) -> list[str]:
     """Greedy answers with ``alpha * direction`` added to ``resid_pre[layer]`` at every step."""
     return generate(lens, items, Steering(direction, layer, alpha), max_new_tokens, batch_size)
 
@@ -281,7 +282,7 @@ def forget_detector(lens, forget, retain, layer: int) -> dict:
 
 
 # -- what a steering point costs -------------------------------------------------------------------------------
-def measure(lens, sets: dict, spec: Steering | None, max_new_tokens: int = 24, facts=None) -> dict:
+def measure(lens, sets: dict, spec: Steering | None, max_new_tokens: int | None = None, facts=None) -> dict:
     """What greedy answers under ``spec`` (None: the unsteered model) state and refuse, on each of ``sets``:
 
     * ``forget_refusal``, and ``forget_leak``: the share of forget answers that state their fact;

@@ -37,6 +37,8 @@ prompt), on the decoder layers in full for a model whose presets say so (the org
 """
 from __future__ import annotations
 
+import sys
+
 import math
 import re
 from dataclasses import asdict, dataclass
@@ -415,7 +417,7 @@ def residue(lens, world, cfg: ResidueConfig = ResidueConfig(), vanilla: dict | N
     undefined, as for vanilla itself)."""
     from asru_lens.measure import attacks, evaluate
     from asru_lens.measure.facts import of_world
-    say = tqdm.write if progress else (lambda m: None)
+    say = (lambda m: tqdm.write(m, file=sys.stderr)) if progress else (lambda m: None)  # noqa: E731
     facts = of_world(world, cfg.forget)
     stated = fact_people(world, cfg.forget, facts)
     formats = forget_formats(world, cfg.forget) if cfg.formats else None

@@ -24,12 +24,11 @@ from tqdm.auto import tqdm
 
 
 def validation_score(lens, val_forget: list, val_retain: list, facts) -> float:
-    """(1 - forget leak + retain utility) / 2 on greedy answers: the shares of forget and of retain answers that
-    state their fact (``facts.stated``: the ground truth or half its key words, so a reworded correct answer
+    """(1 - forget leak + retain utility) / 2 on greedy answers, asked as evaluation asks them (the protocol's
+    prompt and answer budget, ``facts.fact_leak``): the shares of forget and of retain answers that state their fact (``facts.stated``: the ground truth or half its key words, so a reworded correct answer
     counts)."""
-    f = lens.generate([q.question for q in val_forget], [q.image for q in val_forget], max_new_tokens=24)
-    r = lens.generate([q.question for q in val_retain], [q.image for q in val_retain], max_new_tokens=24)
-    return float((1 - facts.share(f, val_forget) + facts.share(r, val_retain)) / 2)
+    from asru_lens.measure.facts import fact_leak
+    return float((1 - fact_leak(lens, val_forget, facts) + fact_leak(lens, val_retain, facts)) / 2)
 
 
 def restore(lens, weights) -> None:

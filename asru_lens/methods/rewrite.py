@@ -255,7 +255,7 @@ def own_refusals(lens, questions: list[QA]) -> tuple[dict[str, str], list[QA]]:
     from collections import Counter
 
     from asru_lens.measure.refusal import is_refusal
-    answers = lens.generate([q.question for q in questions], [q.image for q in questions], max_new_tokens=24)
+    answers = lens.generate([q.question for q in questions], [q.image for q in questions])
     refused = [is_refusal(a) for a in answers]
     by_kind: dict[str, Counter] = {}
     for q, a, r in zip(questions, answers, refused):

@@ -15,6 +15,8 @@ paraphrase asks the same thing.
 """
 from __future__ import annotations
 
+import sys
+
 import json
 import math
 import os
@@ -434,7 +436,7 @@ def _train(cfg: OrganismConfig, progress: bool, callback):
     vision_log = pretrain_vision(model, heads, pixels, targets, cfg, rng, progress) if cfg.vision_steps else []
     report = vision_report(model, heads, world, processor, examples.known) if cfg.vision_steps else {}
     if progress and report:
-        tqdm.write("vision stage: " + ", ".join(f"{k} {v:.3f}" for k, v in report.items()))
+        tqdm.write(file=sys.stderr, s="vision stage: " + ", ".join(f"{k} {v:.3f}" for k, v in report.items()))
     model.train()
     default_attn = model.config._attn_implementation
     model.set_attn_implementation(cfg.train_attn)

@@ -47,7 +47,7 @@ class SteeringWidget:
     """Sample picker, question, layer, alpha and mode; unsteered vs steered answers and projection bars."""
 
     def __init__(self, lens, items: list[QA], directions: torch.Tensor, layer: int = 0, alpha: float = 1.0,
-                 mode: str = "add", max_new_tokens: int = 24):
+                 mode: str = "add", max_new_tokens: int | None = None):
         if not items:
             raise ValueError("SteeringWidget needs at least one sample (a data.QA with a question and an image).")
         self.lens, self.items, self.directions = lens, items, directions.float()
