@@ -32,7 +32,9 @@ __all__ = ["LR_GRID", "RunConfig", "RunResult", "run", "measure", "residue_input
 from asru_lens.methods.context import Context, fit, restore
 
 # set by `asru-lens run`'s Ctrl-C handler: the run also stops before its next task, should the KeyboardInterrupt
-# have been caught inside a library on the way up
+# have been caught inside a library on the way up. Why a flag at this depth: nnsight's Interleaver.cancel
+# (nnsight/intervention/interleaver.py) catches BaseException from an intervention block while it unwinds it and
+# turns it into a warning, so a Ctrl-C that lands there never reaches us; that is nnsight's code, not ours to patch
 STOP = threading.Event()
 PROTOCOL_TEXT = {"mllmu": "the paper's: one-shot A-D answered with one letter, the authors' generation and cloze "
                           "instructions", "organism": "the organism's trained prompt format"}
