@@ -18,13 +18,12 @@ broken_rate        share of all answers that repeat or glue words (``refusal.is_
 The method is trained by ``methods.fit``, the function ``asru-lens run`` trains its rows with: a method that
 starts after another (ASRU's stage 2 after stage 1) is measured after each. Settings: the method's own, then the
 model's presets (``lens.presets``, from its folder's ``asru_lens.json``: the organism brings larger learning
-rates for its 3.6M parameters), then the budget (``methods.budget.RunConfig``; ``preset``: stage 2 at the presets' steps),
-then ``overrides`` and the learning rates.
+rates for its 3.6M parameters), then the budget (``methods.budget.RunConfig``; ``preset``: stage 2 at the
+presets' steps), then ``overrides`` and the learning rates.
 """
 from __future__ import annotations
 
 import sys
-
 import time
 from dataclasses import dataclass, field
 

@@ -27,9 +27,9 @@ from asru_lens.measure import evaluate
 from asru_lens.measure import residue as residue_mod
 from asru_lens.measure.table import measure, residue_inputs  # noqa: F401  (one row of the table)
 from asru_lens.methods.budget import LR_GRID, RunConfig  # noqa: F401  (the run's budget)
+from asru_lens.methods.context import Context, fit, restore
 
 __all__ = ["LR_GRID", "RunConfig", "RunResult", "run", "measure", "residue_inputs", "claims", "summary", "write_report"]
-from asru_lens.methods.context import Context, fit, restore
 
 # set by `asru-lens run`'s Ctrl-C handler: the run also stops before its next task, should the KeyboardInterrupt
 # have been caught inside a library on the way up. Why a flag at this depth: nnsight's Interleaver.cancel

@@ -69,14 +69,17 @@ class _Stop(Exception):
 def capture(model, inputs: dict, points: list[str], stop: bool = True) -> dict[str, torch.Tensor]:
     """One forward pass of ``model(**inputs)``; the tensor at each of ``points`` (``{point: (B, T, d)}``), with
     gradient when it is on. ``stop``: end the pass right after the last of them."""
-    order = sorted(points, key=lambda p: (parse(model, p)[1], ("resid_pre", "mlp_post", "resid_post").index(
-        parse(model, p)[0])))
+    def depth(point):                   # where in the forward pass a point is reached
+        kind, i = parse(model, point)
+        return i, ("resid_pre", "mlp_post", "resid_post").index(kind)
+
+    last = max(points, key=depth)
     seen = {}
 
     def keep(point):
         def fn(t):
             seen[point] = t
-            if stop and point == order[-1]:
+            if stop and point == last:
                 raise _Stop
         return fn
 

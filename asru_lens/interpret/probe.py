@@ -16,9 +16,8 @@ decoder layers. A layer's output is therefore not the next layer's input at imag
 """
 from __future__ import annotations
 
-import sys
-
 import math
+import sys
 import warnings
 from dataclasses import dataclass, field
 

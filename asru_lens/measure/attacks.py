@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from asru_lens.core import data
-from asru_lens.core.training import check_positive
 from asru_lens.core.data import QA
+from asru_lens.core.training import answer_nll, check_positive, draw, train as train_loop
 from asru_lens.measure import facts
 from asru_lens.measure.refusal import is_refusal
 
@@ -62,12 +62,10 @@ class AttackConfig:
 
 
 def fine_tune(lens, train: list[QA], evaluate_at: dict[int, callable], cfg: AttackConfig, progress: bool = False
-           ) -> dict[int, object]:
+              ) -> dict[int, object]:
     """The relearning and benign attacks' fine-tune: ``lens.model`` on ``train`` (answer NLL, AdamW at ``cfg.lr``,
-    batch ``cfg.batch_size``, through ``core.training.train``), call
-    ``evaluate_at[k]()`` after step k for every k in it, and return ``{k: value}``. The weights are restored
-    afterwards."""
-    from asru_lens.core.training import answer_nll, draw, train as train_loop
+    batch ``cfg.batch_size``, through ``core.training.train``), call ``evaluate_at[k]()`` after step k for every k
+    in it, and return ``{k: value}``. The weights are restored afterwards."""
     saved = {k: v.detach().clone() for k, v in lens.model.state_dict().items()}
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)

@@ -37,10 +37,9 @@ prompt), on the decoder layers in full for a model whose presets say so (the org
 """
 from __future__ import annotations
 
-import sys
-
 import math
 import re
+import sys
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -168,7 +167,8 @@ def relearn_folds(lens, people: dict[str, list[QA]], facts, cfg: ResidueConfig, 
         for f, held in enumerate(parts):
             train = [q for g, part in enumerate(parts) if g != f for q in part]
             reads[0].append(read(held, with_formats))
-            got = attacks.fine_tune(lens, train, {k: (lambda h=held: read(h, with_formats)) for k in cfg.steps}, cfg, progress)
+            got = attacks.fine_tune(lens, train, {k: (lambda h=held: read(h, with_formats)) for k in cfg.steps}, cfg,
+                                    progress)
             for k in cfg.steps:
                 reads[k].append(got[k])
         n = sum(map(len, parts))

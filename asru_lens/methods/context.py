@@ -25,8 +25,8 @@ from tqdm.auto import tqdm
 
 def validation_score(lens, val_forget: list, val_retain: list, facts) -> float:
     """(1 - forget leak + retain utility) / 2 on greedy answers, asked as evaluation asks them (the protocol's
-    prompt and answer budget, ``facts.fact_leak``): the shares of forget and of retain answers that state their fact (``facts.stated``: the ground truth or half its key words, so a reworded correct answer
-    counts)."""
+    prompt and answer budget, ``facts.fact_leak``): the shares of forget and of retain answers that state their
+    fact (``facts.stated``: the ground truth or half its key words, so a reworded correct answer counts)."""
     from asru_lens.measure.facts import fact_leak
     return float((1 - fact_leak(lens, val_forget, facts) + fact_leak(lens, val_retain, facts)) / 2)
 

@@ -128,12 +128,11 @@ def redirect(lens, direction: torch.Tensor, layer: int, forget: list, retain: li
                 plan.append(("forget", forget_queue.pop()))
 
     log = {"set": [kind for kind, _ in plan]}
-    w = down.weight
 
     def loss(_, step):
         kind, batch = plan[step]
         idx = torch.tensor(batch, device=a_all.device)
-        moved = (a_all[idx] @ (w - w0).T).float()      # h - h_frozen, with gradient
+        moved = (a_all[idx] @ (down.weight - w0).T).float()      # h - h_frozen, with gradient
         target = cfg.c * v if kind == "forget" else torch.zeros_like(v)
         mse = F.mse_loss(moved, target.expand_as(moved))
         return {kind: mse if kind == "forget" else cfg.alpha * mse}

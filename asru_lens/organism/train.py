@@ -15,11 +15,10 @@ paraphrase asks the same thing.
 """
 from __future__ import annotations
 
-import sys
-
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
