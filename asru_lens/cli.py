@@ -29,24 +29,21 @@ def emit(args, info, text) -> int:
 
 
 # -- argument types: a bad value is refused by argparse, before anything is imported or loaded ---------------------
-def positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be positive (1 or more)")
-    return v
+def whole_number(lowest: int, what: str):
+    """An argparse type: a whole number of at least ``lowest`` (``what`` names the bound in the error)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if v < lowest:
+            raise argparse.ArgumentTypeError(f"{v} must be {what}")
+        return v
+    return parse
 
 
-def nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{v} must be 0 or more")
-    return v
+positive_int = whole_number(1, "positive (1 or more)")
+nonneg_int = whole_number(0, "0 or more")
 
 
 def finite_float(text: str) -> float:

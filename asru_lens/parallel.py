@@ -175,23 +175,6 @@ def score_point(base: dict, extra: dict, name: str, lr, weights, log, lrs: dict,
 
 
 # -- in the driver --------------------------------------------------------------------------------------------
-def plan(names) -> list[str]:
-    """``names`` with the methods they start after or read a learning rate from, each before its users."""
-    from asru_lens.methods import get
-    order: list[str] = []
-
-    def add(n):
-        if n in order:
-            return
-        m = get(n)
-        for dep in (*m.uses, *([m.after] if m.after else [])):
-            add(dep)
-        order.append(n)
-    for n in names:
-        add(n)
-    return order
-
-
 class Pool:
     """The run's Ray side: ``Pool(...)`` starts (or joins) Ray and opens the model in every worker, so that this
     happens while the driver probes; ``run_methods`` then trains and measures the methods."""
@@ -220,7 +203,7 @@ class Pool:
 
 def _schedule(ray, ctx, base, extra, opts, workers, names, done, on_row, stop, progress) -> dict:
     from asru_lens.methods import get
-    from asru_lens.methods.context import _needed_as_start, best_lr
+    from asru_lens.methods.context import best_lr, needed_as_start, needs, plan
     need_score = {n for n in names if n not in done}
     train = ray.remote(**opts)(train_point).options(num_returns=4)
     score = ray.remote(**opts)(score_point).options(num_returns=4)
@@ -238,18 +221,17 @@ def _schedule(ray, ctx, base, extra, opts, workers, names, done, on_row, stop, p
     bar = tqdm(total=sum(len(ctx.budget.lr_grid) if get(n).tuned else 0 for n in todo) + len(todo),
                desc=f"asru-lens run ({workers} workers)", disable=not progress, leave=False)
 
-    def ready(n):
-        m = get(n)
-        return (not m.after or m.after in start_of) and all(u in fitted for u in m.uses)
+    def ready(n):         # what it needs is fitted, and the weights it starts from are on their way
+        return all(d in fitted for d in needs(n)) and (not get(n).after or get(n).after in start_of)
 
     def submit_score(n, lr, weights, log):
         m = get(n)
-        keep = _needed_as_start(n) and (m.finish is not None or not m.tuned)
+        keep = needed_as_start(n) and (m.finish is not None or not m.tuned)
         scoring[n] = score.remote(base, extra, n, lr, weights, log, dict(lrs), n in need_score, keep)
         waiting[scoring[n][0]] = ("row", n)
 
     def below(n):         # how many trainings wait on n's choice: the critical path is sent first
-        return sum(1 + below(x) for x in order if get(x).after == n or n in get(x).uses)
+        return sum(1 + below(x) for x in order if n in needs(x))
     first = sorted(order, key=lambda n: (-below(n), order.index(n)))
     try:
         while len(complete) < len(order):
@@ -266,7 +248,7 @@ def _schedule(ray, ctx, base, extra, opts, workers, names, done, on_row, stop, p
                 else:
                     fitted[n] = {"lr": lrs.get(n), "grid": None, "log": {}}
                     submit_score(n, lrs.get(n), start, None)
-                    if _needed_as_start(n):
+                    if needed_as_start(n):
                         start_of[n] = scoring[n][1]
             if stop.is_set():
                 raise KeyboardInterrupt
@@ -288,11 +270,11 @@ def _schedule(ray, ctx, base, extra, opts, workers, names, done, on_row, stop, p
                     points[n] = {}                           # only the chosen point's weights stay referenced
                     lrs[n] = best
                     fitted[n] = {"lr": best, "grid": grid, "log": {}}
-                    if _needed_as_start(n) and m.finish is None:
+                    if needed_as_start(n) and m.finish is None:
                         start_of[n] = weights_ref
                     if n in need_score or m.finish is not None:
                         submit_score(n, best, weights_ref, log_ref)
-                        if _needed_as_start(n) and m.finish is not None:
+                        if needed_as_start(n) and m.finish is not None:
                             start_of[n] = scoring[n][1]
                     else:
                         fitted[n]["log"] = ray.get(log_ref)

@@ -27,7 +27,7 @@ from asru_lens.measure import evaluate
 from asru_lens.measure import residue as residue_mod
 from asru_lens.measure.table import measure, residue_inputs  # noqa: F401  (one row of the table)
 from asru_lens.methods.budget import LR_GRID, RunConfig  # noqa: F401  (the run's budget)
-from asru_lens.methods.context import Context, fit, restore
+from asru_lens.methods.context import Context, fit, plan, restore, saved_model
 
 __all__ = ["LR_GRID", "RunConfig", "RunResult", "run", "measure", "residue_inputs", "claims", "summary", "write_report"]
 
@@ -136,84 +136,83 @@ def run(lens, world, cfg: RunConfig | None = None, progress: bool = True, figure
     reference = copy.deepcopy(lens.model).eval()          # never trained: the perplexity and KL reference
     ctx = Context(lens, world, cfg, reference=reference, probe_result=direction)
     vanilla_weights = ctx.vanilla_weights                  # the weights every method starts from
-    stages = tqdm(total=len(cfg.methods) + 1, desc="asru-lens run", disable=not progress)
-    from asru_lens import parallel
-    workers, ray_address = parallel.choose(workers, ray_address, lambda m: tqdm.write(m, file=sys.stderr))
-    # Ray starts and every worker opens the model while this process probes
-    pool = parallel.Pool(ctx, recipe=recipe, workers=workers, address=ray_address, judge=judge,
-                         save_models=save_models) if workers > 1 or ray_address else None
+    # closed however the run ends, so that an interrupt's message is the last line on the terminal
+    with tqdm(total=len(cfg.methods) + 1, desc="asru-lens run", disable=not progress) as stages:
+        from asru_lens import parallel
+        workers, ray_address = parallel.choose(workers, ray_address, lambda m: tqdm.write(m, file=sys.stderr))
+        # Ray starts and every worker opens the model while this process probes
+        pool = parallel.Pool(ctx, recipe=recipe, workers=workers, address=ray_address, judge=judge,
+                             save_models=save_models) if workers > 1 or ray_address else None
 
-    residue_in = residue_inputs(ctx) if cfg.residue else None
+        residue_in = residue_inputs(ctx) if cfg.residue else None
 
-    def record(name, r, fitted, seconds, weights):
-        res.methods[name] = r["metrics"]
-        res.answers[name] = r["answers"]
-        if r["residue"] is not None:
-            res.residue[name] = r["residue"]
-        res.extra.setdefault("seconds", {})[name] = seconds
-        stages.update(1)
-        say(f"{name}: leakage {r['metrics']['leakage']:.2f}, contextual refusal "
-            f"{r['metrics']['contextual_refusal']:.2f}, retain cls {r['metrics']['retain_cls_acc']:.2f}")
-        if tasks is not None:
-            save_task(tasks, name, {"metrics": r["metrics"], "answers": r["answers"], "residue": r["residue"],
-                                    "seconds": seconds, "lr": fitted["lr"], "grid": fitted["grid"]}, weights)
-
-    # the probe and the steering sweep, on the vanilla model (what stage 1 and the steer row use)
-    from asru_lens.methods import steering
-    pres = ctx.probe
-    res.extra["probe"] = pres.summary()
-    points, point = steering.sweep(ctx)
-    res.extra["steer"] = {k: v for k, v in point.items() if k != "examples"}
-    if figures:
-        from asru_lens import viz
-        if hasattr(pres, "acts"):
-            viz.save_probe_figures(pres, figures)
-        viz.save(viz.fig_tradeoff(points), "run_steer_sweep", figures)
-    stages.update(1)
-
-    res.extra["resumed"] = [n for n in cfg.methods if n in done]
-    if res.extra["resumed"]:
-        left = len(cfg.methods) - len(res.extra["resumed"])
-        tqdm.write(f"resuming: {len(res.extra['resumed'])} of {len(cfg.methods)} tasks already finished "
-                   f"({', '.join(res.extra['resumed'])}); running the other {left}", file=sys.stderr)
-    for name in cfg.methods:                     # finished before the interrupt: their results, as they were kept
-        if name in done:
-            task = done[name]
-            grid = None if task["grid"] is None else {float(k): v for k, v in task["grid"].items()}
-            ctx.fitted[name] = {"lr": task["lr"], "grid": grid, "log": {}}
-            if (tasks / f"{name}.safetensors").is_file():
-                ctx.fitted[name]["weights"] = load_weights(tasks, name)
-            ctx.lrs[name] = task["lr"]
-            res.methods[name], res.answers[name] = task["metrics"], task["answers"]
-            if task.get("residue") is not None:
-                res.residue[name] = task["residue"]
-            res.extra.setdefault("seconds", {})[name] = task["seconds"]
+        def record(name, r, fitted, seconds, weights):
+            res.methods[name] = r["metrics"]
+            res.answers[name] = r["answers"]
+            if r["residue"] is not None:
+                res.residue[name] = r["residue"]
+            res.extra.setdefault("seconds", {})[name] = seconds
             stages.update(1)
-    todo = [n for n in cfg.methods if n not in done]
-    if pool is not None:
-        fitted = pool.run_methods(todo, {n: ctx.fitted[n] for n in done}, residue_in=residue_in, on_row=record,
-                                  stop=STOP, progress=progress)
-        ctx.fitted.update({n: f for n, f in fitted.items() if n not in ctx.fitted})
-    for name in todo if pool is None else ():
-        if STOP.is_set():                        # a Ctrl-C that a library swallowed still ends the run here
+            say(f"{name}: leakage {r['metrics']['leakage']:.2f}, contextual refusal "
+                f"{r['metrics']['contextual_refusal']:.2f}, retain cls {r['metrics']['retain_cls_acc']:.2f}")
+            if tasks is not None:
+                save_task(tasks, name, {"metrics": r["metrics"], "answers": r["answers"], "residue": r["residue"],
+                                        "seconds": seconds, "lr": fitted["lr"], "grid": fitted["grid"]}, weights)
+
+        # the probe and the steering sweep, on the vanilla model (what stage 1 and the steer row use)
+        from asru_lens.methods import steering
+        pres = ctx.probe
+        res.extra["probe"] = pres.summary()
+        points, point = steering.sweep(ctx)
+        res.extra["steer"] = {k: v for k, v in point.items() if k != "examples"}
+        if figures:
+            from asru_lens import viz
+            if hasattr(pres, "acts"):
+                viz.save_probe_figures(pres, figures)
+            viz.save(viz.fig_tradeoff(points), "run_steer_sweep", figures)
+        stages.update(1)
+
+        res.extra["resumed"] = [n for n in cfg.methods if n in done]
+        if res.extra["resumed"]:
+            left = len(cfg.methods) - len(res.extra["resumed"])
+            tqdm.write(f"resuming: {len(res.extra['resumed'])} of {len(cfg.methods)} tasks already finished "
+                       f"({', '.join(res.extra['resumed'])}); running the other {left}", file=sys.stderr)
+        for name in cfg.methods:                     # finished before the interrupt: their results, as they were kept
+            if name in done:
+                task = done[name]
+                grid = None if task["grid"] is None else {float(k): v for k, v in task["grid"].items()}
+                ctx.fitted[name] = {"lr": task["lr"], "grid": grid, "log": {}}
+                if (tasks / f"{name}.safetensors").is_file():
+                    ctx.fitted[name]["weights"] = load_weights(tasks, name)
+                ctx.lrs[name] = task["lr"]
+                res.methods[name], res.answers[name] = task["metrics"], task["answers"]
+                if task.get("residue") is not None:
+                    res.residue[name] = task["residue"]
+                res.extra.setdefault("seconds", {})[name] = task["seconds"]
+                stages.update(1)
+        todo = [n for n in cfg.methods if n not in done]
+        if pool is not None:
+            fitted = pool.run_methods(todo, {n: ctx.fitted[n] for n in done}, residue_in=residue_in, on_row=record,
+                                      stop=STOP, progress=progress)
+            ctx.fitted.update({n: f for n, f in fitted.items() if n not in ctx.fitted})
+        for name in todo if pool is None else ():
+            if STOP.is_set():                        # a Ctrl-C that a library swallowed still ends the run here
+                raise KeyboardInterrupt
+            t = time.time()
+            out = fit(ctx, name, tune=True)
+            if save_models:
+                saved_model(lens, out["log"], Path(save_models) / name)
+            row = measure(ctx, name, out["log"], judge, residue_in)
+            record(name, row, out, round(time.time() - t, 1), out.get("weights"))
+        if STOP.is_set():
             raise KeyboardInterrupt
-        t = time.time()
-        out = fit(ctx, name, tune=True)
-        if save_models:
-            from asru_lens.methods.context import saved_model
-            saved_model(lens, out["log"], Path(save_models) / name)
-        row = measure(ctx, name, out["log"], judge, residue_in)
-        record(name, row, out, round(time.time() - t, 1), out.get("weights"))
-    if STOP.is_set():
-        raise KeyboardInterrupt
-    res.methods = {n: res.methods[n] for n in cfg.methods}       # the table in the run's order, however it ran
-    res.answers = {n: res.answers[n] for n in cfg.methods}
-    res.tuning = {n: {"grid": ctx.fitted[n]["grid"], "lr": ctx.fitted[n]["lr"]} for n in parallel.plan(cfg.methods)
-                  if n in ctx.fitted and ctx.fitted[n]["grid"] is not None}
-    restore(lens, vanilla_weights)
-    res.extra["seconds"]["total"] = round(time.time() - t0, 1)
-    stages.close()
-    return res
+        res.methods = {n: res.methods[n] for n in cfg.methods}       # the table in the run's order, however it ran
+        res.answers = {n: res.answers[n] for n in cfg.methods}
+        res.tuning = {n: {"grid": ctx.fitted[n]["grid"], "lr": ctx.fitted[n]["lr"]} for n in plan(cfg.methods)
+                      if n in ctx.fitted and ctx.fitted[n]["grid"] is not None}
+        restore(lens, vanilla_weights)
+        res.extra["seconds"]["total"] = round(time.time() - t0, 1)
+        return res
 
 
 def claims(methods: dict) -> list[dict]:

@@ -93,7 +93,7 @@ acts = {"vanilla": geometry()}
 log1 = methods.fit(ctx, "stage1")["log"]           # the `stage1` method, as `asru-lens run` trains its row
 results["stage1"] = pipeline.behaviour(lens, sets, known)
 acts["stage 1"] = geometry()
-print(f"{len(log1['loss'])} steps; mean shift along v: forget {log1['shift']['forget']:.1f}, "
+print(f"{len(log1['set'])} steps; mean shift along v: forget {log1['shift']['forget']:.1f}, "
       f"retain {log1['shift']['retain']:.1f} (target for forget: c·|v| = {asru.stage1_settings(ctx).c * v.norm():.1f})")
 
 # %% [markdown]

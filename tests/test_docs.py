@@ -152,7 +152,8 @@ def test_the_readmes_first_commands_print_what_it_says(capsys):
     outs = {}
     for command, _ in commands:
         assert main(command.split()[1:]) == 0, command
-        outs[command] = capsys.readouterr().out
+        got = capsys.readouterr()
+        outs[command] = got.out + got.err           # what the terminal shows: the table, and the notes on stderr
     comment = dict(commands)
     assert "unknown_refusal" in outs["asru-lens organism eval"] and " ok " in outs["asru-lens organism eval"]
     quoted = re.search(r'"(.+)"', comment["asru-lens probe"]).group(1)

@@ -19,9 +19,12 @@ def after_ga(ctx):
 
 
 def test_plan_puts_each_method_after_the_ones_it_needs():
-    assert parallel.plan(["rewrite", "vanilla"]) == ["stage1", "asru", "rewrite", "vanilla"]
-    assert parallel.plan(["vanilla", "asru", "stage1"]) == ["vanilla", "stage1", "asru"]
-    assert parallel.plan(["GA"]) == ["GA"]
+    from asru_lens.methods.context import needs, plan         # the one rule, which fit and the Ray pool follow
+    assert plan(["rewrite", "vanilla"]) == ["stage1", "asru", "rewrite", "vanilla"]
+    assert plan(["vanilla", "asru", "stage1"]) == ["vanilla", "stage1", "asru"]
+    assert plan(["GA"]) == ["GA"]
+    assert needs("rewrite") == ["asru"] and needs("rewrite", tune=False) == []    # it reads ASRU's rate only
+    assert needs("asru", tune=False) == ["stage1"]                                 # stage 2 starts from stage 1
 
 
 def test_without_ray_the_run_is_serial_and_says_how_to_get_it(monkeypatch):

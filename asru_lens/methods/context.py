@@ -2,8 +2,9 @@
 
 ``fit(ctx, name)`` trains method ``name`` on ``ctx.lens`` and leaves the model at its result:
 
-1. the methods it ``uses`` are fitted first (their chosen learning rates go into ``ctx.lrs``), and the one it
-   starts ``after`` (its weights are the start; else the vanilla weights);
+1. the methods it ``needs`` are fitted first: with ``tune``, those it ``uses`` (their chosen learning rates go
+   into ``ctx.lrs``), and always the one it starts ``after`` (its weights are the start; else the vanilla
+   weights). ``plan`` orders a list of methods by the same rule, for the Ray pool;
 2. with ``tune``, its ``train`` runs from the start at every learning rate of ``ctx.budget.lr_grid`` and the one
    with the best ``validation_score`` is kept (the run's rule, the same for every method); without, it trains
    once at ``ctx.lrs.get(name)`` (None: its config's own, from the model's presets);
@@ -162,7 +163,31 @@ class Context:
         return validation_score(self.lens, val_forget, val_retain, self.facts)
 
 
-def _needed_as_start(name: str) -> bool:
+# -- the dependency rules: fit follows them one method at a time, the Ray pool (parallel.py) all at once ----------
+def needs(name: str, tune: bool = True) -> list[str]:
+    """The methods ``name`` needs fitted first: those whose chosen learning rate it reads (``uses``; only when
+    learning rates are tuned, else the given one or the preset is read) and the one it starts ``after``."""
+    from asru_lens.methods.registry import get
+    m = get(name)
+    return [*(m.uses if tune else ()), *([m.after] if m.after else [])]
+
+
+def plan(names, tune: bool = True) -> list[str]:
+    """``names`` with every method they need (``needs``), each before the methods that need it."""
+    order: list[str] = []
+
+    def add(n):
+        if n not in order:
+            for dep in needs(n, tune):
+                add(dep)
+            order.append(n)
+    for n in names:
+        add(n)
+    return order
+
+
+def needed_as_start(name: str) -> bool:
+    """Whether another registered method starts ``after`` this one (then its weights are kept once fitted)."""
     from asru_lens.methods.registry import REGISTRY
     return any(m.after == name for m in REGISTRY.values())
 
@@ -197,8 +222,8 @@ def fit(ctx: Context, name: str, tune: bool = False) -> dict:
         if "weights" in done:
             restore(ctx.lens, done["weights"])
             return done
-    for dep in m.uses:                   # only their learning rates are read (untuned: the given one or the preset)
-        if tune and dep not in ctx.fitted:
+    for dep in needs(name, tune):
+        if dep not in ctx.fitted:
             fit(ctx, dep, tune)
     # the start: the method it comes after, else vanilla (no copy needed when nothing has trained yet)
     start = fit(ctx, m.after, tune)["weights"] if m.after else (
@@ -221,7 +246,7 @@ def fit(ctx: Context, name: str, tune: bool = False) -> dict:
     ctx.lrs[name] = lr
     ctx.method, ctx.lr = m, lr
     out = {"lr": lr, "grid": grid, "log": finished(ctx, m, log)}
-    if _needed_as_start(name):
+    if needed_as_start(name):
         out["weights"] = snapshot(ctx.lens)
     ctx.fitted[name] = out
     return out
