@@ -102,3 +102,17 @@ def test_a_mistyped_model_folder_fails_before_any_work(monkeypatch, capsys):
     # with the Hub in reach the name goes on to from_pretrained, whose error says what the Hub has
     monkeypatch.setattr(source, "hub_reachable", lambda timeout=3.0: True)
     source.check_source("runs/no-such-folder")
+
+
+def test_a_model_name_is_checked_against_the_hub_once(monkeypatch):
+    """The CLI checks the model, then load() checks it again: one Hub request, not two."""
+    from asru_lens.core import source
+    monkeypatch.setattr(source, "_PASSED", set())
+    calls = []
+    monkeypatch.setattr(source, "hub_reachable", lambda timeout=3.0: calls.append(timeout) or True)
+    source.check_source("no-such-org/not-a-cached-model")
+    source.check_source("no-such-org/not-a-cached-model")
+    assert calls == [3.0]
+    monkeypatch.setattr(source, "hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(source.ModelLoadError, match="the Hub cannot be reached"):
+        source.check_source("no-such-org/another-model")      # a name never passed is still checked

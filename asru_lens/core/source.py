@@ -25,15 +25,21 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+_PASSED: set[str] = set()     # names checked once in this process: the CLI checks, then load() checks again
+
+
 def check_source(name: str) -> None:
     """Fail at once for a model that is neither a local folder nor a cached Hub model when the Hub cannot be
     reached (transformers would retry the Hub for about two minutes before saying so). A name the Hub may still
     hold goes on to ``from_pretrained``, whose error then says what it found."""
+    if name in _PASSED:
+        return
     if _looks_local(name):
         where = os.path.expanduser(name)
         if not os.path.isdir(where) or not os.path.exists(os.path.join(where, "config.json")):
             raise ModelLoadError(f"model path {where!r} is not a folder with a config.json. Pass the folder "
                                  f"that save_pretrained wrote, or a Hub id such as Qwen/Qwen3-VL-2B-Instruct.")
+        _PASSED.add(name)
         return
     try:
         from huggingface_hub import try_to_load_from_cache
@@ -45,3 +51,4 @@ def check_source(name: str) -> None:
                              f"and the Hub cannot be reached. Fix: check the path (a saved model is the folder "
                              f"`--out` wrote, e.g. runs/models/asru), or download the weights where there is network "
                              f"(`hf download {name}`) and pass that folder.")
+    _PASSED.add(name)
