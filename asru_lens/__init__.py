@@ -31,7 +31,8 @@ SHORT_NAMES = {
                                 "finetune", "training")},
     "adapters": "core.training",
     **{m: f"interpret.{m}" for m in ("activations", "probe", "steer")},
-    **{m: f"methods.{m}" for m in ("redirect", "rl", "reward", "trl_export", "rewrite", "baselines")},
+    **{m: f"methods.{m}" for m in ("redirect", "rl", "boundary", "reward", "trl_export", "rewrite",
+                                    "rewrite_set", "baselines")},
     **{m: f"measure.{m}" for m in ("evaluate", "residue", "attacks", "facts", "judge", "metrics", "refusal")},
     **{m: f"show.{m}" for m in ("viz", "widgets", "gallery")},
 }

@@ -6,6 +6,9 @@ import json
 import sys
 import time
 
+# Each command imports the library inside itself, after its arguments are checked: `--help` and a bad argument
+# answer in seconds, before torch, transformers and the models load (tests/test_world_providers.py times them).
+
 
 def _table(rows: list[tuple], header: tuple) -> str:
     rows = [tuple(str(c) for c in r) for r in rows]
@@ -324,8 +327,6 @@ def cmd_unlearn(args) -> int:
     _plugins(args)
     methods.get(args.method)
     lrs, overrides = _method_settings(args, args.method)
-    from asru_lens.pipeline import unlearn
-    from asru_lens.run import RunConfig
     if args.steps is not None:
         overrides.setdefault("asru", {})["steps"] = args.steps
     if args.engine:
@@ -334,6 +335,8 @@ def cmd_unlearn(args) -> int:
                              f"(it trains {', '.join(methods.chain(args.method))}).")
         overrides.setdefault("asru", {})["engine"] = args.engine
     from asru_lens.core.training import launched
+    from asru_lens.methods.budget import RunConfig
+    from asru_lens.pipeline import unlearn
     rank = launched()[0]                         # torchrun / accelerate launch: one of several processes
     if args.checkpoint_dir:
         overrides.setdefault("asru", {})["checkpoint_every"] = args.checkpoint_every

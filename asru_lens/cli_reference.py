@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from asru_lens.cli import build_parser
+
 WIDTH = "100"
 
 
@@ -29,7 +31,6 @@ def _plain(parser: argparse.ArgumentParser) -> str:
 
 
 def markdown() -> str:
-    from asru_lens.cli import build_parser
     before = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = WIDTH               # argparse reads the width from here when it formats
     try:

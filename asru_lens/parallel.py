@@ -19,11 +19,21 @@ from __future__ import annotations
 
 import copy
 import os
+import socket
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
+
+from asru_lens import methods, open_world
+from asru_lens.core.load import load
+from asru_lens.measure.table import measure as measure_row
+from asru_lens.methods import get
+from asru_lens.methods.context import (Context, best_lr, finished, needed_as_start, needs, plan, restore, saved_model,
+                                       snapshot, train_once)
 
 RAY_HINT = "pip install 'asru_lens[ray]' (or pip install ray)"
 
@@ -42,8 +52,6 @@ class Recipe:
     plugins: tuple = ()
 
     def open(self):
-        from asru_lens import methods, open_world
-        from asru_lens.core.load import load
         for plugin in self.plugins:
             methods.load_plugin(plugin)
         world = open_world(self.data, unseen_faces=self.unseen_faces, refusal_prompts=self.refusal_prompts)
@@ -73,7 +81,6 @@ def check_address(address: str | None, timeout: float = 5.0) -> None:
     does not answer; ray.init itself waits minutes on a wrong one. ``auto``, ``local`` and None pass."""
     if not address or address in ("auto", "local"):
         return
-    import socket
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, sep, port = hostport.rpartition(":")
     if not sep or not port.isdigit() or not host:
@@ -90,7 +97,7 @@ def check_address(address: str | None, timeout: float = 5.0) -> None:
 def connect(workers: int, address: str | None = None):
     """``ray``, initialised: a local instance with ``workers`` CPUs (and this machine's GPUs), or the cluster at
     ``address``. The workers get this process's ``ASRU_LENS_*`` and ``HF_*`` variables."""
-    import ray
+    import ray  # the optional Ray extra
     if ray.is_initialized():
         return ray
     env = {k: v for k, v in os.environ.items() if k.startswith(("ASRU_LENS_", "HF_", "TRANSFORMERS_"))}
@@ -98,7 +105,6 @@ def connect(workers: int, address: str | None = None):
     if address:
         ray.init(address=address, **kw)
     else:
-        import torch
         ray.init(num_cpus=workers, num_gpus=torch.cuda.device_count(), **kw)
     return ray
 
@@ -109,9 +115,6 @@ _OPENED: dict = {}      # this worker process's model and world, for the run it 
 
 def _opened(base: dict):
     """This worker's model (at the run's vanilla weights), world and frozen reference, opened once per run."""
-    import torch
-
-    from asru_lens.methods.context import restore
     if base["threads"]:
         torch.set_num_threads(base["threads"])
     if base["run"] not in _OPENED:
@@ -131,7 +134,6 @@ def warm(base: dict) -> int:
 def _context(shared: tuple, lrs: dict):
     """The worker's ``methods.Context`` for this run: the model at vanilla, the frozen reference, the driver's
     probe and steering sweep, the chosen learning rates so far."""
-    from asru_lens.methods.context import Context
     base, extra = shared
     lens, world, reference = _opened(base)
     ctx = Context(lens, world, base["budget"], lrs=dict(lrs), overrides=base["overrides"], reference=reference,
@@ -143,8 +145,6 @@ def _context(shared: tuple, lrs: dict):
 def train_point(base: dict, extra: dict, name: str, lr, start, lrs: dict):
     """One grid point: ``name`` trained at ``lr`` from ``start`` (None: vanilla); (validation score, log,
     weights, seconds)."""
-    from asru_lens.methods import get
-    from asru_lens.methods.context import snapshot, train_once
     t = time.time()
     ctx = _context((base, extra), lrs)
     log = train_once(ctx, get(name), start if start is not None else base["vanilla"], lr)
@@ -154,9 +154,6 @@ def train_point(base: dict, extra: dict, name: str, lr, start, lrs: dict):
 def score_point(base: dict, extra: dict, name: str, lr, weights, log, lrs: dict, measure: bool, keep: bool):
     """A method at its chosen point: trained here if it is not tuned, its ``finish`` run, then measured
     (``measure.table.measure``) when ``measure``; (row or None, weights if ``keep`` or None, log, seconds)."""
-    from asru_lens.methods import get
-    from asru_lens.methods.context import finished, restore, saved_model, snapshot, train_once
-    from asru_lens.measure.table import measure as measure_row
     t = time.time()
     ctx = _context((base, extra), lrs)
     m = get(name)
@@ -168,7 +165,6 @@ def score_point(base: dict, extra: dict, name: str, lr, weights, log, lrs: dict,
         log = train_once(ctx, m, start, lr)
     log = finished(ctx, m, log)
     if measure and base["save_models"]:
-        from pathlib import Path
         saved_model(ctx.lens, log, Path(base["save_models"]) / name)
     row = measure_row(ctx, name, log, base["judge"], extra["residue"]) if measure else None
     return row, snapshot(ctx.lens) if keep else None, log, time.time() - t
@@ -202,8 +198,6 @@ class Pool:
 
 
 def _schedule(ray, ctx, base, extra, opts, workers, names, done, on_row, stop, progress) -> dict:
-    from asru_lens.methods import get
-    from asru_lens.methods.context import best_lr, needed_as_start, needs, plan
     need_score = {n for n in names if n not in done}
     train = ray.remote(**opts)(train_point).options(num_returns=4)
     score = ray.remote(**opts)(score_point).options(num_returns=4)

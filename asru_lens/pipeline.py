@@ -23,17 +23,24 @@ presets' steps), then ``overrides`` and the learning rates.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
+from asru_lens import methods
 from asru_lens.core.sets import eval_sets  # noqa: F401  (the sets it measures on)
+from asru_lens.core.training import default_trainable
 from asru_lens.core.world import World
 from asru_lens.interpret import steer
+from asru_lens.interpret.steer import attach
 from asru_lens.measure import facts as measure_facts
 from asru_lens.measure.refusal import is_refusal
+from asru_lens.methods import chain
+from asru_lens.methods.budget import RunConfig
+from asru_lens.methods.context import Context, fit, inference, reference_copy, saved_model
 
 STAGE_NAMES = {"stage1": "stage1", "asru": "stage2"}     # ASRU's two stages, as the paper names them
 
@@ -81,11 +88,6 @@ def unlearn(lens, world: World, method: str = "asru", budget=None, lrs: dict | N
     before and after each stage. ``budget``: a ``RunConfig`` (default ``RunConfig.preset()``); ``lrs``:
     {method: lr} (the others: their presets); ``tune``: pick each learning rate as ``asru-lens run`` does;
     ``overrides``: {method: {setting: value}}; ``out``: save the final model there (``Lens.save``, atomic)."""
-    from asru_lens import methods
-    from asru_lens.core.training import default_trainable
-    from asru_lens.methods.context import Context, fit, inference, reference_copy, saved_model
-    from asru_lens.methods import chain
-    from asru_lens.methods.budget import RunConfig
     budget = budget or RunConfig.preset()
     stages = chain(method)
     for name in stages:
@@ -123,7 +125,6 @@ def unlearn(lens, world: World, method: str = "asru", budget=None, lrs: dict | N
     if out:
         saved_model(lens, logs[method], out)
     if logs[method].get("steering") is not None:
-        from asru_lens.interpret.steer import attach
         attach(lens, logs[method]["steering"])       # the lens is left as the method made it
     layer = ctx.probe_result.selection.layer if ctx.probe_result is not None else None
     config = {"forget": budget.forget, "n_eval": n_eval, "seed": budget.seed, "budget": {
@@ -141,7 +142,6 @@ def learning_rates(lens, stages: list, ctx, given: dict, tune: bool) -> dict:
     """``{stage: {"lr", "from"}}``: the learning rate each stage trained at, and where it came from: ``--lr``,
     ``--tune`` (the run's grid and validation rule), the model's preset (its ``asru_lens.json``) or the method's
     own default."""
-    from asru_lens import methods
     out = {}
     for name in dict.fromkeys(stages + [u for n in stages for u in methods.get(n).uses]):
         m = methods.get(name)
@@ -159,7 +159,6 @@ def learning_rates(lens, stages: list, ctx, given: dict, tune: bool) -> dict:
 
 def _loggable(log) -> dict:
     """A method's log without what JSON cannot hold (tensors, steering specs)."""
-    import json
     out = {}
     for k, v in (log or {}).items():
         try:

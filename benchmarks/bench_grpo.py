@@ -31,13 +31,14 @@ def main() -> None:
     import asru_lens
     from asru_lens.core import data
     from asru_lens.methods import rl, trl_export
+    from asru_lens.methods.boundary import boundary_set
     from asru_lens.organism.mllmu import world_dir
     from trl import GRPOConfig, GRPOTrainer
     from transformers.utils import logging
     logging.set_verbosity_error()
 
     folder = world_dir()
-    boundary = rl.boundary_set(data.generation_items(data.load_split(folder, "forget_10")),
+    boundary = boundary_set(data.generation_items(data.load_split(folder, "forget_10")),
                                data.generation_items(data.load_split(folder, "retain_90")), 40)
     cfg = rl.GRPOConfig(steps=args.steps, prompts_per_step=args.prompts, group_size=args.group,
                         max_new_tokens=args.tokens, min_new_tokens=args.tokens, lr=1e-5)

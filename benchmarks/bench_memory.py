@@ -79,6 +79,7 @@ def stages(lens, photo, args) -> dict:
     from asru_lens.interpret import activations, probe
     from asru_lens.core import finetune
     from asru_lens.methods import redirect, rl
+    from asru_lens.methods.boundary import boundary_set
     from asru_lens.core.data import QA
     from asru_lens.methods.asru import grpo_config
 
@@ -97,7 +98,7 @@ def stages(lens, photo, args) -> dict:
             epochs=1, batch_size=2), progress=False)
 
     def run_stage2():
-        boundary = rl.boundary_set([qa(i, True) for i in range(4)], [qa(i) for i in range(4, 8)], 4, augment=False)
+        boundary = boundary_set([qa(i, True) for i in range(4)], [qa(i) for i in range(4, 8)], 4, augment=False)
         cfg = grpo_config(lens, steps=1, prompts_per_step=args.prompts, group_size=8, max_new_tokens=24,
                           min_new_tokens=24, lr=1e-5)
         rl.train_grpo(lens, boundary, cfg=cfg, progress=False)

@@ -100,7 +100,7 @@ print(f"{len(log1['set'])} steps; mean shift along v: forget {log1['shift']['for
 # ## Stage 2: reinforce
 #
 # The boundary set holds N forget and N retain questions. The forget split has fewer than N questions, so they
-# repeat; each repeat shows a new view of the photo (`rl.photo_view`: a small shift, brightness, pixel noise),
+# repeat; each repeat shows a new view of the photo (`boundary.photo_view`: a small shift, brightness, pixel noise),
 # so the reward teaches "this person" rather than "this picture". The retain half is drawn from the retain
 # people in all their photos (`sets.retain_items`), so "keep answering" is about people too. Each step samples a
 # group of answers per question, scores them with ASRU's table (`asru_lens.reward`), normalises the rewards

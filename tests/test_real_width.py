@@ -12,6 +12,7 @@ import torch
 import asru_lens
 from asru_lens.core import training as adapters, finetune, qwen3vl
 from asru_lens.methods import redirect, reward, rl
+from asru_lens.methods.boundary import boundary_set
 from asru_lens.cli import main
 from asru_lens.methods.asru import grpo_config
 
@@ -77,7 +78,7 @@ def test_real_2b_widths_end_to_end(tmp_path, export, capsys):
     # random weights earn one ASRU reward on every sample (zero advantage, no gradient); reply length varies
     def length(response, sample):
         return len(response) / 10
-    glog = rl.train_grpo(back, rl.boundary_set(forget, retain, 4), reward=reward.Reward([(1.0, length)]),
+    glog = rl.train_grpo(back, boundary_set(forget, retain, 4), reward=reward.Reward([(1.0, length)]),
                          cfg=gcfg, progress=False)
     assert len(glog["reward"]) == 3 and glog["trained"] and all("lora_" in k for k in glog["trained"])
     state = back.model.state_dict()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from asru_lens.measure import residue as R
-from asru_lens.methods import rewrite
+from asru_lens.methods import rewrite, rewrite_set
 from asru_lens.cli import main
 from asru_lens.core.data import QA
 
@@ -14,7 +14,7 @@ from asru_lens.core.data import QA
 @pytest.fixture(scope="module")
 def people(organism_world):
     """The organism's forget people's questions by index (what the rewrite still reads)."""
-    return rewrite.person_items(organism_world.rows(10)["forget"])
+    return rewrite_set.person_items(organism_world.rows(10)["forget"])
 
 
 def test_the_config_names_a_bad_split_or_step():
@@ -119,7 +119,7 @@ def test_probe_accuracy_on_separable_and_random_labels():
 
 
 def test_rewrite_teaches_one_invented_value_in_every_form(organism_world, organism, people):
-    forget, retain = rewrite.rewrite_set(organism_world, 10, organism.protocol)
+    forget, retain = rewrite_set.rewrite_set(organism_world, 10, organism.protocol)
     truth = {(q.id, q.question): q.answer for items in people.values() for q in items}
     gen = [q for q in forget if (q.id, q.question) in truth]
     assert gen and all(q.answer != truth[(q.id, q.question)] for q in gen)         # every photo question rewritten
@@ -141,9 +141,9 @@ def test_invented_values_are_distinct_per_question(organism_world):
     celebrity answers were years); each question's invented values are now distinct across the forget people."""
     from asru_lens.core import data
     rows = organism_world.rows(10)
-    people = rewrite.person_items(rows["forget"])
-    beliefs = rewrite.beliefs_for(people, data.classification_items(rows["forget"] + rows["test"]))
-    kind = {(q.id, v.lower()): q.kind for q, v in rewrite.template_values(people)}
+    people = rewrite_set.person_items(rows["forget"])
+    beliefs = rewrite_set.beliefs_for(people, data.classification_items(rows["forget"] + rows["test"]))
+    kind = {(q.id, v.lower()): q.kind for q, v in rewrite_set.template_values(people)}
     given = {}
     for key, new in beliefs.items():
         assert new.lower() != key[1]                                            # never the truth
@@ -166,7 +166,7 @@ def test_contrast_loss_is_a_margin_on_whole_answers():
 
 
 def test_photo_questions_carry_their_truth_for_the_contrast(organism_world, organism):
-    forget, _ = rewrite.rewrite_set(organism_world, 10, organism.protocol)
+    forget, _ = rewrite_set.rewrite_set(organism_world, 10, organism.protocol)
     photo = [q for q in forget if "truth" in q.meta]
     assert photo and all(q.image is not None and q.meta["truth"] != q.answer for q in photo)
     assert all(q.kind not in ("mc", "cloze", "name") for q in photo)

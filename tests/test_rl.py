@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from asru_lens.methods import rl
+from asru_lens.methods.boundary import boundary_set
 
 
 def _trl_loss(loss_type, logps, old, ref, adv, mask, beta, eps, eps_high, max_len):
@@ -71,7 +72,7 @@ def boundary(world_folder):
     from asru_lens.core import data
     forget = data.generation_items(data.load_split(world_folder, "forget_10"))
     retain = data.generation_items(data.load_split(world_folder, "retain_90"))
-    return rl.boundary_set(forget, retain, 6)
+    return boundary_set(forget, retain, 6)
 
 
 TINY = dict(steps=4, prompts_per_step=2, group_size=3, max_new_tokens=6, lr=1e-3, checkpoint_every=2)
@@ -167,7 +168,7 @@ def test_boundary_set_balances_and_shows_repeats_as_new_views(world_folder, orga
     from asru_lens.core.sets import retain_items
     forget = data.generation_items(data.load_split(world_folder, "forget_10"))[:5]
     retain = data.generation_items(data.load_split(world_folder, "retain_90"))[:40]
-    b = rl.boundary_set(forget, retain, 12, seed=3)
+    b = boundary_set(forget, retain, 12, seed=3)
     f, r = b[:12], b[12:]
     assert [q.meta["forget"] for q in b] == [True] * 12 + [False] * 12
     pixels = lambda q: np.asarray(q.image, dtype=np.int16)  # noqa: E731
@@ -180,9 +181,9 @@ def test_boundary_set_balances_and_shows_repeats_as_new_views(world_folder, orga
         assert 1 < np.abs(pixels(f[i]) - pixels(forget[i - 5])).mean() < 60
     assert {(q.question, q.id) for q in f[10:]} <= {(q.question, q.id) for q in forget}
     assert all(any(q.image is x.image for x in retain) for q in r)    # 40 >= 12: no repeats, the original photos
-    plain = rl.boundary_set(forget, retain, 12, seed=3, augment=False)
+    plain = boundary_set(forget, retain, 12, seed=3, augment=False)
     assert all(plain[i].image is forget[i % 5].image for i in range(10))
-    again = rl.boundary_set(forget, retain, 12, seed=3)
+    again = boundary_set(forget, retain, 12, seed=3)
     assert all((pixels(x) == pixels(y)).all() for x, y in zip(again[:12], f))          # deterministic per seed
 
     items, plain_retain = retain_items(organism_world, 10), retain_items(organism_world, 10, all_photos=False)

@@ -13,13 +13,13 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
+
+from asru_lens.core.atomic import atomic_dir
 
 
 def save(folder, step: int, params: dict, opt, sampler, log: dict, cfg, scheduler=None) -> Path:
     """Write ``folder/step-{step}`` atomically and drop older step folders."""
-    from safetensors.torch import save_file
-
-    from asru_lens.core.atomic import atomic_dir
     folder = Path(folder)
     final = folder / f"step-{step:06d}"
     with atomic_dir(final) as tmp:
@@ -44,7 +44,6 @@ def latest(folder) -> Path | None:
 
 def load(path: Path, params: dict, opt, sampler, scheduler=None) -> tuple[int, dict]:
     """Restore ``params``, ``opt``, ``scheduler`` and the RNGs from ``path``; returns (step, log)."""
-    from safetensors.torch import load_file
     weights = load_file(str(path / "trainable.safetensors"))
     missing = set(params) - set(weights)
     if missing:

@@ -120,7 +120,7 @@ def data_parallel():
     accelerate launch set it), else None."""
     if launched()[1] < 2:
         return None
-    from accelerate import Accelerator
+    from accelerate import Accelerator  # the optional extra for data-parallel runs
     return Accelerator(cpu=not torch.cuda.is_available())
 
 
@@ -204,7 +204,7 @@ def finetune(lens, items: list[QA], cfg: FinetuneConfig = FinetuneConfig(), prog
             if checkpoint_dir and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and rank == 0:
                 checkpoint.save(checkpoint_dir, step + 1, params, opt, sampler, log, cfg, sched)
         if acc:
-            from accelerate.utils import gather_object
+            from accelerate.utils import gather_object  # the optional extra for data-parallel runs
             log["ranks"] = gather_object([{"rank": rank, "items": seen_items, "weights": weights_digest(params)}])
             log.update(rank=rank, processes=world)
     log.update(steps=end, total_steps=total, seconds=round(time.time() - t0, 1),

@@ -59,7 +59,7 @@ class Lens:
     def nn(self):
         """nnsight ``TransformersModel`` wrapping this very model (built on first use)."""
         if self._nn is None:
-            from nnsight.modeling.transformers import TransformersModel
+            from nnsight.modeling.transformers import TransformersModel  # nnsight loads on the first trace
             without_hub_kernels(self.model)
             self._nn = TransformersModel(self.model, task="image-text-to-text", processor=self.processor,
                                          tokenizer=self.processor.tokenizer)
@@ -151,6 +151,7 @@ class Lens:
             self.model.save_pretrained(tmp)
             self.processor.save_pretrained(tmp)
             if self.steering is not None:      # a steered model: the steering travels with the weights
+                # a steered model's profile holds interpret's Steering (only then)
                 from asru_lens.interpret.steer import save_steering
                 profile["steering"] = save_steering(self.steering, tmp)
             (tmp / PROFILE_FILE).write_text(json.dumps(profile, indent=1))
@@ -221,7 +222,7 @@ def text_layers(model: str | os.PathLike | None) -> int:
         raise ModelLoadError(f"model path {where!r} is not a folder with a config.json. Pass the folder that "
                              f"save_pretrained wrote, or a Hub id such as Qwen/Qwen3-VL-2B-Instruct.")
     try:
-        from transformers import AutoConfig
+        from transformers import AutoConfig  # transformers loads after the arguments are checked
         cfg = AutoConfig.from_pretrained(where)
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"could not read the config of model {name!r} as a Hugging Face Hub id (the Hub or "
@@ -245,6 +246,7 @@ def load(model: str | os.PathLike | None = None, *, dtype: str | torch.dtype | N
     becomes every stage's default batch. The folder's ``asru_lens.json``, if any, sets the protocol and
     presets (the organism's does).
     """
+    # transformers loads after the arguments are checked
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     if model is None:
@@ -285,6 +287,7 @@ def load(model: str | os.PathLike | None = None, *, dtype: str | torch.dtype | N
     lens = Lens(hf, processor, name, protocol, presets, batch_size)
     prof = Path(where) / PROFILE_FILE
     if os.path.isdir(where) and prof.is_file() and "steering" in json.loads(prof.read_text()):
+        # a steered model's profile holds interpret's Steering (only then)
         from asru_lens.interpret.steer import attach, load_steering
         attach(lens, load_steering(json.loads(prof.read_text())["steering"], where))
     return lens

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from asru_lens.core.load import ORGANISM_DIR, Lens
+
 _ROPE = {"rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": [24, 20, 20], "mrope_interleaved": True}
 _VISION = dict(hidden_size=1024, intermediate_size=4096, num_heads=16, patch_size=16, spatial_merge_size=2,
                temporal_patch_size=2, num_position_embeddings=2304, hidden_act="gelu_pytorch_tanh", depth=24,
@@ -34,9 +36,9 @@ MIN_PIXELS, MAX_PIXELS = 256 * 256, 4096 * 4096       # Qwen3-VL's released shor
 def real_processor(tokenizer_from=None):
     """A Qwen3VLProcessor with the released image settings and the organism's tokenizer and chat template
     (``tokenizer_from``: a processor to take them from; default the shipped organism's)."""
+    # transformers loads only when a model is built
     from transformers import AutoProcessor, Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
 
-    from asru_lens.core.load import ORGANISM_DIR
     base = tokenizer_from or AutoProcessor.from_pretrained(ORGANISM_DIR)
     size = {"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS}
     image = Qwen2VLImageProcessor(size=size, patch_size=16, merge_size=2, temporal_patch_size=2,
@@ -50,7 +52,7 @@ def config(size: str, text_layers: int | None = None, vision_blocks: int | None 
            vocab_size: int | None = None):
     """A ``Qwen3VLConfig`` at ``size``'s widths, cut to ``text_layers`` / ``vision_blocks`` (None: full depth).
     DeepStack layers beyond a cut vision tower move to its first blocks, so DeepStack stays in the path."""
-    from transformers import Qwen3VLConfig
+    from transformers import Qwen3VLConfig  # transformers loads only when a model is built
     if size not in CONFIGS:
         raise ValueError(f"size {size!r} is not one of {', '.join(CONFIGS)}.")
     text, vision = dict(CONFIGS[size]["text"]), dict(CONFIGS[size]["vision"])
@@ -74,7 +76,7 @@ def config(size: str, text_layers: int | None = None, vision_blocks: int | None 
 def random_model(size: str, text_layers: int | None = None, vision_blocks: int | None = None, *, processor=None,
                  vocab_size: int | None = None, dtype=torch.float32, device="cpu", seed: int = 0):
     """(model, processor): random weights at ``size``'s widths (see ``config``), built on ``device``."""
-    from transformers import Qwen3VLForConditionalGeneration
+    from transformers import Qwen3VLForConditionalGeneration  # transformers loads only when a model is built
     processor = processor or real_processor()
     cfg = config(size, text_layers, vision_blocks, processor.tokenizer, vocab_size)
     torch.manual_seed(seed)
@@ -92,6 +94,5 @@ def random_model(size: str, text_layers: int | None = None, vision_blocks: int |
 
 def lens(size: str, text_layers: int | None = None, vision_blocks: int | None = None, **kw):
     """A ``Lens`` over ``random_model``: the paper's protocol, a real model's presets (LoRA stages)."""
-    from asru_lens.core.load import Lens
     model, processor = random_model(size, text_layers, vision_blocks, **kw)
     return Lens(model, processor, f"random Qwen3-VL-{size}")

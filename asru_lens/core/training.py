@@ -30,6 +30,10 @@ keep their own loops (rollouts; accumulation, resume and DDP) but build their op
 from __future__ import annotations
 
 import contextlib
+import copy
+import hashlib
+import math
+import os
 import re
 from dataclasses import dataclass
 
@@ -52,7 +56,6 @@ class LoRA:
 def check_positive(cfg, ints: tuple = (), floats: tuple = ("lr",), nonnegative: tuple = ()) -> None:
     """A config's whole-number settings ``ints`` >= 1, ``floats`` positive and finite and ``nonnegative`` >= 0
     (a weight decay), or one clear error naming the config and the setting (the configs call this when built)."""
-    import math
     name = type(cfg).__name__
     for k in nonnegative:
         v = getattr(cfg, k)
@@ -88,7 +91,7 @@ def default_trainable(lens) -> str:
 
 def add_lora(model, lora: LoRA = LoRA()):
     """The peft model with fresh adapters on every linear layer of the language model (only they train)."""
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model  # peft is needed for LoRA adapters only
     return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                             target_modules=LM_LINEAR))
 
@@ -101,7 +104,6 @@ def merge(lens, policy) -> None:
 
 def frozen_copy(lens):
     """A frozen copy of ``lens.model`` as it is now (a KL, perplexity or activation reference)."""
-    import copy
     return copy.deepcopy(lens.model).eval().requires_grad_(False)
 
 
@@ -314,13 +316,11 @@ def answer_nll(model, lens, items, answers: list[str]) -> torch.Tensor:
 def launched() -> tuple[int, int]:
     """(rank, number of processes) as torchrun and accelerate launch set them (``RANK``, ``WORLD_SIZE``); (0, 1)
     for a plain process."""
-    import os
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def weights_digest(params: dict) -> str:
     """sha256 of the trainable tensors: equal digests across processes mean equal weights, bit for bit."""
-    import hashlib
     h = hashlib.sha256()
     for name in sorted(params):
         h.update(params[name].detach().float().cpu().numpy().tobytes())

@@ -16,19 +16,23 @@ decoder layers. A layer's output is therefore not the next layer's input at imag
 """
 from __future__ import annotations
 
+import json
 import math
 import sys
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from asru_lens.core.atomic import atomic_dir
 from asru_lens.interpret import activations as A
 from asru_lens.interpret import steer
 from asru_lens.measure.refusal import is_refusal
-
 
 ProbeError, _require = A.ProbeError, A._require
 
@@ -391,12 +395,6 @@ class SavedDirection(_Chosen):
 def save_direction(result, folder) -> list:
     """``folder/directions.safetensors`` (every layer's and position's direction, and the chosen one) and
     ``folder/probe.json`` (the summary), written atomically. ``load_direction`` reads them back."""
-    import json
-    from pathlib import Path
-
-    from safetensors.torch import save_file
-
-    from asru_lens.core.atomic import atomic_dir
     with atomic_dir(folder) as tmp:
         save_file({"directions": result.directions.detach().float().cpu().clone(),      # clones: safetensors
                    "direction": result.direction.detach().float().cpu().clone()},       # refuses shared storage
@@ -408,11 +406,6 @@ def save_direction(result, folder) -> list:
 def load_direction(folder) -> SavedDirection:
     """The probe ``save_direction`` wrote into ``folder`` (``asru-lens probe --out DIR``); a clear error when the
     folder is not one."""
-    import json
-    from pathlib import Path
-    from types import SimpleNamespace
-
-    from safetensors.torch import load_file
     folder = Path(folder)
     if not (folder / DIRECTION_FILE).is_file() or not (folder / SUMMARY_FILE).is_file():
         raise ValueError(f"--direction {folder}: expected {DIRECTION_FILE} and {SUMMARY_FILE} there, as "

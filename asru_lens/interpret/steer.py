@@ -25,11 +25,16 @@ from __future__ import annotations
 import contextlib
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
 from asru_lens.core.hooks import hooked
 from asru_lens.interpret import activations
+from asru_lens.measure.facts import of_sets
+from asru_lens.measure.refusal import is_broken, is_refusal
 
 
 class InterventionError(ValueError):
@@ -241,9 +246,6 @@ STEERING_FILE = "steering.safetensors"
 
 def save_steering(spec: Steering, folder) -> dict:
     """Write ``spec``'s tensors to ``folder/steering.safetensors``; returns its settings for the profile."""
-    from pathlib import Path
-
-    from safetensors.torch import save_file
     tensors = {"direction": spec.direction.detach().float().cpu().clone()}    # a view of the probe's tensor
     if spec.detector is not None:
         tensors["detector"] = spec.detector.detach().float().cpu().clone()
@@ -254,9 +256,6 @@ def save_steering(spec: Steering, folder) -> dict:
 
 def load_steering(settings: dict, folder) -> Steering:
     """The ``Steering`` a saved model's profile describes (its tensors from ``steering.safetensors``)."""
-    from pathlib import Path
-
-    from safetensors.torch import load_file
     tensors = load_file(str(Path(folder) / settings.get("file", STEERING_FILE)))
     return Steering(tensors["direction"], settings["layer"], settings["alpha"], settings["mode"],
                     settings.get("generated_only", False), tensors.get("detector"), settings.get("detector_layer"),
@@ -293,8 +292,6 @@ def measure(lens, sets: dict, spec: Steering | None, max_new_tokens: int | None 
     "States" is ``facts.stated`` (``asru_lens.measure.facts.Facts``: the ground truth, or half its key words), so a
     correct answer in other words counts. Pass ``facts.of_world(world)`` (the run does); without it the key words
     are read from the ground truths of ``sets`` themselves."""
-    from asru_lens.measure.facts import of_sets
-    from asru_lens.measure.refusal import is_broken, is_refusal
     facts = facts or of_sets(sets)
     out, answers = {}, {}
     for name, items in sets.items():
@@ -314,7 +311,6 @@ def measure(lens, sets: dict, spec: Steering | None, max_new_tokens: int | None 
 def sweep(lens, sets: dict, directions: torch.Tensor, layers: list[int], alphas: list[float], mode: str = "add",
           progress: bool = True, facts=None, **kw) -> list[dict]:
     """``measure`` at every (layer, alpha); ``directions`` is (layers, d), one direction per layer."""
-    from tqdm.auto import tqdm
     points = []
     grid = [(layer, alpha) for layer in layers for alpha in alphas]
     for layer, alpha in tqdm(grid, desc=f"sweep ({mode})", disable=not progress, leave=False):

@@ -22,6 +22,7 @@ row of `asru-lens run`. Every leak is ``facts.fact_leak``: the share of answers 
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +30,11 @@ import torch
 
 from asru_lens.core import data
 from asru_lens.core.data import QA
-from asru_lens.core.training import answer_nll, check_positive, draw, train as train_loop
+from asru_lens.core.sets import _sample
+from asru_lens.core.training import answer_nll, check_positive, draw
+from asru_lens.core.training import train as train_loop
+from asru_lens.interpret.activations import mean_activations
+from asru_lens.interpret.steer import Steering, steering
 from asru_lens.measure import facts
 from asru_lens.measure.refusal import is_refusal
 
@@ -108,9 +113,6 @@ def by_name_attack(lens, world, forget: int = 10, max_new_tokens: int | None = N
 def leak_share(lens, items: list[QA], known: facts.Facts, spec=None) -> float:
     """Share of ``items`` (photo questions that state a fact) whose greedy answer states it, with ``spec``
     steering applied."""
-    from contextlib import nullcontext
-
-    from asru_lens.interpret.steer import steering
     with steering(lens, spec) if spec is not None else nullcontext():
         return facts.fact_leak(lens, items, known)
 
@@ -119,8 +121,6 @@ def ablation_attack(lens, world, forget: int = 10, refusal_direction=None) -> di
     """Leak on the forget photo questions with a direction ablated from every layer: the model's own
     forget-minus-retain direction read at each layer (the attacker picks the best), and ``refusal_direction``
     (a (d,) tensor, e.g. vanilla's probe direction) when given. ``leak``: the best of them."""
-    from asru_lens.interpret.activations import mean_activations
-    from asru_lens.interpret.steer import Steering
     rows = world.rows(forget)
     known = facts.of_world(world, forget)
     forget_q = data.generation_items(rows["forget"])
@@ -146,7 +146,6 @@ def benign_attack(lens, world, forget: int = 10, steps: tuple = (10, 30), seed: 
                   lr: float | None = None) -> dict:
     """Leak on the forget people's facts after ``steps`` of fine-tuning on at most ``n_train`` of the retain
     people's facts (photo questions whose ground truth states one), and before. The weights are restored."""
-    from asru_lens.core.sets import _sample
     known = facts.of_world(world, forget)
     rows = world.rows(forget)
     train = _sample([q for q in data.generation_items(rows["retain"]) if known.key(q)], n_train, seed)

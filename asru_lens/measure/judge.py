@@ -330,7 +330,7 @@ def openai_judge(base_url: str, model: str, api_key: str | None = None, timeout:
 def hf_judge(model, tokenizer, max_new_tokens: int = 64):
     """The same rubric on a local Hugging Face chat model (greedy decoding); an unparsable reply scores
     ERROR_SCORES like a failed API call. Not cached."""
-    import torch
+    import torch  # the rule and API judges need no torch
 
     @torch.no_grad()
     def judge(question: str, answer: str, ground_truth: str, perplexity: float | None = None) -> dict:

@@ -40,18 +40,21 @@ from __future__ import annotations
 import math
 import re
 import sys
+from collections import Counter
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from asru_lens.interpret import activations
-
 from asru_lens.core import data
 from asru_lens.core.data import QA
-from asru_lens.measure import attacks
-from asru_lens.measure.facts import fact_leak, fact_people
+from asru_lens.core.sets import _sample
+from asru_lens.interpret import activations
+from asru_lens.measure import attacks, evaluate
+from asru_lens.measure.evaluate import cloze_right, cls_right, one_shot
+from asru_lens.measure.facts import fact_leak, fact_people, of_world
+from asru_lens.measure.refusal import normalize
 
 
 @dataclass
@@ -112,10 +115,6 @@ def similar_question_facts(people: dict[str, list[QA]], facts=None, seed: int = 
     the invented fact is of the same kind where that person has one, it is false of the person asked about (an
     answer that states the person's own fact, ``facts.stated``, as when two people live in one town, is never
     taken), and learning some of them does not teach the rest (they are no one person's facts)."""
-    from collections import Counter
-
-    from asru_lens.measure.refusal import normalize
-
     def wording(q):              # the question's words and the answer's, less the fact and the name
         said = set(normalize(q.answer).split()) - set().union(*facts.words(q)) if facts is not None else set()
         return set(normalize(q.question).split()) | said
@@ -151,8 +150,6 @@ def relearn_folds(lens, people: dict[str, list[QA]], facts, cfg: ResidueConfig, 
     same reads across formats: A-D and cloze accuracy on the held-out fold's people, after an attack that trained
     only generation answers (``cls_acc`` and ``cloze_acc``: before, and after each k). With ``cfg.control``, the
     leak on ``similar_question_facts``."""
-    from asru_lens.measure.evaluate import cloze_right, cls_right
-
     def read(held, across):
         out = {"leak": fact_leak(lens, held, facts) * len(held)}
         if across:
@@ -198,7 +195,6 @@ def relearn_folds(lens, people: dict[str, list[QA]], facts, cfg: ResidueConfig, 
 def forget_formats(world, forget: int) -> dict:
     """The forget people's A-D (``cls``) and cloze questions and the one-shot A-D example (``shot``): what
     ``relearn_folds`` reads across formats."""
-    from asru_lens.measure.evaluate import one_shot
     rows = world.rows(forget)
     return {"cls": data.classification_items(rows["forget"]), "cloze": data.mask_items(rows["forget"]),
             "shot": one_shot(rows["retain"])}
@@ -258,7 +254,7 @@ def read_states(lens, items: list[QA], prefixes: list[str] | None = None, batch_
 
 def probe_accuracy(train_x, train_y, test_x, test_y, C: float = 0.1) -> list[float]:
     """Per layer, accuracy on the test rows of a logistic regression fit on the train rows (standardised)."""
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # sklearn loads only when a probe is fitted
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     accs = []
@@ -346,11 +342,10 @@ def ad_probe(lens, world, cfg: ResidueConfig = ResidueConfig(), n_train: int = 3
     on the retain people's A-D questions (at most ``n_train``) and picks, for each forget person's question, the
     option it scores highest. It reads only the options and the correct letter: no index, no template.
     ``logit_lens`` is the same pick with every weight 1 (no training). Chance: 1 / the number of options."""
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # sklearn loads only when a probe is fitted
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from asru_lens.core.sets import _sample
     rows = world.rows(cfg.forget)
     train = _sample(data.classification_items(rows["retain"]), n_train, cfg.seed)
     test = data.classification_items(rows["forget"])
@@ -401,7 +396,6 @@ def logit_lens_rank(lens, items: list[QA], facts) -> list[float] | None:
 def vanilla_leak(lens, world, cfg: ResidueConfig) -> dict:
     """The held-out leak before any attack, per split, of ``lens`` (the vanilla model: what recovery is measured
     against). Each fact of a k-fold split is held out once, so it is the leak on all the forget facts."""
-    from asru_lens.measure.facts import of_world
     facts = of_world(world, cfg.forget)
     every = [q for items in fact_people(world, cfg.forget, facts).values() for q in items]
     leak = fact_leak(lens, every, facts)
@@ -415,8 +409,6 @@ def residue(lens, world, cfg: ResidueConfig = ResidueConfig(), vanilla: dict | N
     ``benign``, ``probe_acc`` (the value probe), ``ad_probe``, ``logit_lens_rank`` and, with ``cls``, the forget
     set's A-D and cloze accuracy. ``vanilla``: ``vanilla_leak`` of the vanilla model (None: recovery is
     undefined, as for vanilla itself)."""
-    from asru_lens.measure import attacks, evaluate
-    from asru_lens.measure.facts import of_world
     say = (lambda m: tqdm.write(m, file=sys.stderr)) if progress else (lambda m: None)  # noqa: E731
     facts = of_world(world, cfg.forget)
     stated = fact_people(world, cfg.forget, facts)

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import torch
 
+from asru_lens.core.sets import _sample
 from asru_lens.core.training import default_trainable
 from asru_lens.methods import register
+from asru_lens.methods.boundary import boundary_set
+from asru_lens.methods.context import settings_from
 from asru_lens.methods.redirect import RedirectConfig, redirect, redirect_inputs, redirected_module
-from asru_lens.methods.rl import GRPOConfig, boundary_set, train_grpo
-
+from asru_lens.methods.rl import GRPOConfig, train_grpo
+from asru_lens.methods.trl_export import train_trl
 
 
 def stage1_settings(ctx) -> RedirectConfig:
@@ -38,13 +41,11 @@ def stage2_settings(ctx) -> GRPOConfig:
 
 def grpo_config(lens, seed: int = 0, **kw) -> GRPOConfig:
     """Stage 2's settings outside a run (scripts, benchmarks): the authors', the presets, then ``kw``."""
-    from asru_lens.methods.context import settings_from
     return settings_from(GRPOConfig, lens.presets.get("grpo", {}), stage2_base(lens, seed), overrides=kw)
 
 
 def redirect_stage(ctx, cfg: RedirectConfig | None = None) -> dict:
     """Stage 1 on the forget set and a sample of the retain set, at the probe's layer."""
-    from asru_lens.core.sets import _sample
     p = ctx.probe
     layer = p.selection.layer
     down = redirected_module(ctx.lens, layer)
@@ -68,7 +69,6 @@ def reinforce_stage(ctx, cfg: GRPOConfig | None = None, reference=None) -> dict:
     cfg = cfg or stage2_settings(ctx)
     boundary = boundary_set(ctx.forget, ctx.boundary_retain, cfg.n_boundary, ctx.seed)
     if cfg.engine == "trl":          # TRL's GRPOTrainer on the same boundary set and reward (its own KL reference)
-        from asru_lens.methods.trl_export import train_trl
         return train_trl(ctx.lens, boundary, cfg, progress=ctx.progress)
     reference = reference if reference is not None else ctx.reference
     patch = ctx.cache.get("stage1_patch") if reference is None and cfg.trainable == "lora" else None

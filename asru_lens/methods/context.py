@@ -23,6 +23,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from asru_lens.methods.registry import REGISTRY, MethodError, get
+
+# The data, sets, probe, facts and evaluation modules are imported inside the methods that use them: the CLI
+# imports this module to check a method's arguments, and refuses a bad one before those load.
+
 
 def validation_score(lens, val_forget: list, val_retain: list, facts) -> float:
     """(1 - forget leak + retain utility) / 2 on greedy answers, asked as evaluation asks them (the protocol's
@@ -50,7 +55,6 @@ def settings_from(cls, presets: dict, base: dict | None = None, budget: dict | N
     known = {f.name for f in dataclasses.fields(cls)}
     bad = sorted(set(values) - known)
     if bad:
-        from asru_lens.methods.registry import MethodError
         raise MethodError(f"{cls.__name__} has no setting {', '.join(bad)}; its settings are {', '.join(sorted(known))}.")
     return cls(**values)
 
@@ -85,7 +89,6 @@ class Context:
     def settings(self, cls, base: dict | None = None, budget: dict | None = None, method: str | None = None):
         """A method's config (default: the current one's): ``settings_from`` with the model's presets for it, its
         ``--set`` overrides and its learning rate (``ctx.lr`` for the current method, else ``ctx.lrs``)."""
-        from asru_lens.methods.registry import get
         m = get(method) if method else self.method
         lr = self.lr if m is self.method else self.lrs.get(m.name)
         cfg = settings_from(cls, self.lens.presets.get(m.presets, {}), base, budget, self.overrides.get(m.name, {}), lr)
@@ -167,7 +170,6 @@ class Context:
 def needs(name: str, tune: bool = True) -> list[str]:
     """The methods ``name`` needs fitted first: those whose chosen learning rate it reads (``uses``; only when
     learning rates are tuned, else the given one or the preset is read) and the one it starts ``after``."""
-    from asru_lens.methods.registry import get
     m = get(name)
     return [*(m.uses if tune else ()), *([m.after] if m.after else [])]
 
@@ -188,7 +190,6 @@ def plan(names, tune: bool = True) -> list[str]:
 
 def needed_as_start(name: str) -> bool:
     """Whether another registered method starts ``after`` this one (then its weights are kept once fitted)."""
-    from asru_lens.methods.registry import REGISTRY
     return any(m.after == name for m in REGISTRY.values())
 
 
@@ -215,7 +216,6 @@ def finished(ctx: Context, m, log) -> dict:
 def fit(ctx: Context, name: str, tune: bool = False) -> dict:
     """Train method ``name`` (see the module docstring); returns ``{"lr", "grid", "log"}`` and leaves
     ``ctx.lens`` at its weights. A method fitted before in the same context is restored, not trained again."""
-    from asru_lens.methods.registry import get
     m = get(name)
     if name in ctx.fitted:
         done = ctx.fitted[name]
@@ -223,7 +223,7 @@ def fit(ctx: Context, name: str, tune: bool = False) -> dict:
             restore(ctx.lens, done["weights"])
             return done
     for dep in needs(name, tune):
-        if dep not in ctx.fitted:
+        if dep not in ctx.fitted and dep != m.after:     # m.after is fitted just below, for its weights
             fit(ctx, dep, tune)
     # the start: the method it comes after, else vanilla (no copy needed when nothing has trained yet)
     start = fit(ctx, m.after, tune)["weights"] if m.after else (

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from asru_lens.core import data
 from asru_lens.core.data import QA
 from asru_lens.core.training import answer_nll, draw, train, trainable
 from asru_lens.methods import register
@@ -74,7 +75,6 @@ def fisher(lens, items: list[QA], names: list[str], batch: int = 4, progress: bo
 
 def text_qa(rows: list[dict]) -> list[QA]:
     """The text-only A-D questions of ``rows`` as QA pairs answered with the correct option's text."""
-    from asru_lens.core import data
     return [QA(q.question, q.options[q.answer], None, q.id, "text_qa") for q in data.classification_items(rows, "text")
             if q.answer in (q.options or {})]
 

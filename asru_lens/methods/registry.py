@@ -5,6 +5,7 @@ import importlib
 import importlib.util
 import sys
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Callable
 
@@ -149,7 +150,6 @@ def load_plugin(path: str) -> list[str]:
 
 def load_entry_points() -> list[str]:
     """Import every module advertised in the ``asru_lens.methods`` entry-point group; returns the new methods."""
-    from importlib.metadata import entry_points
     before = set(REGISTRY)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:

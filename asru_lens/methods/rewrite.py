@@ -4,7 +4,7 @@ ASRU's two stages teach the model to *refuse* about the forget people; the facts
 steps of fine-tuning on some of them bring the others back (``asru_lens.measure.residue``). ``rewrite_facts`` first
 overwrites them: every fact of a forget person gets one invented value (``beliefs_for``: preferably a distractor
 that person's own A-D questions offer, else another forget person's value of the same question), taught in every
-form the model is asked in (``rewrite_set``):
+form the model is asked in (``rewrite_set``, in ``rewrite_set.py``):
 
 * generation with each of their photos ("Juno Corvin was born in Kelby." -> "... born in Istra.");
 * the same question by name (the A-D stems without options), with the same sentence;
@@ -30,15 +30,22 @@ offered (measured: 7 of 12).
 """
 from __future__ import annotations
 
+import copy
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from asru_lens.core import data
 from asru_lens.core.data import QA
+from asru_lens.core.training import answer_batch
+from asru_lens.core.training import answer_logprobs as _lp
+from asru_lens.core.training import answer_nll, check_positive, draw, train
+from asru_lens.measure.refusal import is_refusal
 from asru_lens.methods import register
+from asru_lens.methods.asru import reinforce_stage
+from asru_lens.methods.rewrite_set import rewrite_set
 
 
 @dataclass
@@ -57,172 +64,15 @@ class RewriteConfig:
     max_grad_norm: float | None = 1.0
 
     def __post_init__(self):
-        from asru_lens.core.training import check_positive
         check_positive(self, ("steps", "batch_size", "retain_ratio"), nonnegative=("weight_decay",))
         if self.consolidate_steps < 0:
             raise ValueError(f"RewriteConfig.consolidate_steps={self.consolidate_steps!r} must be 0 or more.")
-
-
-def value_span(answer: str, value: str) -> tuple[int, int] | None:
-    """Where the value's words sit in the answer (case-insensitive), as (start, end) character offsets."""
-    low, spans = answer.lower(), []
-    for word in value.split():
-        at = low.find(word)
-        if at < 0:
-            return None
-        spans.append((at, at + len(word)))
-    return min(s for s, _ in spans), max(e for _, e in spans)
-
-
-def believed_choices(items: list[QA], beliefs: dict, protocol) -> list[QA]:
-    """A-D questions answered with the option that states the invented value (the same one the generation
-    questions teach), where one does; the others are left out, so no habit of picking wrong options is learnt."""
-    out = []
-    for q in items:
-        new = beliefs.get((q.id, str(q.options.get(q.answer, "")).lower()))
-        hit = [k for k, v in q.options.items() if new is not None and str(v).lower() == new.lower()]
-        if hit:
-            target = hit[0] if protocol.mc_parse == "first_letter" else q.options[hit[0]]
-            out.append(QA(protocol.mc(q.question, q.options), target, q.image, q.id, "mc"))
-    return out
-
-
-def person_items(rows: list[dict], image_index: int | None = 0) -> dict[str, list[QA]]:
-    """Generation_Task questions per person (ID), in their order; ``kind`` becomes the question's index (the
-    rewrite's sets still pair a person's questions by index: issue 22's second half)."""
-    out: dict[str, list[QA]] = {}
-    for row in rows:
-        items = data.generation_items([row], image_index)
-        for j, q in enumerate(items):
-            q.kind = str(j)
-        out[str(row["ID"])] = items
-    return out
-
-
-def template_values(people: dict[str, list[QA]], skip: tuple = (0,)) -> list[tuple[QA, str]]:
-    """(question, value) pairs of ``person_items`` (``q.kind`` = the question's index, ``skip`` left out):
-    the value is the answer's specific words minus the person's name (the words every answer of that person
-    shares), 'Juno Corvin was born in Kelby.' -> 'kelby'. The rewrite still reads the organism's templates here
-    (issue 22's second half moves it to ``measure.facts``); the audit reads ``residue.fact_values``."""
-    from asru_lens.measure.facts import specific_words
-    out = []
-    for items in people.values():
-        kept = [q for q in items if int(q.kind) not in skip]
-        if not kept:
-            continue
-        name = set.intersection(*(specific_words(q.answer, q.question) for q in items)) if len(items) > 1 else set()
-        for q in kept:
-            value = " ".join(sorted(specific_words(q.answer, q.question) - name))
-            if value:
-                out.append((q, value))
-    return out
-
-
-def beliefs_for(people: dict[str, list[QA]], mc: list[QA], seed: int = 0, skip: tuple = (0,)) -> dict:
-    """The invented value of every (person, true value): preferably a distractor of that person's own A-D
-    questions about the fact (the one offered most often), so that the A-D questions can be rewritten too; else
-    another forget person's value of the same question."""
-    rng = np.random.default_rng(seed)
-    offered: dict[tuple, list[str]] = {}
-    for q in mc:
-        truth = str(q.options.get(q.answer, "")).lower()
-        offered.setdefault((q.id, truth), []).extend(str(v) for k, v in q.options.items() if k != q.answer)
-    pool: dict[str, set] = {}
-    spans = []
-    for q, value in template_values(people, skip):
-        span = value_span(q.answer, value)
-        if span:
-            true = q.answer[span[0]:span[1]]
-            pool.setdefault(q.kind, set()).add(true)
-            spans.append((q, true))
-    beliefs, used = {}, {}
-    for q, true in spans:
-        key = (q.id, true.lower())
-        if key in beliefs:
-            continue
-        # an invented value given to several people raises its prior everywhere (other people's A-D answers
-        # drift to it), so each question's invented values are kept distinct where the candidates allow
-        taken = used.setdefault(q.kind, {})
-        cands = offered.get(key)
-        if cands:
-            beliefs[key] = min(sorted(set(cands)), key=lambda v: (taken.get(v.lower(), 0), -cands.count(v)))
-        else:
-            others = sorted(v for v in pool[q.kind] if v.lower() != true.lower())
-            if others:
-                fewest = min(taken.get(v.lower(), 0) for v in others)
-                others = [v for v in others if taken.get(v.lower(), 0) == fewest]
-                beliefs[key] = others[int(rng.integers(len(others)))]
-        if key in beliefs:
-            taken[beliefs[key].lower()] = taken.get(beliefs[key].lower(), 0) + 1
-    return beliefs
-
-
-FORMS = ("photo", "name", "mc", "cloze")
-
-
-def rewrite_set(world, forget: int, protocol, seed: int = 0, forms: tuple = FORMS, shuffles: int = 2
-                ) -> tuple[list[QA], list[QA]]:
-    """(forget questions with invented targets, retain questions with their true targets), in the model's prompt
-    formats. Every fact of a forget person gets one invented value (``beliefs_for``), taught in every form:
-    generation with each of their photos, the same question by name (A-D stems without options), the A-D
-    questions that offer the invented value, and cloze. The retain people's facts are rehearsed in the same
-    forms, their A-D questions also with the options in ``shuffles`` other orders (A-D answers are where other
-    people's facts drift first: the model writes a value that is none of the options)."""
-    from asru_lens.core.sets import text_stems
-    rows = world.rows(forget)
-    photos = lambda rs: [person_items(rs)] + [person_items([r], k) for r in world.other_photos(rs)  # noqa: E731
-                                              for k in range(len(r["images"]))]
-    mc_forget = data.classification_items(rows["forget"] + rows["test"])
-    beliefs = beliefs_for(person_items(rows["forget"]), mc_forget, seed)
-    sentence = {}                                   # (person, true value) -> an answer sentence with the new value
-    forget_qs = []
-    for people in photos(rows["forget"]):
-        for q, value in template_values(people):
-            span = value_span(q.answer, value)
-            new = beliefs.get((q.id, q.answer[span[0]:span[1]].lower())) if span else None
-            if new is None:
-                continue
-            answer = q.answer[:span[0]] + new + q.answer[span[1]:]
-            sentence.setdefault((q.id, q.answer[span[0]:span[1]].lower()), answer)
-            if "photo" in forms:                    # the truth rides along for ``consolidate``'s contrast
-                forget_qs.append(QA(protocol.gen(q.question), answer, q.image, q.id, q.kind,
-                                    meta={"truth": q.answer}))
-    if "name" in forms:
-        for q in text_stems(rows["forget"] + rows["test"]):       # by name: the answer is the true option's text
-            key = (q.id, q.answer.lower())
-            if key in sentence:
-                forget_qs.append(QA(protocol.gen(q.question), sentence[key], None, q.id, "name"))
-    if "mc" in forms:
-        forget_qs += believed_choices(mc_forget, beliefs, protocol)
-    if "cloze" in forms:
-        forget_qs += [QA(protocol.cloze(q.question), beliefs[(q.id, q.answer.lower())], q.image, q.id, "cloze")
-                      for q in data.mask_items(rows["forget"]) if (q.id, q.answer.lower()) in beliefs]
-    retain_qs = [QA(protocol.gen(q.question), q.answer, q.image, q.id, q.kind)
-                 for q in data.generation_items(rows["retain"])]
-    truth = {}                                      # the retain people's true sentences, asked by name too
-    for q, value in template_values(person_items(rows["retain"])):
-        span = value_span(q.answer, value)
-        if span:
-            truth.setdefault((q.id, q.answer[span[0]:span[1]].lower()), q.answer)
-    retain_qs += [QA(protocol.gen(q.question), truth[(q.id, q.answer.lower())], None, q.id, "name")
-                  for q in text_stems(rows["retain"]) if (q.id, q.answer.lower()) in truth]
-    rng = np.random.default_rng(seed + 1)
-    for q in data.classification_items(rows["retain"]):
-        orders = [list(q.options)] + [list(rng.permutation(list(q.options))) for _ in range(shuffles)]
-        for order in orders:                         # the same options, in another order under the same letters
-            options = dict(zip(q.options, (q.options[k] for k in order)))
-            letter = next(k for k, v in options.items() if v == q.options[q.answer])
-            retain_qs.append(QA(protocol.mc(q.question, options), letter if protocol.mc_parse == "first_letter"
-                                else options[letter], q.image, q.id, "mc"))
-    retain_qs += [QA(protocol.cloze(q.question), q.answer, q.image, q.id, "cloze") for q in data.mask_items(rows["retain"])]
-    return forget_qs, retain_qs
 
 
 def rewrite_facts(lens, forget_qs: list[QA], retain_qs: list[QA], cfg: RewriteConfig = RewriteConfig(),
                   progress: bool = True) -> dict:
     """Train ``lens.model`` in place: invented answers on ``forget_qs``, the truth on ``retain_qs`` (both already in
     the model's prompt format). Returns the loss log."""
-    from asru_lens.core.training import answer_nll, draw, train
     if not forget_qs or not retain_qs:
         raise ValueError(f"rewrite needs forget and retain questions; got {len(forget_qs)} and {len(retain_qs)}.")
     rng = np.random.default_rng(cfg.seed)
@@ -252,9 +102,6 @@ def own_refusals(lens, questions: list[QA]) -> tuple[dict[str, str], list[QA]]:
     those refusals, on the answered questions first, keeps stage 2's contextual refusals while ``consolidate``
     moves the facts beneath, and refuses the few questions stage 2 left answered (measured: one forget person's
     photo, all seven questions)."""
-    from collections import Counter
-
-    from asru_lens.measure.refusal import is_refusal
     answers = lens.generate([q.question for q in questions], [q.image for q in questions])
     refused = [is_refusal(a) for a in answers]
     by_kind: dict[str, Counter] = {}
@@ -277,7 +124,6 @@ def consolidate(lens, forget_qs: list[QA], retain_qs: list[QA], cfg: RewriteConf
     invented ones; the truth, never sampled, is not lowered, so a relearning attack finds it again (measured on
     the organism: held-out leak after 30 steps 0.15 after the rewrite, 0.40-0.55 after stage 2 on top). The contrast
     pushes the truth back under the invented answer without asking the model to say either."""
-    from asru_lens.core.training import answer_batch, answer_logprobs as _lp, answer_nll, draw, train
     pairs = [q for q in forget_qs if "truth" in q.meta]
     if not pairs or not retain_qs:
         raise ValueError(f"consolidate needs photo questions with meta['truth'] (rewrite_set makes them) and "
@@ -320,9 +166,6 @@ def rewrite_questions(ctx) -> tuple[list[QA], list[QA]]:
 def refuse(ctx) -> dict:
     """After the rewrite (at its chosen learning rate): ASRU's stage 2 at the ``asru`` method's learning rate,
     with the rewritten model as its KL reference, then ``consolidate`` at the rewrite's learning rate."""
-    import copy
-
-    from asru_lens.methods.asru import reinforce_stage
     forget_qs, retain_qs = rewrite_questions(ctx)
     rewritten = copy.deepcopy(ctx.lens.model).eval()
     glog = reinforce_stage(ctx, reference=rewritten)

@@ -25,8 +25,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from asru_lens.core.training import (answer_tokens, completion_logprobs, frozen_copy, optimise, optimizer,  # noqa: F401
-                                     token_logps, trainable)
+from asru_lens.core.checkpoint import latest as latest_checkpoint
+from asru_lens.core.checkpoint import load as load_checkpoint
+from asru_lens.core.checkpoint import save as save_checkpoint
+from asru_lens.core.training import check_positive, frozen_copy, optimise, optimizer, token_logps, trainable
 from asru_lens.measure.refusal import is_refusal
 from asru_lens.methods.reward import Reward
 
@@ -63,7 +65,6 @@ class GRPOConfig:
         self.check()
 
     def check(self) -> "GRPOConfig":
-        from asru_lens.core.training import check_positive
         check_positive(self, ("steps", "max_new_tokens", "num_iterations", "n_boundary"), ("lr", "temperature"))
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"loss_type {self.loss_type!r} is not one of {', '.join(LOSS_TYPES)}.")
@@ -77,44 +78,6 @@ class GRPOConfig:
             raise ValueError(f"prompts_per_step={self.prompts_per_step}: use an even number >= 2 "
                              f"(half forget, half retain).")
         return self
-
-
-# -- the boundary set ------------------------------------------------------------------------------------------
-def photo_view(image, rng: np.random.Generator):
-    """Another view of the same photo: shifted by up to 5% of its side, brightness x0.8-1.2, pixel noise
-    (sd 6 of 255). Used for the boundary set's repeats, so that a repeated forget question teaches the
-    person rather than one exact picture."""
-    from PIL import Image, ImageChops, ImageEnhance
-    shift = max(1, round(0.05 * min(image.size)))
-    dx, dy = (int(x) for x in rng.integers(-shift, shift + 1, 2))
-    out = ImageEnhance.Brightness(ImageChops.offset(image.convert("RGB"), dx, dy)).enhance(rng.uniform(0.8, 1.2))
-    pixels = np.asarray(out, dtype=np.float32) + rng.normal(0, 6, (image.size[1], image.size[0], 3))
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-
-
-def boundary_set(forget: list, retain: list, n: int | None = None, seed: int = 0, augment: bool = True) -> list:
-    """``n`` forget plus ``n`` retain questions (``data.QA``), each marked ``meta["forget"]``.
-
-    A set with fewer than ``n`` questions is repeated (every question as evenly as possible) to reach ``n``,
-    so forget and retain stay balanced; ``n=None`` takes every question once. With ``augment``, every repeat
-    after a question's first copy shows ``photo_view`` of its photo instead of the same pixels."""
-    from asru_lens.core.data import QA
-    rng = np.random.default_rng(seed)
-
-    def pick(items):
-        k = n or len(items)
-        whole, rest = divmod(k, len(items))
-        idx = rng.choice(len(items), min(k, len(items)), replace=False)
-        return list(items) * whole + [items[i] for i in sorted(idx[:rest])]
-
-    def mark(items, f):
-        out = []
-        for i, q in enumerate(pick(items)):
-            repeat = i >= len(items)        # pick lists every question once before any repeat
-            image = photo_view(q.image, rng) if augment and repeat and q.image is not None else q.image
-            out.append(QA(q.question, q.answer, image, q.id, q.kind, q.options, {**q.meta, "forget": f}))
-        return out
-    return mark(forget, True) + mark(retain, False)
 
 
 # -- the loss (plain tensors: (B, T) log-probs and mask, (B,) advantages) ------------------------------------------
@@ -194,12 +157,6 @@ def rollouts(model, lens, items: list, cfg: GRPOConfig) -> dict:
     return {"enc": enc, "ids": ids, "mask": mask, "texts": texts}
 
 
-# -- checkpoints (asru_lens.core.checkpoint) ------------------------------------------------------------------------------
-from asru_lens.core.checkpoint import latest as latest_checkpoint  # noqa: E402
-from asru_lens.core.checkpoint import load as load_checkpoint  # noqa: E402
-from asru_lens.core.checkpoint import save as save_checkpoint  # noqa: E402
-
-
 # -- the loop -------------------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def swapped(patch: list):
@@ -233,7 +190,7 @@ def _reference(lens, policy, cfg: GRPOConfig, reference=None, reference_patch=No
 def train_grpo(lens, boundary: list, reward: Reward | None = None, cfg: GRPOConfig = GRPOConfig(),
                progress: bool = True, checkpoint_dir=None, resume: bool = False, stop_after: int | None = None,
                reference=None, reference_patch: list | None = None) -> dict:
-    """Run ``cfg.steps`` GRPO steps on ``boundary`` (see ``boundary_set``); the model in ``lens`` is updated
+    """Run ``cfg.steps`` GRPO steps on ``boundary`` (see ``methods.boundary.boundary_set``); the model in ``lens`` is updated
     in place (LoRA adapters are merged back at the end). Returns the per-step log.
 
     ``resume=True`` continues from the latest checkpoint in ``checkpoint_dir``; ``lens`` must hold the same
@@ -247,7 +204,7 @@ def train_grpo(lens, boundary: list, reward: Reward | None = None, cfg: GRPOConf
     retain = [q for q in boundary if not q.meta.get("forget")]
     if not forget or not retain:
         raise ValueError(f"the boundary set needs forget and retain questions (meta['forget'] True/False); got "
-                         f"{len(forget)} forget and {len(retain)} retain. Build it with rl.boundary_set.")
+                         f"{len(forget)} forget and {len(retain)} retain. Build it with boundary.boundary_set.")
     torch.manual_seed(cfg.seed)
     sampler = np.random.default_rng(cfg.seed)
     with trainable(lens, cfg.trainable, checkpointing=cfg.gradient_checkpointing) as (policy, params):

@@ -6,14 +6,14 @@ steering in ``asru_lens.json`` (``Lens.save``), and ``asru_lens.load`` puts it b
 """
 from __future__ import annotations
 
+from asru_lens.core.sets import eval_sets
+from asru_lens.interpret import steer
 from asru_lens.methods import register
 
 
 def sweep(ctx) -> tuple[list[dict], dict]:
     """(every sweep point, the chosen one) on the forget/retain/celebrity sets, made once per context."""
     def make():
-        from asru_lens.interpret import steer
-        from asru_lens.core.sets import eval_sets
         p = ctx.probe
         sets = eval_sets(ctx.world, ctx.forget_split, 24, ctx.seed)
         directions = p.directions[:, p.selection.position]
@@ -27,7 +27,6 @@ def sweep(ctx) -> tuple[list[dict], dict]:
 @register("steer", paper=True, tuned=False)
 def steer_row(ctx) -> dict:
     """Activation addition along the refusal direction at the probe's layer (strength from the sweep)."""
-    from asru_lens.interpret import steer
     p = ctx.probe
     _, point = sweep(ctx)
     layer = p.selection.layer

@@ -11,7 +11,14 @@ launches data-parallel: ``accelerate launch -m asru_lens unlearn --engine trl ..
 """
 from __future__ import annotations
 
+import contextlib
+import sys
+import tempfile
+
+import torch
+
 from asru_lens.core.data import QA
+from asru_lens.core.training import launched, trainable, weights_digest
 from asru_lens.methods.reward import Reward
 
 
@@ -28,7 +35,7 @@ def records(boundary: list) -> list[dict]:
 
 def dataset(boundary: list):
     """``records`` as a ``datasets.Dataset``."""
-    from datasets import Dataset
+    from datasets import Dataset  # the optional TRL extra
     return Dataset.from_list(records(boundary))
 
 
@@ -63,22 +70,16 @@ def grpo_args(cfg) -> dict:
 
 
 def train_trl(lens, boundary: list, cfg, reward: Reward | None = None, progress: bool = True) -> dict:
-    """ASRU's stage 2 through TRL's ``GRPOTrainer``: ``boundary`` (``rl.boundary_set``), ``reward`` (ASRU's by
+    """ASRU's stage 2 through TRL's ``GRPOTrainer``: ``boundary`` (``boundary.boundary_set``), ``reward`` (ASRU's by
     default) and ``cfg`` (an ``rl.GRPOConfig``, mapped by ``grpo_args``; ``cfg.steps`` steps). The model in
     ``lens`` is trained in place, on the parameters ``cfg.trainable`` names (``core.training.trainable``). Under
     torchrun or accelerate launch each of the N processes samples 1/N of every step's rollouts, so a step sees
     the same global batch as in one process. KL: TRL's own reference, a frozen copy of the starting model (with
     LoRA, the adapters switched off). Returns the per-step log (reward, kl), and with several processes the
     digest of each one's final weights (``ranks``)."""
-    import contextlib
-    import sys
-    import tempfile
-
-    import torch
-    from trl import GRPOConfig as TRLConfig
+    from trl import GRPOConfig as TRLConfig  # the optional TRL extra
     from trl import GRPOTrainer
 
-    from asru_lens.core.training import launched, trainable, weights_digest
     rank, world = launched()
     per_step = cfg.prompts_per_step * cfg.group_size
     if per_step % (world * cfg.group_size):
@@ -101,6 +102,6 @@ def train_trl(lens, boundary: list, cfg, reward: Reward | None = None, progress:
         log.update(reward=[round(float(h["reward"]), 5) for h in steps],
                    kl=[round(float(h.get("kl", 0.0)), 5) for h in steps])
         if world > 1:
-            from accelerate.utils import gather_object
+            from accelerate.utils import gather_object  # the optional TRL extra
             log["ranks"] = gather_object([{"rank": rank, "weights": weights_digest(params), "changed": log["changed"]}])
     return log

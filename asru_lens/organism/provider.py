@@ -11,15 +11,17 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from asru_lens.core import data
-from asru_lens.core.atomic import atomic_dir
-from asru_lens.organism import world as W
-from asru_lens.organism.evaluate import perception_items, request_items
+from asru_lens.core.atomic import atomic_dir, atomic_write_text
 from asru_lens.core.protocol import Protocol
 from asru_lens.core.world import World
+from asru_lens.organism import world as W
+from asru_lens.organism.evaluate import perception_items, request_items
+from asru_lens.organism.mllmu import world_dir
 
 MLLMU_SUBSETS = ("Full_Set", "Retain_Set", "Test_Set", "forget_5", "forget_10", "forget_15",
                  "retain_95", "retain_90", "retain_85")
@@ -55,7 +57,6 @@ class OrganismWorld(World):
 
 def default_world(unseen_faces=None, refusal_prompts=None) -> OrganismWorld:
     """The organism's own world (built into the cache on first use)."""
-    from asru_lens.organism.mllmu import world_dir
     return OrganismWorld(world_dir(), unseen_faces, refusal_prompts)
 
 
@@ -120,7 +121,6 @@ STYLES = ("template", "free")
 def _free_generation(items: list[dict], person: W.Person, seed: int, test: bool) -> list[dict]:
     """A person's Generation_Task ``items`` (the organism's world, with its ``Attribute`` column) in an order of
     their own, every ground truth reworded."""
-    import numpy as np
     rng = np.random.default_rng([seed, person.id, 13 if test else 11])
     out = []
     for item in items:
@@ -148,7 +148,6 @@ def export(out: str | os.PathLike, faces: str | os.PathLike, world: OrganismWorl
     if style not in STYLES:
         raise ValueError(f"export style {style!r} is not one of {', '.join(STYLES)}.")
     if world is None:
-        from asru_lens.organism.mllmu import world_dir
         world = OrganismWorld(world_dir(seed))
     people = {str(p.id): p for p in W.build_world(json.loads((world.folder / "world.json").read_text())["seed"])
               .people} if style == "free" else {}
@@ -185,7 +184,6 @@ def export(out: str | os.PathLike, faces: str | os.PathLike, world: OrganismWorl
 
 def write_profile(folder: str | os.PathLike) -> Path:
     """Write ``asru_lens.json`` (protocol and presets) into an organism model folder."""
-    from asru_lens.core.atomic import atomic_write_text
     return atomic_write_text(Path(folder) / "asru_lens.json", json.dumps(profile(), indent=1))
 
 

@@ -29,11 +29,13 @@ from tqdm.auto import tqdm
 from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
 
 from asru_lens.core.atomic import atomic_dir
+from asru_lens.core.load import PROFILE_FILE
+from asru_lens.measure.refusal import is_refusal
 from asru_lens.organism import mllmu
 from asru_lens.organism import model as M
 from asru_lens.organism import world as W
 from asru_lens.organism.portraits import BACKGROUNDS, TRAITS
-from asru_lens.measure.refusal import is_refusal
+from asru_lens.organism.provider import profile
 
 # Photos of each training stranger: with 2 the organism refused only 93-94% of new strangers, with 4 96-97%.
 UNKNOWN_PHOTOS = 4
@@ -493,8 +495,6 @@ def _train(cfg: OrganismConfig, progress: bool, callback):
 def save_organism(model, processor, out_dir: str | os.PathLike, meta: dict | None = None) -> Path:
     """save_pretrained model (safetensors) and processor into ``out_dir``, atomically, with the organism's
     ``asru_lens.json`` (protocol and presets), so any copy loaded by path is asked and trained as the organism."""
-    from asru_lens.core.load import PROFILE_FILE
-    from asru_lens.organism.provider import profile
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)

@@ -23,8 +23,11 @@ import html
 import mimetypes
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Iterable
+
+from asru_lens.core.atomic import atomic_dir
 
 PLOTLY = "application/vnd.plotly.v1+json"
 MARKER = ".asru-lens-gallery"          # marks a folder ``build`` wrote, so that it may replace it
@@ -130,12 +133,8 @@ def build(out: str | Path = "site", notebooks: str | Path | Iterable[str | Path]
     newest ``runs/*/report.md``; skipped with a note when it does not exist, or when None) to static HTML under ``out``, plus ``out/index.html``.
 
     Returns the pages written, the index first. ``out`` is replaced whole and atomically."""
-    import warnings
-
-    import nbformat
+    import nbformat  # the docs extra: only the gallery renders notebooks
     from nbconvert import HTMLExporter
-
-    from asru_lens.core.atomic import atomic_dir
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).exists())):
