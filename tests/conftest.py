@@ -122,3 +122,23 @@ def small_run(world_folder):
 
 
 SMALL_RUN = ["run", "--budget", "small", "--residue", "--methods", "vanilla,GA"]
+
+
+# -- a headless Chromium for the browser tests and the static pages (playwright) --------------------------------
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-extensions", "--no-first-run", "--disable-sync", "--disable-default-apps"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from asru_lens.show.render import chromium
+    path = chromium()
+    if path is None:
+        pytest.skip("needs a Chromium (/usr/bin/chromium, or chromium on PATH)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (the dev extra)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()

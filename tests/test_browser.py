@@ -21,18 +21,18 @@ from pathlib import Path
 
 import pytest
 
+from asru_lens.show.render import chromium
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "02_steering.ipynb"
 FIGURE = Path(os.environ.get("ASRU_LENS_FIGURES") or ROOT / "figures") / "widget.png"   # conftest: temp
-CHROMIUM = "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else shutil.which("chromium")
+CHROMIUM = chromium()               # the one kaleido uses too; tests/conftest.py's browser fixture launches it
 TOKEN = "asru-lens-browser-test"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-extensions", "--no-first-run", "--disable-sync", "--disable-default-apps"]
 WIDGET_TIMEOUT_S = 420          # load the organism, probe, sweep: ~1 min here, generous for a busy CI box
 UPDATE_TIMEOUT_S = 60           # one slider move: one steered generation
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
-              pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (/usr/bin/chromium or on PATH)")]
+              pytest.mark.skipif(CHROMIUM is None, reason="needs a Chromium (/usr/bin/chromium, or chromium on PATH)")]
 
 
 def _free_port() -> int:
@@ -150,17 +150,6 @@ def lab(tmp_path_factory):
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (the dev extra)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 # JavaScript run in the page (JupyterLab exposes window.jupyterapp when expose_app_in_browser is set)

@@ -168,7 +168,9 @@ def _saved_direction(probe_json) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", methods.names())
-def test_every_method_saves_a_model(method, tmp_path, export, probe_json):
+def test_every_method_saves_a_model(method, tmp_path, export, probe_json, capsys):
+    import re
+
     import asru_lens
     mllmu, faces = export
     for where, data in (("organism", []), ("export", ["--data", str(mllmu), "--unseen-faces", str(faces)])):
@@ -176,6 +178,9 @@ def test_every_method_saves_a_model(method, tmp_path, export, probe_json):
         info = _json(["unlearn", "--method", method, *quick(method), *data, "--budget", "small", "--n", "8",
                       "--direction", _saved_direction(probe_json), "--out", str(out), "--json"])
         assert info["method"] == method and info["stages"][0] == "vanilla"
+        if method not in ("vanilla", "steer"):      # --json keeps stdout for the JSON; training shows its bar on stderr
+            bar = {"stage1": "stage 1", "asru": "stage 2"}.get(method, method)
+            assert re.search(rf"{bar}.*\|\s*\d+/\d+ \[", capsys.readouterr().err), method
         for name, used in info["config"]["learning_rates"].items():     # the presets' rates, and it says so
             assert used["from"].startswith("preset") and used["lr"] == back_presets(name), (name, used)
         assert info["stages"][1:] == {"asru": ["stage1", "stage2"], "stage1": ["stage1"]}.get(method, ["after"])

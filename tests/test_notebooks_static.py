@@ -30,10 +30,6 @@ SCREENSHOT = Path(os.environ.get("ASRU_LENS_FIGURES") or ROOT / "figures") / "no
 PLOTLY = "application/vnd.plotly.v1+json"
 WIDGET = "application/vnd.jupyter.widget-view+json"
 IMAGES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
-# as in test_browser.py
-CHROMIUM = "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else shutil.which("chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-extensions", "--no-first-run", "--disable-sync", "--disable-default-apps"]
 PROGRESS = re.compile(r"\|\s*\d+/\d+\s*\[")          # a tqdm bar's text: "|      | 0/150 [00:00<?, ?it/s]"
 MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)[^)]*\)|<img\b[^>]*\bsrc=[\"']([^\"']+)", re.IGNORECASE)
 
@@ -183,7 +179,6 @@ JS_IMAGES = """async id => { const cell = document.getElementById('cell-id=' + i
 @pytest.fixture(scope="module")
 def gallery_site(tmp_path_factory):
     from asru_lens.show import gallery
-    import shutil
     base = tmp_path_factory.mktemp("gallery")
     report = base / "run" / "report.md"          # a report as `asru-lens run` writes one: text, a table, a figure
     (report.parent / "figures").mkdir(parents=True)
@@ -192,19 +187,6 @@ def gallery_site(tmp_path_factory):
                       "![probe](figures/run_probe.png)\n")
     gallery.build(base / "site", NOTEBOOK_DIR, report)
     return base / "site"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("needs Debian's chromium (/usr/bin/chromium or on PATH)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (the dev extra)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _open_offline(browser, page_path: Path):
