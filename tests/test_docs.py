@@ -341,3 +341,37 @@ def test_the_audit_gives_the_same_numbers_without_an_attribute_column():
         assert {k: v for k, v in own[name].items() if k not in value_probe} == \
                {k: v for k, v in export[name].items() if k not in value_probe}, name
         assert own[name]["probe_acc"]["max"] is not None and "no attribute column" in export[name]["probe_acc"]["note"]
+
+
+def test_why_asru_keeps_its_presets_is_the_measured_json():
+    """docs/unlearning.md's case for stage 1's and stage 2's presets, from the runs at `asru-lens run`'s rates
+    (docs/measured/at-run-lrs-*.json) beside the preset runs (unlearn-seed*.json, residue-asru-*.json)."""
+    import json
+
+    def load(name):
+        return json.loads((ROOT / "docs" / "measured" / f"{name}.json").read_text())
+
+    def asru(models):
+        return next(r for n, r in models.items() if n != "vanilla")
+    run = load("run-seed0")["tuning"]
+    at = [load(f"at-run-lrs-unlearn-seed{s}") for s in range(3)]
+    assert [(u["config"]["settings"]["stage1"]["lr"], u["config"]["settings"]["asru"]["lr"]) for u in at] == \
+        [(run["stage1"]["lr"], run["asru"]["lr"])] * 3
+    kept = [load(f"unlearn-seed{s}") for s in range(3)]
+    free = [asru(load(f"at-run-lrs-residue-free-seed{s}")["models"]) for s in range(2)]
+    templ = asru(load("at-run-lrs-residue-template-seed0")["models"])
+    kept_res = {s: asru(load(f"residue-asru-{s}")["models"]) for s in ("template", "free")}
+    f3 = lambda xs: ", ".join(f"{x:.3f}" for x in xs)                                   # noqa: E731
+    f2 = lambda xs: " and ".join(f"{x:.2f}" for x in xs)                                # noqa: E731
+    s2 = lambda runs, k: [u["stage2"][k] for u in runs]                                 # noqa: E731
+    want = (f"stage 2 ends with forget leak {f3(s2(at, 'forget_leak'))} (at the presets: "
+            f"{f3(s2(kept, 'forget_leak'))}), test refusal {f3(s2(at, 'test_refusal'))} "
+            f"({f3(s2(kept, 'test_refusal'))}) and retain utility {f3(s2(at, 'retain_utility'))}. But the audit then "
+            f"reads ASRU otherwise: on the reworded export 30 steps of relearning bring back "
+            f"{f2([r['relearn']['question']['recovery'][1] for r in free])} of the held-out facts (seeds 0 and 1; at "
+            f"the presets {kept_res['free']['relearn']['question']['recovery'][1]:.2f}), short of the 0.8 the audit is "
+            f"held to, while asked by name the model still leaks {f2([r['by_name']['leak'] for r in free])}, and with "
+            f"one direction ablated {f2([r['ablation']['leak'] for r in free])}; on the templated world relearning "
+            f"recovers {templ['relearn']['question']['recovery'][1]:.2f} (at the presets "
+            f"{kept_res['template']['relearn']['question']['recovery'][1]:.2f}).")
+    assert want in " ".join((ROOT / "docs" / "unlearning.md").read_text().split())

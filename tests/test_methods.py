@@ -211,7 +211,8 @@ def test_probe_direction_round_trip(tmp_path):
 
 
 # stage 1 and stage 2 keep the learning rates every measured ASRU model in the docs was trained with (5e-3, 2e-4;
-# the run picks 3e-3 and 3e-4): moving them re-measures those models, the notebooks and the seed table together
+# the run picks 3e-3 and 3e-4): measured at the run's rates, the audit's relearning reads ASRU otherwise on the
+# reworded export (docs/unlearning.md, docs/measured/at-run-lrs-*.json)
 KEPT = {"stage1": 5e-3, "asru": 2e-4}
 
 

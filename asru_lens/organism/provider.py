@@ -81,7 +81,8 @@ def protocol() -> Protocol:
 # `asru-lens unlearn` reached a leak of only 0.49 (answers only: 1.00).
 # Each method's learning rate is the one `asru-lens run` chose for it on the organism (docs/measured/run-seed0.json,
 # its "tuning"), so `asru-lens unlearn --method X` trains as the main job's row did; stage 1 and stage 2 keep the
-# settings every measured ASRU model in the docs was trained with (the run picks 3e-3 and 3e-4 for them).
+# settings every measured ASRU model in the docs was trained with (the run picks 3e-3 and 3e-4 for them; why they
+# stay: docs/unlearning.md, measured at the run's rates in docs/measured/at-run-lrs-*.json).
 PRESETS = {"redirect": {"lr": 5e-3}, "grpo": {"steps": 150, "lr": 2e-4}, "trainable": "layers",
            "finetune": {"answer_only": True},
            "GA": {"lr": 1e-4}, "GD": {"lr": 3e-4}, "KL": {"lr": 3e-4}, "NPO": {"lr": 1e-4}, "IDK": {"lr": 3e-4},
