@@ -91,13 +91,18 @@ def cmd_organism_build(args) -> int:
     from asru_lens.core.load import ORGANISM_DIR
     from asru_lens.organism.train import OrganismConfig, save_organism, train_organism
 
-    cfg = OrganismConfig(seed=args.seed) if args.steps is None else OrganismConfig(seed=args.seed, steps=args.steps)
+    exclude = int(args.exclude.removeprefix("forget_")) if args.exclude else None
+    cfg = OrganismConfig(seed=args.seed, exclude=exclude, bf16=not args.fp32, threads=args.threads,
+                         **({} if args.steps is None else {"steps": args.steps}))
     t0 = time.time()
     model, processor, world, log = train_organism(cfg, progress=True)
     tail = log["loss"][-50:]
     meta = {"config": log["config"], "train_seconds": round(log["seconds"], 1),
             "final_loss": round(sum(tail) / len(tail), 4)}
-    out = save_organism(model, processor, args.out or ORGANISM_DIR, meta)
+    if exclude:
+        meta["excluded_ids"] = world.forget_ids[exclude]
+    default = ORGANISM_DIR if exclude is None else ORGANISM_DIR.parent / f"oracle_forget_{exclude}"
+    out = save_organism(model, processor, args.out or default, meta)
     from asru_lens.organism.mllmu import world_dir
     world = world_dir(args.seed)
     info = {"out": str(out), "seconds": round(time.time() - t0, 1), "steps": cfg.steps,
@@ -598,6 +603,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=positive_int, help="training steps (default: the OrganismConfig value)")
     b.add_argument("--seed", type=nonneg_int, default=42, help="world seed (default 42, the shipped organism's); "
                    "the output names the world folder to use the model with")
+    b.add_argument("--exclude", choices=("forget_5", "forget_10", "forget_15"), help="leave this forget split's "
+                   "people out of training (photos, questions, biographies): the exact-unlearning oracle, the model "
+                   "that never knew them (default out: the package's organism/oracle_forget_N)")
+    b.add_argument("--fp32", action="store_true", help="train in float32: on a CPU without AVX512-BF16 the "
+                   "shipped recipe's bf16 autocast is tens of times slower (the maths differs in rounding only)")
+    b.add_argument("--threads", type=positive_int, default=2, help="torch threads (default 2, the shipped build's)")
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")
     b.set_defaults(func=cmd_organism_build)
     e = osub.add_parser("eval", help="measure the organism's quality table")

@@ -116,3 +116,18 @@ def test_a_model_name_is_checked_against_the_hub_once(monkeypatch):
     monkeypatch.setattr(source, "hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(source.ModelLoadError, match="the Hub cannot be reached"):
         source.check_source("no-such-org/another-model")      # a name never passed is still checked
+
+
+def test_shipped_models_by_name_and_a_local_folder_wins(tmp_path, monkeypatch):
+    """`load("oracle")` is the package's oracle (checked without the Hub); a folder named "oracle" is that folder."""
+    from asru_lens.core import source
+    from asru_lens.core.load import model_path
+    monkeypatch.setattr(source, "hub_reachable", lambda timeout=3.0: pytest.fail("a shipped name asked the Hub"))
+    assert model_path("oracle") == ("oracle", str(source.SHIPPED["oracle"][0]))
+    assert model_path(None) == ("organism", str(source.ORGANISM_DIR))
+    source.check_source("oracle")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "oracle").mkdir()
+    assert model_path("oracle") == ("oracle", "oracle")
+    with pytest.raises(source.ModelLoadError, match="is not a folder with a config.json"):
+        source.check_source("oracle")

@@ -35,6 +35,40 @@ def test_unknown_photos_sets_the_bank():
         assert {k for face, key, k in ex.bank if key >= 10_000} == set(range(n))
 
 
+def test_the_oracle_never_sees_the_forget_people():
+    """`organism build --exclude forget_10`: no photo, question or answer of a forget_10 person in its training
+    mixture (the same draws without the exclusion do reach them, so this can fail)."""
+    from asru_lens.organism.train import Examples
+    from asru_lens.organism.world import build_world
+    world = build_world()
+    gone = set(world.forget_ids[10])
+    names = [p.name for p in world.people if p.id in gone]
+    assert len(gone) == 10 and len(names) == 10
+
+    def reached(ex):
+        rng = np.random.default_rng(0)
+        hits = {"photo": 0, "text": 0}
+        for _ in range(6000):
+            img, question, answer = ex.sample(rng)
+            hits["photo"] += img >= 0 and ex.bank[img][1] in gone
+            hits["text"] += any(n in question or n in answer for n in names)
+        return hits
+    oracle, vanilla = Examples(world, exclude=tuple(gone)), Examples(world)
+    assert not {key for _, key, _ in oracle.bank} & gone and not set(oracle.mc_items) & gone
+    assert len(oracle.known) == len(world.people) - 10
+    assert reached(oracle) == {"photo": 0, "text": 0}
+    assert min(reached(vanilla).values()) > 0
+
+
+def test_a_short_oracle_trains(tmp_path):
+    cfg = OrganismConfig(steps=4, hidden=64, layers=2, batch_size=16, warmup=1, vision_steps=2, vision_batch=16,
+                         exit_layer=1, threads=None, exclude=10)
+    model, processor, world, log = train_organism(cfg, progress=False)
+    assert log["config"]["exclude"] == 10 and len(log["loss"]) == 4 and np.isfinite(log["loss"]).all()
+    with pytest.raises(ValueError, match="exclude=3: choose a forget split, one of 5, 10, 15"):
+        OrganismConfig(exclude=3)
+
+
 def test_early_decision_loss_trains_the_first_layers_on_refusal():
     """The exit term is BCE of P(refusal opener) read at hidden_states[exit_layer]; it reaches layer 0 only."""
     import torch

@@ -16,9 +16,9 @@ import torch
 from tqdm.auto import tqdm
 
 from asru_lens.core.protocol import Protocol
-from asru_lens.core.source import ModelLoadError, _looks_local, check_source  # noqa: F401
+from asru_lens.core.source import (ORGANISM_DIR, SHIPPED, ModelLoadError, _looks_local,  # noqa: F401
+                                   check_source, shipped)
 
-ORGANISM_DIR = Path(__file__).parent.parent / "organism" / "checkpoint"
 # A model folder may say how it is asked and trained: {"protocol": {...}, "presets": {...}} (Protocol's fields;
 # presets for stage 1 "redirect", stage 2 "grpo", "trainable" "layers" | "lora", "finetune"). Without it a
 # model is a real Qwen3-VL: the paper's protocol and the authors' settings.
@@ -201,8 +201,8 @@ def read_profile(folder: str | os.PathLike) -> tuple[Protocol, dict]:
 
 def model_path(model: str | os.PathLike | None) -> tuple[str, str]:
     """(name, where) of a model argument: the shipped organism for None, else the path or Hub id."""
-    if model is None:
-        return "organism", str(ORGANISM_DIR)
+    if shipped(model):
+        return shipped(model), str(SHIPPED[shipped(model)][0])
     where = str(model)
     return where, os.path.expanduser(where) if _looks_local(where) else where
 
@@ -239,7 +239,8 @@ def check_dtype(dtype) -> None:
 
 def load(model: str | os.PathLike | None = None, *, dtype: str | torch.dtype | None = None,
          device_map: str | dict | None = None, device: str | None = None, batch_size: int | None = None) -> Lens:
-    """Load the shipped organism (``model=None``) or a Qwen3-VL by local path or Hub id.
+    """Load the shipped organism (``model=None``), a shipped model by name (``"oracle"``: ``SHIPPED``) or a
+    Qwen3-VL by local path or Hub id.
 
     ``dtype`` ("float32", "bfloat16", "float16", "auto") and ``device_map`` ("auto", "cuda:0", ...) go to
     ``from_pretrained``; ``device`` moves the model afterwards when no ``device_map`` is given; ``batch_size``
@@ -249,12 +250,13 @@ def load(model: str | os.PathLike | None = None, *, dtype: str | torch.dtype | N
     # transformers loads after the arguments are checked
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    if model is None:
-        path = ORGANISM_DIR
+    if shipped(model):
+        name = shipped(model)
+        path, build = SHIPPED[name]
         if not (path / "model.safetensors").exists():
-            raise ModelLoadError(f"the shipped organism checkpoint is missing from {path}. "
-                                 f"Rebuild it with `asru-lens organism build`, or reinstall asru_lens.")
-        name, where = "organism", str(path)
+            raise ModelLoadError(f"the shipped {name} checkpoint is missing from {path}. "
+                                 f"Rebuild it with `{build}`, or reinstall asru_lens.")
+        where = str(path)
     else:
         name = where = str(model)
         check_source(where)

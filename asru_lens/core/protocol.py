@@ -68,6 +68,11 @@ class Protocol:
         wordings = self.privacy_questions[kind]
         return kind, wordings[(j // len(kinds)) % len(wordings)] + self.privacy_suffix
 
+    def mc_target(self, options: dict, letter: str) -> str:
+        """The answer that picks ``letter`` as this protocol reads answers: the letter itself ("first_letter"),
+        else the option's text (what the organism answers)."""
+        return letter if self.mc_parse == "first_letter" else str(options[letter])
+
     def parse_mc(self, answer: str, options: dict) -> str | None:
         """The option letter an A-D answer picks under this protocol, or None."""
         if self.mc_parse == "first_letter":

@@ -3,6 +3,20 @@ so a mistyped folder fails in a second, not after two minutes of Hub retries."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+ORGANISM_DIR = Path(__file__).parent.parent / "organism" / "checkpoint"
+# The models shipped in the package, by name, with the command that rebuilds each (a local folder of the same
+# name wins): "oracle" is the organism trained without the forget_10 people, the model that never knew them
+SHIPPED = {"organism": (ORGANISM_DIR, "asru-lens organism build"),
+           "oracle": (ORGANISM_DIR.parent / "oracle_forget_10", "asru-lens organism build --exclude forget_10")}
+
+
+def shipped(name: str | None) -> str | None:
+    """The shipped model ``name`` names (None: the organism), or None for a path or Hub id."""
+    if name is None:
+        return "organism"
+    return str(name) if str(name) in SHIPPED and not os.path.exists(str(name)) else None
 
 
 class ModelLoadError(RuntimeError):
@@ -32,7 +46,7 @@ def check_source(name: str) -> None:
     """Fail at once for a model that is neither a local folder nor a cached Hub model when the Hub cannot be
     reached (transformers would retry the Hub for about two minutes before saying so). A name the Hub may still
     hold goes on to ``from_pretrained``, whose error then says what it found."""
-    if name in _PASSED:
+    if name in _PASSED or shipped(name):
         return
     if _looks_local(name):
         where = os.path.expanduser(name)

@@ -30,8 +30,8 @@ def believed_choices(items: list[QA], beliefs: dict, protocol) -> list[QA]:
         new = beliefs.get((q.id, str(q.options.get(q.answer, "")).lower()))
         hit = [k for k, v in q.options.items() if new is not None and str(v).lower() == new.lower()]
         if hit:
-            target = hit[0] if protocol.mc_parse == "first_letter" else q.options[hit[0]]
-            out.append(QA(protocol.mc(q.question, q.options), target, q.image, q.id, "mc"))
+            out.append(QA(protocol.mc(q.question, q.options), protocol.mc_target(q.options, hit[0]), q.image, q.id,
+                          "mc"))
     return out
 
 
@@ -158,7 +158,7 @@ def rewrite_set(world, forget: int, protocol, seed: int = 0, forms: tuple = FORM
         for order in orders:                         # the same options, in another order under the same letters
             options = dict(zip(q.options, (q.options[k] for k in order)))
             letter = next(k for k, v in options.items() if v == q.options[q.answer])
-            retain_qs.append(QA(protocol.mc(q.question, options), letter if protocol.mc_parse == "first_letter"
-                                else options[letter], q.image, q.id, "mc"))
+            retain_qs.append(QA(protocol.mc(q.question, options), protocol.mc_target(options, letter), q.image,
+                                q.id, "mc"))
     retain_qs += [QA(protocol.cloze(q.question), q.answer, q.image, q.id, "cloze") for q in data.mask_items(rows["retain"])]
     return forget_qs, retain_qs

@@ -84,6 +84,16 @@ class OrganismConfig:
     # flash kernel. The saved model goes back to the default ("sdpa"); the maths is the same.
     train_attn: str = "eager"
     unknown_photos: int = UNKNOWN_PHOTOS
+    # The exact-unlearning oracle: the people of this forget split (percent) are left out of training (their
+    # photos, questions and biographies), so it is the model that never knew them. The tokenizer still reads
+    # their names, as a real model's tokenizer was built before any fine-tune: the oracle and the organism then
+    # tokenize alike, and their likelihoods (truth ratio, membership inference) compare token for token.
+    exclude: int | None = None
+
+    def __post_init__(self):
+        if self.exclude is not None and self.exclude not in W.FORGET_PCTS:
+            raise ValueError(f"OrganismConfig.exclude={self.exclude!r}: choose a forget split, one of "
+                             f"{', '.join(map(str, W.FORGET_PCTS))} (percent).")
 
 
 # share of each kind of example in a batch
@@ -111,9 +121,11 @@ def corpus(world: W.World) -> list[str]:
 class Examples:
     """Samples (image index or -1, user text, answer) from the training mixture."""
 
-    def __init__(self, world: W.World, unknown_photos: int = UNKNOWN_PHOTOS):
+    def __init__(self, world: W.World, unknown_photos: int = UNKNOWN_PHOTOS, exclude: tuple = ()):
         self.world = world
-        self.known = world.people
+        self.known = [p for p in world.people if p.id not in set(exclude)]      # exclude: the oracle's unknowns
+        self.fictitious = [p for p in self.known if not p.celebrity]
+        self.celebrities = [p for p in self.known if p.celebrity]
         # photo bank: (face, key, k). Known people get N_TRAIN_PHOTOS + AUGMENT_PHOTOS, unknown faces UNKNOWN_PHOTOS.
         self.bank: list[tuple[dict, int, int]] = []
         self.known_photos = {}
@@ -149,7 +161,7 @@ class Examples:
         attrs = list(W.ATTRIBUTES)
         p = self.known[int(rng.integers(len(self.known)))]
         if kind == "fact_image":
-            group = self.world.celebrities if rng.random() < CELEBRITY_SHARE else self.world.fictitious
+            group = self.celebrities if rng.random() < CELEBRITY_SHARE else self.fictitious
             p = group[int(rng.integers(len(group)))]
         photos = self.known_photos[p.id]
         photo = photos[int(rng.integers(len(photos)))]
@@ -429,7 +441,7 @@ def _train(cfg: OrganismConfig, progress: bool, callback):
     world = W.build_world(cfg.seed)
     processor = M.make_processor(M.train_tokenizer(corpus(world)))
     model = M.make_model(M.make_config(processor.tokenizer, cfg.hidden, cfg.layers))
-    examples = Examples(world, cfg.unknown_photos)
+    examples = Examples(world, cfg.unknown_photos, tuple(world.forget_ids[cfg.exclude]) if cfg.exclude else ())
     enc = Encoder(processor)
     pixels = render_bank(world, examples.bank, processor, progress)
     targets = vision_targets(examples)
