@@ -62,7 +62,7 @@ def test_the_oracle_never_sees_the_forget_people():
 
 def test_a_short_oracle_trains(tmp_path):
     cfg = OrganismConfig(steps=4, hidden=64, layers=2, batch_size=16, warmup=1, vision_steps=2, vision_batch=16,
-                         exit_layer=1, threads=None, exclude=10)
+                         exit_layer=1, threads=None, exclude=10, bf16=False)
     model, processor, world, log = train_organism(cfg, progress=False)
     assert log["config"]["exclude"] == 10 and len(log["loss"]) == 4 and np.isfinite(log["loss"]).all()
     with pytest.raises(ValueError, match="exclude=3: choose a forget split, one of 5, 10, 15"):
