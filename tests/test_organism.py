@@ -60,6 +60,7 @@ def test_the_oracle_never_sees_the_forget_people():
     assert min(reached(vanilla).values()) > 0
 
 
+@pytest.mark.slow
 def test_a_short_oracle_trains(tmp_path):
     cfg = OrganismConfig(steps=4, hidden=64, layers=2, batch_size=16, warmup=1, vision_steps=2, vision_batch=16,
                          exit_layer=1, threads=None, exclude=10, bf16=False)
