@@ -6,9 +6,9 @@
     world = asru_lens.open_world()     # the organism's world; or open_world("/data/MLLMU-Bench",
                                        #   unseen_faces="/data/digiface")
 
-The library is in subpackages by role: ``core`` (load, world, data, protocol, sets, training), ``interpret``
-(activations, probe, steer), ``methods`` (one module per unlearning method, and the registry), ``measure``
-(evaluate, residue, attacks, facts, judge, metrics) and ``show`` (viz, widgets, gallery); ``organism`` is one provider of a model
+The library is in subpackages by role: ``core`` (load, world, data, protocol, sets, training, oracle),
+``interpret`` (activations, probe, steer), ``methods`` (one module per unlearning method, and the registry),
+``measure`` (evaluate, residue, attacks, facts, judge, metrics, privacy) and ``show`` (viz, widgets, gallery); ``organism`` is one provider of a model
 and a world. The short names still import: ``from asru_lens import probe, steer`` is ``asru_lens.interpret``'s.
 """
 import importlib
@@ -28,12 +28,13 @@ def __getattr__(name):
 # short name -> the module's place in the subpackages (``from asru_lens import probe`` as the notebooks write it)
 SHORT_NAMES = {
     **{m: f"core.{m}" for m in ("world", "data", "protocol", "sets", "unseen", "atomic", "checkpoint", "qwen3vl",
-                                "finetune", "training")},
+                                "finetune", "training", "oracle")},
     "adapters": "core.training",
     **{m: f"interpret.{m}" for m in ("activations", "probe", "steer")},
     **{m: f"methods.{m}" for m in ("redirect", "rl", "boundary", "reward", "trl_export", "rewrite",
                                     "rewrite_set", "baselines")},
-    **{m: f"measure.{m}" for m in ("evaluate", "residue", "attacks", "facts", "judge", "metrics", "refusal")},
+    **{m: f"measure.{m}" for m in ("evaluate", "residue", "attacks", "facts", "judge", "metrics", "refusal",
+                                    "privacy")},
     **{m: f"show.{m}" for m in ("viz", "widgets", "gallery")},
 }
 
@@ -61,7 +62,7 @@ __version__ = "0.1.0"
 __all__ = ["Lens", "ModelLoadError", "load", "open_world", "__version__"]
 
 
-def open_world(data=None, *, unseen_faces=None, refusal_prompts=None):
+def open_world(data=None, *, unseen_faces=None, refusal_prompts=None, holdout=None):
     """The world every command works on (``asru_lens.core.world.World``), from the provider that fits ``data``:
 
     * ``None``: the model organism's own world (built into the cache on first use);
@@ -70,11 +71,12 @@ def open_world(data=None, *, unseen_faces=None, refusal_prompts=None):
 
     ``unseen_faces`` (a folder of face images, flat or ``<id>/0.png``) or ``refusal_prompts`` (a JSONL file)
     give ASRU's refusal set; a plain MLLMU-Bench folder needs one of them for the probe. Files are checked
-    here, before any model work."""
+    here, before any model work. ``holdout``: an MLLMU folder of people the model never trained on, the
+    non-members of membership inference (the organism's world brings its own)."""
     from asru_lens.organism.provider import OrganismWorld, default_world
     from asru_lens.core.world import World
     if data is None:
-        return default_world(unseen_faces, refusal_prompts)
+        return default_world(unseen_faces, refusal_prompts, holdout)
     if OrganismWorld.recognises(data):
-        return OrganismWorld(data, unseen_faces, refusal_prompts)
-    return World(data, unseen_faces, refusal_prompts)
+        return OrganismWorld(data, unseen_faces, refusal_prompts, holdout)
+    return World(data, unseen_faces, refusal_prompts, holdout)

@@ -69,7 +69,19 @@ def _world(args):
     checked here, before the model is loaded."""
     from asru_lens import open_world
     return open_world(args.data, unseen_faces=getattr(args, "unseen_faces", None),
-                      refusal_prompts=getattr(args, "refusal_prompts", None))
+                      refusal_prompts=getattr(args, "refusal_prompts", None), holdout=getattr(args, "holdout", None))
+
+
+def _oracle(args):
+    """--oracle as run() takes it, checked against --model now (two config files, no weights): a folder or
+    shipped name, None for "none", or "auto" (the one the model folder names)."""
+    if args.oracle is None:
+        return "auto"
+    if args.oracle == "none":
+        return None
+    from asru_lens.core.oracle import check_oracle
+    check_oracle(args.model or "organism", args.oracle)
+    return args.oracle
 
 
 def _check_layer(args, layer) -> None:
@@ -102,7 +114,9 @@ def cmd_organism_build(args) -> int:
     if exclude:
         meta["excluded_ids"] = world.forget_ids[exclude]
     default = ORGANISM_DIR if exclude is None else ORGANISM_DIR.parent / f"oracle_forget_{exclude}"
-    out = save_organism(model, processor, args.out or default, meta)
+    # the shipped oracle is this recipe's at seed 42: a model built the same way names it as its own
+    same = exclude is None and args.seed == 42 and args.steps is None
+    out = save_organism(model, processor, args.out or default, meta, oracle="oracle" if same else None)
     from asru_lens.organism.mllmu import world_dir
     world = world_dir(args.seed)
     info = {"out": str(out), "seconds": round(time.time() - t0, 1), "steps": cfg.steps,
@@ -164,14 +178,16 @@ def cmd_organism_portraits(args) -> int:
 def cmd_organism_export(args) -> int:
     from asru_lens.organism.provider import export
     from asru_lens.organism.mllmu import world_dir
-    counts = export(args.out, args.faces, style=args.style, seed=args.seed)
-    info = {"out": args.out, "faces": args.faces, "style": args.style, "seed": args.seed,
+    counts = export(args.out, args.faces, style=args.style, seed=args.seed, holdout=args.holdout)
+    info = {"out": args.out, "faces": args.faces, "holdout": args.holdout, "style": args.style, "seed": args.seed,
             "world": str(world_dir(args.seed)), "rows": counts}
+    hold = f" --holdout {args.holdout}" if args.holdout else ""
     return emit(args, info, lambda i: [
         _table(list(counts.items()), ("subset", "rows")),
         f"wrote {args.out} (MLLMU-Bench's Hub layout, {args.style} style, world seed {args.seed}) and {args.faces} "
-        f"({counts['unseen_faces']} unseen faces, <id>/0.png). Use them with --data {args.out} --unseen-faces "
-        f"{args.faces}."])
+        f"({counts['unseen_faces']} unseen faces, <id>/0.png)"
+        + (f" and {args.holdout} ({counts['holdout']} people never trained on, Full_Set)" if args.holdout else "")
+        + f". Use them with --data {args.out} --unseen-faces {args.faces}{hold}."])
 
 
 def cmd_probe(args) -> int:
@@ -391,13 +407,15 @@ def cmd_run(args) -> int:
     direction = _direction(args)
     from asru_lens import parallel
     parallel.check_address(args.ray_address if parallel.available() else None)   # before the model loads
+    oracle = _oracle(args)
     world = _world(args)
     lens = _load(args)
     from asru_lens.parallel import Recipe
     here = lambda p: p if p is None or not Path(p).exists() else str(Path(p).resolve())   # noqa: E731 (workers' cwd)
     recipe = Recipe(model=here(args.model), dtype=args.dtype, device_map=args.device_map, batch_size=args.batch_size,
                     data=here(args.data), unseen_faces=here(args.unseen_faces),
-                    refusal_prompts=here(args.refusal_prompts), plugins=tuple(map(here, args.plugin or ())))
+                    refusal_prompts=here(args.refusal_prompts), holdout=here(args.holdout),
+                    plugins=tuple(map(here, args.plugin or ())))
     out = Path(args.out or f"runs/{time.strftime('%Y-%m-%d')}-seed{args.seed}")
     reports = Path(args.reports) if args.reports else out
     figures = Path(args.figures) if args.figures else out / "figures"
@@ -413,7 +431,7 @@ def cmd_run(args) -> int:
     try:
         res = run(lens, world, cfg, progress=True, figures=figures, judge=judge,
                   save_models=args.save_models, direction=direction, tasks=out / "tasks", resume=args.resume,
-                  workers=args.workers, ray_address=args.ray_address, recipe=recipe)
+                  workers=args.workers, ray_address=args.ray_address, recipe=recipe, oracle=oracle)
     except KeyboardInterrupt:
         finished = sorted(p.stem for p in (out / "tasks").glob("*.json") if p.name != "config.json")
         argv = [a for a in getattr(args, "argv", []) if a != "--resume"]
@@ -482,15 +500,34 @@ def cmd_evaluate(args) -> int:
     from asru_lens.measure.judge import make_judge
     from asru_lens.run import HEADLINE
 
+    from asru_lens.core.oracle import resolve
+    from asru_lens.measure import privacy
+
     judge = make_judge(args.judge)
+    oracle = _oracle(args)
     world = _world(args)
     lens = _load(args)
     items = evaluate.eval_items(world, args.forget, args.n, args.seed)
     res = evaluate.evaluate(lens, world, args.forget, n=args.n, judge=judge, progress=True, items=items)
+    mine = privacy.read(lens, world, args.forget)
+    notes = list(world.missing().values())
+    oracle = resolve(lens, oracle, lambda m: notes.append(m.removeprefix("note: ")))
+    theirs = None
+    if oracle is not None:
+        del lens
+        from asru_lens.core.load import load
+        theirs = privacy.read(load(oracle, dtype=args.dtype, device_map=args.device_map, batch_size=args.batch_size),
+                              world, args.forget)
+    else:
+        notes.append("forget_quality and privleak are null: no oracle (--oracle DIR)")
+    res["metrics"].update(privacy.columns(mine, theirs))
     info = {"metrics": {k: None if v is None else round(v, 4) for k, v in res["metrics"].items()},
-            "protocol": res["protocol"], "judge": res["judge"], "notes": list(world.missing().values())}
-    return emit(args, info, lambda i: [_table([(k, _fmt(i["metrics"].get(k))) for k in HEADLINE], ("metric", "value")),
-                                       f"protocol: {i['protocol']}, judge: {i['judge']}"])
+            "mia_auc": mine.get("mia_auc"), "oracle": oracle, "protocol": res["protocol"], "judge": res["judge"],
+            "notes": notes}
+    return emit(args, info, lambda i: [_table([(k, _fmt(i["metrics"].get(k))) for k in HEADLINE + privacy.COLUMNS],
+                                              ("metric", "value")),
+                                       f"protocol: {i['protocol']}, judge: {i['judge']}, oracle: {i['oracle']}"]
+                + [f"note: {n}" for n in i["notes"]])
 
 
 def cmd_residue(args) -> int:
@@ -505,16 +542,28 @@ def cmd_residue(args) -> int:
         raise ValueError(f"--splits/--steps: {e}") from None
     saved = _direction(args)                     # a bad --direction is named before any model loads
     refusal = None if saved is None else saved.direction
+    from asru_lens.core.oracle import check_oracle
+    from asru_lens.measure.residue import oracle_curve
+    oracle = None if args.oracle in (None, "none") else args.oracle      # the audit of the oracle is asked for
+    if oracle is not None:
+        check_oracle(args.vanilla or "organism", oracle)    # before any model loads
     world = _world(args)
     kw = dict(dtype=args.dtype, device_map=args.device_map, batch_size=args.batch_size)
     vanilla = load(args.vanilla, **kw)
-    out = {"models": {}, "protocol": vanilla.protocol.name, "notes": list(world.missing().values())}
+    out = {"models": {}, "protocol": vanilla.protocol.name, "oracle": oracle, "notes": list(world.missing().values())}
+    curve = None
+
     def audit(lens, leak_vanilla):
-        return residue(lens, world, cfg, leak_vanilla, progress=True, refusal_direction=refusal)
+        return residue(lens, world, cfg, leak_vanilla, progress=True, refusal_direction=refusal, oracle=curve)
     out["models"]["vanilla"] = audit(vanilla, None)
+    leak_vanilla = {by: r["leak_unlearned"] for by, r in out["models"]["vanilla"]["relearn"].items()}
+    del vanilla
+    if oracle is not None:           # the model that never knew: its relearning is learning from scratch
+        never = load(oracle, **kw)
+        curve = oracle_curve(never, world, cfg)
+        out["models"]["oracle"] = audit(never, leak_vanilla)
+        del never
     if args.model is not None:
-        leak_vanilla = {by: r["leak_unlearned"] for by, r in out["models"]["vanilla"]["relearn"].items()}
-        del vanilla
         out["models"][args.model] = audit(load(args.model, **kw), leak_vanilla)
 
     def text(out):
@@ -524,13 +573,14 @@ def cmd_residue(args) -> int:
                 acc = rel.get(key)
                 return f"{_fmt(acc['before'])} -> {_fmt(acc['after'][j])}" if acc else "-"
             rows = [(by, k, _fmt(rel["leak_unlearned"]), _fmt(lk), _fmt(rec),
+                     _fmt((rel.get("recovery_oracle") or [None] * 9)[j]),
                      _fmt(rel.get("control", {}).get("leak", [None] * 9)[j]),
                      across(rel, "cls_acc", j), across(rel, "cloze_acc", j))
                     for by, rel in r["relearn"].items()
                     for j, (k, lk, rec) in enumerate(zip(rel["steps"], rel["leak"], rel["recovery"]))]
             pa = r["probe_acc"]
             lines += [f"== {name}", _table(rows, ("split", "steps", "leak before", "leak after", "recovery",
-                                                  "control leak", "A-D held out", "cloze held out")),
+                                                  "vs oracle", "control leak", "A-D held out", "cloze held out")),
                       f"value probe per layer ({pa.get('readout')}): {pa['per_layer']} (chance {pa['chance']})"
                       if pa["per_layer"] is not None else f"value probe: {pa['note']}",
                       f"A-D probe per layer (retain -> forget): {r['ad_probe']['per_layer']} (chance "
@@ -587,6 +637,19 @@ def _model_args(p, data_help: str = "MLLMU-Bench folder (flat or Hub layout) or 
                    "stage's own)")
 
 
+def _oracle_args(p, default: str = "the one the model folder names (the organism's ships with it); none: no "
+                 "oracle") -> None:
+    """--oracle and --holdout: the model that never knew, and the people nobody trained on."""
+    p.add_argument("--oracle", metavar="DIR", help="the model trained without the forget set, with --model's "
+                   "architecture and tokenizer (for a real model: `asru-lens finetune --split retain_90 --out DIR`; "
+                   f"`oracle`: the organism's); default: {default}")
+    if p.prog.split()[-1] == "residue":
+        return
+    p.add_argument("--holdout", metavar="DIR", help="an MLLMU folder (its Full_Set) of people the model never "
+                   "trained on, the non-members of membership inference (`asru-lens organism export --holdout "
+                   "DIR`; the organism's world brings its own)")
+
+
 def _method_names() -> list[str]:
     from asru_lens import methods
     return list(methods.ORDER)          # the built-in ones, without importing them (the help stays fast)
@@ -635,6 +698,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "generation questions in their own order and every ground truth reworded, as the real benchmark "
                    "reads; A-D and cloze unchanged (default template: the organism's own wording)")
     x.add_argument("--seed", type=nonneg_int, default=42, help="world seed (default 42, the shipped organism's)")
+    x.add_argument("--holdout", metavar="DIR", help="also write the holdout people (never trained on) there, an "
+                   "MLLMU folder with a Full_Set: --holdout of run, evaluate and residue")
     x.add_argument("--json", action="store_true", help="print JSON instead of a table")
     x.set_defaults(func=cmd_organism_export)
     pr = sub.add_parser("probe", help="refusal directions at every layer: select one, report held-out AUROC")
@@ -694,7 +759,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "the authors' LoRA recipe, merge, save")
     _model_args(f, forget=False, refusal=False)
     f.add_argument("--out", required=True, help="folder for the merged model (Lens.save; asru_lens.load reopens it)")
-    f.add_argument("--split", help="MLLMU subset to learn (default Full_Set; e.g. forget_10 to re-teach)")
+    f.add_argument("--split", help="MLLMU subset to learn (default Full_Set; retain_90: the oracle, the same "
+                   "fine-tune without the forget_10 people, for --oracle; forget_10 to re-teach)")
     f.add_argument("--epochs", type=positive_int, help="default 5 (the authors')")
     f.add_argument("--lr", type=finite_float, help="default 5e-4 (the authors'; MLLMU-Bench's own recipe: 2e-5)")
     f.add_argument("--grad-accum", type=positive_int, help="batches per optimiser step (default 1)")
@@ -718,6 +784,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--n", type=positive_int, default=240, help="questions per set and task (default 240)")
     ev.add_argument("--judge", default="rule", help='"rule" (default) or "openai:MODEL" (see `run --help`)')
     ev.add_argument("--seed", type=nonneg_int, default=0, help="seed of the question sample (default 0; as run's)")
+    _oracle_args(ev)
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ev.set_defaults(func=cmd_evaluate)
     rs = sub.add_parser("residue", help="forgotten or hidden? relearning attack, A-D and value probes, logit lens, "
@@ -735,6 +802,7 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--seed", type=nonneg_int, default=0)
     rs.add_argument("--direction", metavar="DIR", help="a probe saved by `asru-lens probe --out DIR`: its refusal "
                     "direction is also ablated (the attack's second direction)")
+    _oracle_args(rs, "none (with one, it is audited too and every recovery is also read against its curve)")
     rs.add_argument("--json", action="store_true", help="print JSON instead of tables")
     rs.set_defaults(func=cmd_residue)
     gl = sub.add_parser("gallery", help="every notebook and the newest run report as static HTML pages: figures "
@@ -773,6 +841,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "Ray); the table is the serial run's. Needs Ray: pip install 'asru_lens[ray]'")
     r.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (e.g. ray://head:10001 or auto) "
                    "instead of starting one here; the model and data paths must be readable on its nodes")
+    _oracle_args(r)
     r.add_argument("--json", action="store_true", help="print JSON instead of a table")
     r.set_defaults(func=cmd_run)
     return p
@@ -788,7 +857,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (ValueError, RuntimeError) as e:
         # DataError and MethodError are ValueErrors; ModelLoadError is told by name (importing it imports torch)
-        if isinstance(e, ValueError) or type(e).__name__ == "ModelLoadError":
+        if isinstance(e, ValueError) or "ModelLoadError" in {c.__name__ for c in type(e).__mro__}:
             print(f"asru-lens: error: {e}", file=sys.stderr)
             return 2
         raise

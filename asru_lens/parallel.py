@@ -49,12 +49,14 @@ class Recipe:
     data: str | None = None
     unseen_faces: str | None = None
     refusal_prompts: str | None = None
+    holdout: str | None = None
     plugins: tuple = ()
 
     def open(self):
         for plugin in self.plugins:
             methods.load_plugin(plugin)
-        world = open_world(self.data, unseen_faces=self.unseen_faces, refusal_prompts=self.refusal_prompts)
+        world = open_world(self.data, unseen_faces=self.unseen_faces, refusal_prompts=self.refusal_prompts,
+                           holdout=self.holdout)
         return load(self.model, dtype=self.dtype, device_map=self.device_map, batch_size=self.batch_size), world
 
 
@@ -137,7 +139,7 @@ def _context(shared: tuple, lrs: dict):
     base, extra = shared
     lens, world, reference = _opened(base)
     ctx = Context(lens, world, base["budget"], lrs=dict(lrs), overrides=base["overrides"], reference=reference,
-                  probe_result=extra["probe"], filter_refusals=base["filter_refusals"])
+                  probe_result=extra["probe"], filter_refusals=base["filter_refusals"], oracle=base["oracle"])
     ctx.cache.update(extra["cache"])
     return ctx
 
@@ -166,7 +168,7 @@ def score_point(base: dict, extra: dict, name: str, lr, weights, log, lrs: dict,
     log = finished(ctx, m, log)
     if measure and base["save_models"]:
         saved_model(ctx.lens, log, Path(base["save_models"]) / name)
-    row = measure_row(ctx, name, log, base["judge"], extra["residue"]) if measure else None
+    row = measure_row(ctx, name, log, base["judge"], extra["residue"], extra["privacy"]) if measure else None
     return row, snapshot(ctx.lens) if keep else None, log, time.time() - t
 
 
@@ -182,18 +184,20 @@ class Pool:
         threads = None if address or self.gpus else max(1, (os.cpu_count() or 1) // workers)
         self.base = ray.put({"run": uuid.uuid4().hex, "recipe": recipe, "vanilla": ctx.vanilla_weights,
                              "budget": ctx.budget, "overrides": ctx.overrides, "filter_refusals": ctx.filter_refusals,
+                             "oracle": ctx.oracle,
                              "judge": judge, "save_models": save_models, "threads": threads})
         self.opts = dict(num_gpus=1, num_cpus=1) if self.gpus else dict(num_cpus=1)
         self.warming = [ray.remote(**self.opts)(warm).remote(self.base) for _ in range(workers)]
 
-    def run_methods(self, names, done: dict, *, residue_in, on_row, stop, progress: bool = True) -> dict:
+    def run_methods(self, names, done: dict, *, residue_in, privacy_in=None, on_row, stop,
+                    progress: bool = True) -> dict:
         """Train and measure ``names``; ``on_row(name, row, fitted, seconds, weights)`` is called in the driver as
         each row comes in (the run keeps it at once). ``done``: methods finished before (a resumed run),
         ``{name: {"lr", "grid", "weights"?}}``. Returns ``{name: {"lr", "grid", "log"}}`` of every method fitted."""
         ray, ctx = self.ray, self.ctx
-        return _schedule(ray, ctx, self.base, ray.put({"probe": ctx.probe, "residue": residue_in,
-                                                       "cache": {k: ctx.cache[k] for k in ("steer_sweep",)
-                                                                 if k in ctx.cache}}),
+        extra = ray.put({"probe": ctx.probe, "residue": residue_in, "privacy": privacy_in,
+                         "cache": {k: ctx.cache[k] for k in ("steer_sweep",) if k in ctx.cache}})
+        return _schedule(ray, ctx, self.base, extra,
                          self.opts, self.workers, names, done, on_row, stop, progress)
 
 

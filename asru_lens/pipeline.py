@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from tqdm.auto import tqdm
 
 from asru_lens import methods
+from asru_lens.core.oracle import oracle_weights, resolve
 from asru_lens.core.sets import eval_sets  # noqa: F401  (the sets it measures on)
 from asru_lens.core.training import default_trainable
 from asru_lens.core.world import World
@@ -83,7 +84,7 @@ class UnlearnResult:
 
 def unlearn(lens, world: World, method: str = "asru", budget=None, lrs: dict | None = None, tune: bool = False,
             overrides: dict | None = None, n_eval: int = 240, progress: bool = True, out: str | None = None,
-            checkpoint_dir=None, direction=None, filter_refusals: bool = True) -> UnlearnResult:
+            checkpoint_dir=None, direction=None, filter_refusals: bool = True, oracle="auto") -> UnlearnResult:
     """Train ``lens.model`` in place with the registered ``method`` (``methods.fit``), measuring ``behaviour``
     before and after each stage. ``budget``: a ``RunConfig`` (default ``RunConfig.preset()``); ``lrs``:
     {method: lr} (the others: their presets); ``tune``: pick each learning rate as ``asru-lens run`` does;
@@ -105,9 +106,10 @@ def unlearn(lens, world: World, method: str = "asru", budget=None, lrs: dict | N
     # the KL reference is the vanilla model: a copy when layers train; with LoRA adapters, the same model with its
     # adapters off (and stage 1's one down_proj swapped back): no second copy of a 2-8B model
     reference = reference_copy(lens) if default_trainable(lens) != "lora" else None
+    oracle = resolve(lens, oracle, say) if "oracle" in stages else None
     ctx = Context(lens, world, budget, lrs=dict(lrs or {}), overrides=dict(overrides or {}), reference=reference,
                   probe_result=direction, filter_refusals=filter_refusals, checkpoint_dir=checkpoint_dir,
-                  progress=progress)
+                  progress=progress, oracle=oracle_weights(lens, oracle) if isinstance(oracle, str) else oracle)
     logs = {}
     for name in stages:
         t = time.time()

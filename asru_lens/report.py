@@ -10,6 +10,7 @@ from pathlib import Path
 
 from asru_lens import methods as registry
 from asru_lens.core.atomic import atomic_write_text
+from asru_lens.measure.privacy import COLUMNS as PRIVACY
 from asru_lens.measure.residue import COLUMNS as RESIDUE
 from asru_lens.show import viz
 
@@ -28,6 +29,7 @@ class RunResult:
     residue: dict = field(default_factory=dict)      # name -> residue (relearning attack, probes)
     answers: dict = field(default_factory=dict)      # name -> set -> list of judged answers
     tuning: dict = field(default_factory=dict)       # method -> {"grid": {lr: validation score}, "lr": best}
+    privacy: dict = field(default_factory=dict)      # name -> its privacy read (measure.privacy.read)
     extra: dict = field(default_factory=dict)        # probe summary, steering point, timings
 
 
@@ -66,7 +68,7 @@ def summary(res: RunResult) -> dict:
     r = lambda v: None if v is None else round(float(v), 4)  # noqa: E731
     methods = {m: {k: r(v) for k, v in mets.items()} for m, mets in res.methods.items()}
     return {"methods": methods, "claims": claims(methods), "tuning": res.tuning, "steer": res.extra.get("steer"),
-            "residue": res.residue,
+            "residue": res.residue, "privacy": {m: {"mia_auc": r.get("mia_auc")} for m, r in res.privacy.items()},
             "seconds": res.extra.get("seconds"), "protocol": res.extra.get("protocol"),
             "judge": res.extra.get("judge"), "world": res.extra.get("world"), "seed": res.extra.get("seed"),
             "notes": res.extra.get("notes", [])}
@@ -144,6 +146,20 @@ def write_report(res: RunResult, folder: str | os.PathLike, figures: str | os.Pa
             cells = [mets.get(k) for k in RESIDUE] + [mets.get("probe_acc_chance"), mets.get("forget_cls_acc")]
             lines.append(f"| {m} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in cells) + " |")
         lines += ["", f"![residue]({rel('run_residue.png')})"]
+    if res.privacy:
+        paths += viz.save(viz.fig_privacy(res.privacy), "run_privacy", figures)
+        lines += ["", "## How close to never having known?", "",
+                  "Each method against the oracle, the model trained without the forget people "
+                  "(`asru_lens.measure.privacy`): forget quality, the KS test's p-value between its forget truth "
+                  "ratios and the oracle's (TOFU: 1 = indistinguishable); truth ratio, mean(min(r, 1/r)) of P(wrong) "
+                  "/ P(right) on the forget A-D questions (1: right and wrong alike); mia_auc, Min-K%++'s AUC of "
+                  "telling the forget answers from people never trained on (0.5: no better than chance); privleak, "
+                  "(AUC - AUC_oracle) / AUC_oracle x 100 (MUSE; 0: as the oracle).", "",
+                  "| method | " + " | ".join(PRIVACY) + " |", "|---" * (len(PRIVACY) + 1) + "|"]
+        for m, mets in info["methods"].items():
+            lines.append(f"| {m} | " + " | ".join("-" if mets.get(k) is None else f"{mets[k]:.3g}"
+                                                  for k in PRIVACY) + " |")
+        lines += ["", f"![privacy]({rel('run_privacy.png')})"]
     lines += ["", f"![trade-off]({rel('run_tradeoff.png')})", "",
               "Learning rates chosen on the validation split: " + ", ".join(
                   f"{k} {v['lr']:g}" for k, v in info["tuning"].items())]

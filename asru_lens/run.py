@@ -12,6 +12,7 @@ efficacy, retain questions outside the evaluation sample for utility) by one rul
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import shutil
@@ -28,7 +29,8 @@ from asru_lens import methods as registry
 from asru_lens import parallel
 from asru_lens.core.atomic import atomic_write_bytes, atomic_write_text
 from asru_lens.measure import evaluate
-from asru_lens.measure.table import measure, residue_inputs  # noqa: F401  (one row of the table)
+from asru_lens.core.oracle import oracle_weights, resolve
+from asru_lens.measure.table import measure, privacy_inputs, residue_inputs  # noqa: F401  (one row of the table)
 from asru_lens.methods import steering
 from asru_lens.methods.budget import LR_GRID, RunConfig  # noqa: F401  (the run's budget)
 from asru_lens.methods.context import Context, fit, plan, restore, saved_model
@@ -97,7 +99,8 @@ def load_weights(folder: Path, name: str) -> dict:
 
 def run(lens, world, cfg: RunConfig | None = None, progress: bool = True, figures: str | None = None,
         judge=None, save_models: str | None = None, direction=None, tasks: str | os.PathLike | None = None,
-        resume: bool = False, workers: int = 1, ray_address: str | None = None, recipe=None) -> RunResult:
+        resume: bool = False, workers: int = 1, ray_address: str | None = None, recipe=None,
+        oracle="auto") -> RunResult:
     """Run every method in ``cfg.methods`` on ``lens`` (restored to vanilla between methods) in ``world``
     (``asru_lens.open_world``). ``judge``: generation quality (default the rule-based judge). ``figures``: write
     the run's figures there. ``save_models``: keep each method's chosen model in ``save_models/NAME``.
@@ -105,21 +108,29 @@ def run(lens, world, cfg: RunConfig | None = None, progress: bool = True, figure
     method's result is kept as soon as it finishes; with ``resume``, the methods finished there are read back
     instead of trained again (``res.extra["resumed"]`` names them). ``workers`` > 1 or ``ray_address``: the
     trainings run as Ray tasks (``asru_lens.parallel``; ``recipe``, a ``parallel.Recipe``, says how a worker opens
-    the model and the world), with the same table."""
+    the model and the world), with the same table. ``oracle``: the model trained without the forget set (a
+    folder or shipped name, or its weights), for the ``oracle`` row and every row's forget quality and PrivLeak;
+    "auto": the one the model folder names (the organism's ships with it); None: no oracle (its row is left out
+    and those two columns are None)."""
     cfg = cfg or RunConfig()
     check_methods(cfg.methods)
+    say = (lambda m: tqdm.write(m, file=sys.stderr)) if progress else (lambda m: None)  # noqa: E731
+    oracle = resolve(lens, oracle, say)
+    oracle = oracle_weights(lens, oracle) if isinstance(oracle, str) else oracle
+    if oracle is None and "oracle" in cfg.methods:
+        say("note: no oracle (--oracle DIR): the oracle row is left out, forget_quality and privleak are null")
+        cfg = dataclasses.replace(cfg, methods=tuple(m for m in cfg.methods if m != "oracle"))
     if (workers > 1 or ray_address) and recipe is None:
         raise ValueError("run(workers=...): pass recipe=asru_lens.parallel.Recipe(model=..., data=...), how each "
                          "worker opens the model and the world.")
     tasks = Path(tasks) if tasks is not None else None
     done = start_tasks(tasks, task_config(cfg, lens, world), resume) if tasks is not None else {}
     judge = judge or evaluate.rule_judge
-    say = (lambda m: tqdm.write(m, file=sys.stderr)) if progress else (lambda m: None)  # noqa: E731
     res, t0 = RunResult(), time.time()
     res.extra.update(protocol=lens.protocol.name, judge=getattr(judge, "name", "rule"), world=world.kind,
                      notes=list(world.missing().values()), seed=cfg.seed)
     reference = copy.deepcopy(lens.model).eval()          # never trained: the perplexity and KL reference
-    ctx = Context(lens, world, cfg, reference=reference, probe_result=direction)
+    ctx = Context(lens, world, cfg, reference=reference, probe_result=direction, oracle=oracle)
     vanilla_weights = ctx.vanilla_weights                  # the weights every method starts from
     # closed however the run ends, so that an interrupt's message is the last line on the terminal
     with tqdm(total=len(cfg.methods) + 1, desc="asru-lens run", disable=not progress) as stages:
@@ -129,10 +140,12 @@ def run(lens, world, cfg: RunConfig | None = None, progress: bool = True, figure
                              save_models=save_models) if workers > 1 or ray_address else None
 
         residue_in = residue_inputs(ctx) if cfg.residue else None
+        privacy_in = privacy_inputs(ctx)
 
         def record(name, r, fitted, seconds, weights):
             res.methods[name] = r["metrics"]
             res.answers[name] = r["answers"]
+            res.privacy[name] = r["privacy"]
             if r["residue"] is not None:
                 res.residue[name] = r["residue"]
             res.extra.setdefault("seconds", {})[name] = seconds
@@ -141,7 +154,8 @@ def run(lens, world, cfg: RunConfig | None = None, progress: bool = True, figure
                 f"{r['metrics']['contextual_refusal']:.2f}, retain cls {r['metrics']['retain_cls_acc']:.2f}")
             if tasks is not None:
                 save_task(tasks, name, {"metrics": r["metrics"], "answers": r["answers"], "residue": r["residue"],
-                                        "seconds": seconds, "lr": fitted["lr"], "grid": fitted["grid"]}, weights)
+                                        "privacy": r["privacy"], "seconds": seconds, "lr": fitted["lr"],
+                                        "grid": fitted["grid"]}, weights)
 
         # the probe and the steering sweep, on the vanilla model (what stage 1 and the steer row use)
         pres = ctx.probe
@@ -169,14 +183,15 @@ def run(lens, world, cfg: RunConfig | None = None, progress: bool = True, figure
                     ctx.fitted[name]["weights"] = load_weights(tasks, name)
                 ctx.lrs[name] = task["lr"]
                 res.methods[name], res.answers[name] = task["metrics"], task["answers"]
+                res.privacy[name] = task.get("privacy")
                 if task.get("residue") is not None:
                     res.residue[name] = task["residue"]
                 res.extra.setdefault("seconds", {})[name] = task["seconds"]
                 stages.update(1)
         todo = [n for n in cfg.methods if n not in done]
         if pool is not None:
-            fitted = pool.run_methods(todo, {n: ctx.fitted[n] for n in done}, residue_in=residue_in, on_row=record,
-                                      stop=STOP, progress=progress)
+            fitted = pool.run_methods(todo, {n: ctx.fitted[n] for n in done}, residue_in=residue_in,
+                                      privacy_in=privacy_in, on_row=record, stop=STOP, progress=progress)
             ctx.fitted.update({n: f for n, f in fitted.items() if n not in ctx.fitted})
         for name in todo if pool is None else ():
             if STOP.is_set():                        # a Ctrl-C that a library swallowed still ends the run here
@@ -185,14 +200,16 @@ def run(lens, world, cfg: RunConfig | None = None, progress: bool = True, figure
             out = fit(ctx, name, tune=True)
             if save_models:
                 saved_model(lens, out["log"], Path(save_models) / name)
-            row = measure(ctx, name, out["log"], judge, residue_in)
+            row = measure(ctx, name, out["log"], judge, residue_in, privacy_in)
             record(name, row, out, round(time.time() - t, 1), out.get("weights"))
         if STOP.is_set():
             raise KeyboardInterrupt
         res.methods = {n: res.methods[n] for n in cfg.methods}       # the table in the run's order, however it ran
         res.answers = {n: res.answers[n] for n in cfg.methods}
+        res.privacy = {n: res.privacy[n] for n in cfg.methods if res.privacy.get(n) is not None}
         res.tuning = {n: {"grid": ctx.fitted[n]["grid"], "lr": ctx.fitted[n]["lr"]} for n in plan(cfg.methods)
                       if n in ctx.fitted and ctx.fitted[n]["grid"] is not None}
         restore(lens, vanilla_weights)
         res.extra["seconds"]["total"] = round(time.time() - t0, 1)
         return res
+

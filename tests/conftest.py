@@ -51,9 +51,10 @@ def shared(name: str, build) -> Path:
 
 @pytest.fixture(scope="session")
 def export(world_folder):
-    """The organism's world exported as MLLMU-Bench is laid out on the Hub, and its unseen faces (made once)."""
+    """The organism's world exported as MLLMU-Bench is laid out on the Hub, and its unseen faces (made once); its
+    holdout people (never trained on) beside them, in ``.../holdout``."""
     from asru_lens.organism.provider import export as write
-    root = shared("export", lambda root: write(root / "mllmu", root / "faces"))
+    root = shared("export", lambda root: write(root / "mllmu", root / "faces", holdout=root / "holdout"))
     return root / "mllmu", root / "faces"
 
 

@@ -375,3 +375,52 @@ def test_why_asru_keeps_its_presets_is_the_measured_json():
             f"recovers {templ['relearn']['question']['recovery'][1]:.2f} (at the presets "
             f"{kept_res['template']['relearn']['question']['recovery'][1]:.2f}).")
     assert want in " ".join((ROOT / "docs" / "unlearning.md").read_text().split())
+
+
+def oracle_tables() -> tuple[str, str]:
+    """docs/oracle.md's two tables, from the oracle's measured JSON (docs/measured/oracle-*.json): is it what it
+    should be, and do the metrics separate what they should."""
+    import json
+
+    def load(name):
+        return json.loads((ROOT / "docs" / "measured" / f"oracle-{name}.json").read_text())
+    ev_v, ev_o, un = load("evaluate-vanilla")["metrics"], load("evaluate-oracle")["metrics"], load("unlearn-oracle")
+    rows = [("forget A-D (`forget_cls_acc`)", ev_v["forget_cls_acc"], ev_o["forget_cls_acc"], "<= 0.35"),
+            ("forget cloze (`forget_cloze_acc`)", ev_v["forget_cloze_acc"], ev_o["forget_cloze_acc"], ""),
+            ("retain A-D (`retain_cls_acc`)", ev_v["retain_cls_acc"], ev_o["retain_cls_acc"], "vanilla's +- 0.03"),
+            ("celebrity A-D (`celebrity_cls_acc`)", ev_v["celebrity_cls_acc"], ev_o["celebrity_cls_acc"],
+             "vanilla's +- 0.03"),
+            ("forget photo questions refused (`forget_refusal`)", un["vanilla"]["forget_refusal"],
+             un["after"]["forget_refusal"], ">= 0.9"),
+            ("... in their Test_Set photos (`test_refusal`)", un["vanilla"]["test_refusal"],
+             un["after"]["test_refusal"], ""),
+            ("forget facts stated (`forget_leak`)", un["vanilla"]["forget_leak"], un["after"]["forget_leak"], ""),
+            ("retain facts stated (`retain_utility`)", un["vanilla"]["retain_utility"], un["after"]["retain_utility"],
+             "")]
+    first = "\n".join(["| | vanilla (the organism) | oracle | bar |", "|---|---|---|---|"] +
+                      [f"| {k} | {v:.3f} | {o:.3f} | {bar} |" for k, v, o, bar in rows])
+    a_v, a_o = load("evaluate-vanilla")["mia_auc"], load("evaluate-oracle")["mia_auc"]
+    rows = [("forget quality (KS p-value against the oracle)", ev_v["forget_quality"], ev_o["forget_quality"],
+             "vanilla < 0.01"),
+            ("truth ratio, mean(min(r, 1/r))", ev_v["truth_ratio"], ev_o["truth_ratio"], "oracle's closer to 1"),
+            *[(f"MIA AUC, {a}", a_v[a], a_o[a], {"min_k++": "vanilla >= 0.75, oracle 0.5 +- 0.1"}.get(a, ""))
+              for a in ("loss", "zlib", "min_k", "min_k++")],
+            ("PrivLeak (Min-K%++)", ev_v["privleak"], ev_o["privleak"], "vanilla > 20")]
+    second = "\n".join(["| | vanilla | oracle | bar |", "|---|---|---|---|"] +
+                       [f"| {k} | {v:.4g} | {o:.4g} | {bar} |" for k, v, o, bar in rows])
+    return first, second
+
+
+def test_the_oracle_tables_are_the_measured_json():
+    import json
+    text = (ROOT / "docs" / "oracle.md").read_text()
+    first, second = oracle_tables()
+    assert first in text and second in text
+    ev_v = json.loads((ROOT / "docs" / "measured" / "oracle-evaluate-vanilla.json").read_text())["metrics"]
+    ev_o = json.loads((ROOT / "docs" / "measured" / "oracle-evaluate-oracle.json").read_text())["metrics"]
+    # issue 38's lines that hold, as measured
+    assert ev_o["forget_cls_acc"] <= 0.35 and ev_v["forget_quality"] < 0.01 and ev_v["privleak"] > 20
+    assert abs(ev_o["retain_cls_acc"] - ev_v["retain_cls_acc"]) <= 0.03
+    assert abs(ev_o["celebrity_cls_acc"] - ev_v["celebrity_cls_acc"]) <= 0.03
+    assert ev_v["mia_auc"] >= 0.75 and abs(ev_o["mia_auc"] - 0.5) <= 0.1
+    assert abs(1 - ev_o["truth_ratio"]) < abs(1 - ev_v["truth_ratio"])

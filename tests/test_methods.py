@@ -23,12 +23,13 @@ def _json(argv) -> dict:
 
 def test_the_registry_holds_the_paper_comparison_and_ours():
     assert methods.names(paper=True) == PAPER
-    assert methods.names(paper=False)[:2] == ("RMU", "rewrite")       # ours first, then any plugin's
+    assert methods.names(paper=False)[:3] == ("oracle", "RMU", "rewrite")   # the reference, ours, then plugins'
+    assert not methods.get("oracle").tuned and methods.get("oracle").after is None
     assert [m for m in methods.names() if methods.get(m).baseline] == ["GA", "GD", "KL", "NPO", "IDK", "MMUnlearner"]
     assert methods.get("asru").after == "stage1" and methods.get("rewrite").uses == ("asru",)
     colours = [methods.colour(m) for m in methods.names()]
     assert len(set(colours)) == len(colours)                 # every row its own colour in the figures
-    with pytest.raises(methods.MethodError, match="unknown method 'nope': choose from vanilla, GA"):
+    with pytest.raises(methods.MethodError, match="unknown method 'nope': choose from vanilla, oracle, GA"):
         methods.get("nope")
 
 
@@ -178,7 +179,7 @@ def test_every_method_saves_a_model(method, tmp_path, export, probe_json, capsys
         info = _json(["unlearn", "--method", method, *quick(method), *data, "--budget", "small", "--n", "8",
                       "--direction", _saved_direction(probe_json), "--out", str(out), "--json"])
         assert info["method"] == method and info["stages"][0] == "vanilla"
-        if method not in ("vanilla", "steer"):      # --json keeps stdout for the JSON; training shows its bar on stderr
+        if method not in ("vanilla", "steer", "oracle"):   # --json keeps stdout for the JSON; training shows its bar
             bar = {"stage1": "stage 1", "asru": "stage 2"}.get(method, method)
             assert re.search(rf"{bar}.*\|\s*\d+/\d+ \[", capsys.readouterr().err), method
         for name, used in info["config"]["learning_rates"].items():     # the presets' rates, and it says so
@@ -188,9 +189,9 @@ def test_every_method_saves_a_model(method, tmp_path, export, probe_json, capsys
         assert back.protocol.name == "organism" and back.presets["trainable"] == "layers"
         if method == "steer":            # a steered model keeps its steering: it answers as the measured one did
             assert back.steering is not None and back.steering.layer == info["layer"]
-        if method == "vanilla":
+        if method in ("vanilla", "oracle"):          # the model as given, or the one that never knew, as shipped
             import torch
-            ref = asru_lens.load()
+            ref = asru_lens.load(None if method == "vanilla" else "oracle")
             assert all(torch.equal(a, b) for a, b in zip(back.model.state_dict().values(),
                                                           ref.model.state_dict().values()))
 

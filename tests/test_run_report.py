@@ -66,8 +66,15 @@ def test_run_cli_json_keys(small_run):
     assert out["methods"]["GA"]["relearn_recovery_30"] == rel["recovery"][1]                      # is the residue's
     assert out["methods"]["GA"]["benign_leak"] == res["benign"]["leak"][1]
     assert out["methods"]["GA"]["ablation_leak"] == res["ablation"]["leak"] and "refusal_direction" in res["ablation"]
+    # against the organism's oracle (its asru_lens.json names it): every row's privacy read, the oracle's curve
+    from asru_lens.measure.privacy import COLUMNS as PRIVACY
+    assert van["mia_auc"] >= 0.75 and van["forget_quality"] < 0.01 and van["privleak"] > 20
+    assert all(out["methods"][m][k] is not None for m in ("vanilla", "GA") for k in PRIVACY)
+    assert rel["leak_oracle"] and out["methods"]["GA"]["relearn_recovery_oracle_30"] == rel["recovery_oracle"][1]
+    assert set(out["privacy"]["GA"]["mia_auc"]) == {"loss", "zlib", "min_k", "min_k++"}
     md = (folder / "report.md").read_text()
     assert "## Forgotten or hidden?" in md and "](figures/run_residue.png)" in md      # linked from the run folder
+    assert "## How close to never having known?" in md and "](figures/run_privacy.png)" in md
     assert {p.name for p in (folder / "tasks").iterdir()} >= {"config.json", "vanilla.json", "GA.json"}
 
 
@@ -114,14 +121,14 @@ def test_claims_and_why_follow_the_table(tmp_path):
     assert got["asru has the highest contextual_refusal of the unlearning methods"]["holds"]
     assert not got["asru has the highest naturalness of the unlearning methods"]["holds"]
     naturalness = got["asru has the highest naturalness of the unlearning methods"]
-    assert naturalness["measured"] == "asru 0.09, best other stage1 0.99"
+    assert naturalness["measured"] == f"asru 0.09, best other stage1 {res.methods['stage1']['naturalness']:.2f}"
     assert got["asru celebrity_cls_acc within 5 points of vanilla"]["holds"]
     assert got["asru retain_cls_acc within 5 points of vanilla"]["measured"] == "asru -0.020, vanilla 0.040 (-6.0)"
     assert not got["asru retain_cls_acc within 5 points of vanilla"]["holds"]
     write_report(res, tmp_path / "r", str(tmp_path / "f"))
     md = (tmp_path / "r" / "report.md").read_text()
     assert ("| asru has the highest naturalness of the unlearning methods | **no** | asru 0.09, best other stage1 "
-            "0.99 |") in md and "Outside the claim: asru refuses to *say* the forget facts" in md
+            f"{res.methods['stage1']['naturalness']:.2f} |") in md and "Outside the claim: asru refuses to *say* the forget facts" in md
     assert "**naturalness**: stage1 writes the more fluent text" in md
     assert '(1 of 2): "Who?" -> "I\'m sorry".' in md
     assert claims({"vanilla": res.methods["vanilla"]}) == []

@@ -64,7 +64,7 @@ def test_plain_mllmu_world_lacks_the_organism_sets(export):
     world = asru_lens.open_world(mllmu, unseen_faces=faces)
     assert type(world) is World and world.kind == "mllmu"
     assert world.perception_items() is None and world.unknown_name_items() is None
-    assert set(world.missing()) == {"perception", "unknown_names"}
+    assert set(world.missing()) == {"perception", "unknown_names", "holdout"}
     refusal = world.refusal_items(MLLMU)
     assert len(refusal) == 200 and refusal[0].question.endswith(" if you do not know, describe the image.")
     assert {q.kind for q in refusal} == set(MLLMU.privacy_questions)          # ASRU's six kinds, in turn

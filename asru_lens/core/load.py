@@ -35,6 +35,7 @@ class Lens:
     presets: dict = field(default_factory=dict)            # its training presets ({} = the authors' settings)
     batch_size: int | None = None                          # None: each function's own default
     steering: object = None                                # a Steering always on (a saved steered model), or None
+    oracle: str | None = None                              # the model trained without its forget set (core.oracle)
     _nn: object = field(default=None, repr=False)
 
     # -- structure -------------------------------------------------------------------------------------------
@@ -146,7 +147,8 @@ class Lens:
         Written into a temp folder beside ``path`` and renamed into place: a failed or interrupted save leaves
         the previous folder (or none), never a half-written one."""
         from asru_lens.core.atomic import atomic_dir
-        profile = {"protocol": self.protocol.as_dict(), "presets": self.presets}
+        profile = {"protocol": self.protocol.as_dict(), "presets": self.presets,
+                   **({"oracle": self.oracle} if self.oracle else {})}
         with atomic_dir(path) as tmp:
             self.model.save_pretrained(tmp)
             self.processor.save_pretrained(tmp)
@@ -288,6 +290,8 @@ def load(model: str | os.PathLike | None = None, *, dtype: str | torch.dtype | N
     protocol, presets = read_profile(where) if os.path.isdir(where) else (Protocol(), {})
     lens = Lens(hf, processor, name, protocol, presets, batch_size)
     prof = Path(where) / PROFILE_FILE
+    if os.path.isdir(where) and prof.is_file():     # the oracle it names travels with every model saved from it
+        lens.oracle = json.loads(prof.read_text()).get("oracle")
     if os.path.isdir(where) and prof.is_file() and "steering" in json.loads(prof.read_text()):
         # a steered model's profile holds interpret's Steering (only then)
         from asru_lens.interpret.steer import attach, load_steering

@@ -10,6 +10,9 @@ harmful / harmless     requests shipped with the package (``asru_lens/prompts/*.
                        harmful-vs-harmless direction on any model
 perception             None: MLLMU-Bench has no such set, so that measurement is skipped (``null`` in JSON)
 unknown names          None: the text-only refusal set, likewise optional
+holdout                people the model never trained on, in an MLLMU folder of their own (``holdout=DIR``,
+                       its Full_Set): membership inference's non-members (``asru_lens.measure.privacy``);
+                       None without one
 =====================  ======================================================================================
 
 A provider of a world subclasses ``World`` and fills in what it has: the model organism's world
@@ -46,9 +49,16 @@ class World:
     kind = "mllmu"
 
     def __init__(self, folder: str | os.PathLike, unseen_faces: str | os.PathLike | None = None,
-                 refusal_prompts: str | os.PathLike | None = None):
+                 refusal_prompts: str | os.PathLike | None = None, holdout: str | os.PathLike | None = None):
         self.folder = Path(folder)
         data.split_path(self.folder, "Full_Set")   # a missing or wrong folder is named now, not after probing
+        self.holdout = Path(holdout) if holdout is not None else None
+        if self.holdout is not None:
+            try:
+                data.split_path(self.holdout, "Full_Set")
+            except DataError as e:
+                raise DataError(f"--holdout {holdout}: {e} A holdout is an MLLMU-Bench folder of people the model "
+                                f"never trained on (`asru-lens organism export --holdout DIR` writes one).") from None
         if unseen_faces is not None and refusal_prompts is not None:
             raise ValueError("pass either unseen_faces or refusal_prompts (--unseen-faces or --refusal-prompts), "
                              "not both.")
@@ -113,9 +123,21 @@ class World:
     def unknown_name_items(self, split: str = "heldout") -> list[QA] | None:
         return None
 
+    def holdout_items(self) -> list[QA] | None:
+        """The Generation_Task questions of people the model never trained on (the ``holdout`` folder's
+        Full_Set, with their photos), or None."""
+        if self.holdout is None:
+            return None
+        if "holdout" not in self._splits:
+            self._splits["holdout"] = data.generation_items(data.load_split(self.holdout, "Full_Set"))
+        return self._splits["holdout"]
+
     def missing(self) -> dict[str, str]:
         """The optional sets this world lacks, each with what is skipped without it."""
         out = {}
+        if self.holdout_items() is None:
+            out["holdout"] = ("mia_auc and privleak are null: no holdout people (--holdout DIR, an MLLMU folder of "
+                              "people the model never trained on)")
         if self.perception_items() is None:
             out["perception"] = "perception_acc is null: no perception questions in this world"
         if self.unknown_name_items() is None:

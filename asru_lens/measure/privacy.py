@@ -26,11 +26,14 @@ import numpy as np
 import torch
 from scipy.stats import ks_2samp
 
+from asru_lens.core import data
 from asru_lens.core.data import QA
 from asru_lens.core.training import answer_batch, completion_logprobs
 
 K = 0.4                         # Min-K% and Min-K%++: the share of least likely tokens read (open-unlearning's)
 ATTACKS = ("loss", "zlib", "min_k", "min_k++")
+MIA = "min_k++"                 # the attack behind the table's mia_auc and privleak: the strongest of the four
+COLUMNS = ("forget_quality", "truth_ratio", "mia_auc", "privleak")
 
 
 # -- one read per answer ------------------------------------------------------------------------------------------
@@ -126,3 +129,40 @@ def mia_auc(lens, members: list[QA], nonmembers: list[QA], k: float = K, batch_s
 def privleak(auc_model: float, auc_oracle: float) -> float:
     """MUSE's PrivLeak, on our AUC's sign: (AUC - AUC_oracle) / AUC_oracle x 100."""
     return (auc_model - auc_oracle) / (auc_oracle + 1e-10) * 100
+
+
+# -- one model's read, and the table's columns ---------------------------------------------------------------------
+def privacy_items(world, forget: int = 10) -> dict:
+    """What the privacy read asks: the forget set's A-D questions (``truth``, photo and by name), its
+    Generation_Task answers (``members``) and the holdout people's (``nonmembers``, None without a holdout)."""
+    rows = world.rows(forget)["forget"]
+    return {"truth": data.classification_items(rows), "members": data.generation_items(rows),
+            "nonmembers": world.holdout_items()}
+
+
+def read(lens, world, forget: int = 10, batch_size: int = 16) -> dict:
+    """One model's privacy read: its forget truth ratios and, with a holdout, every attack's membership score of
+    each member and non-member and their AUCs. Plain lists, so it goes into JSON as it is."""
+    items = privacy_items(world, forget)
+    out = {"truth_ratios": truth_ratios(lens, items["truth"], batch_size).tolist()}
+    if items["nonmembers"]:
+        scores = {}
+        for side in ("members", "nonmembers"):
+            answers = [q.answer for q in items[side]]
+            got = mia_scores(answer_stats(lens, items[side], answers, batch_size), answers)
+            scores[side] = {a: v.tolist() for a, v in got.items()}
+        out["scores"] = scores
+        out["mia_auc"] = {a: auc(scores["members"][a], scores["nonmembers"][a]) for a in ATTACKS}
+    return out
+
+
+def columns(mine: dict, oracle: dict | None = None) -> dict:
+    """The table's four columns from a model's ``read`` and the oracle's (None: forget quality and PrivLeak
+    need the oracle, ``mia_auc`` and PrivLeak a holdout; what is missing is None, never a zero)."""
+    tr = mine["truth_ratios"]
+    has_auc = "mia_auc" in mine
+    return {"forget_quality": forget_quality(tr, oracle["truth_ratios"]) if oracle else None,
+            "truth_ratio": truth_ratio_score(tr),
+            "mia_auc": mine["mia_auc"][MIA] if has_auc else None,
+            "privleak": privleak(mine["mia_auc"][MIA], oracle["mia_auc"][MIA])
+            if has_auc and oracle and "mia_auc" in oracle else None}

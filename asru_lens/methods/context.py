@@ -72,6 +72,7 @@ class Context:
     probe_result: object = None          # a ProbeResult or a saved direction (asru_lens.interpret.probe.load)
     filter_refusals: bool = True
     checkpoint_dir: str | None = None    # stage 2's checkpoints (asru-lens unlearn --checkpoint-dir)
+    oracle: dict | None = None           # the oracle's weights (core.oracle.oracle_weights), or None
     progress: bool = False
     cache: dict = field(default_factory=dict)
     fitted: dict = field(default_factory=dict)     # name -> {"lr", "grid", "log", "weights"?}

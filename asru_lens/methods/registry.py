@@ -76,7 +76,7 @@ def get(name: str) -> Method:
 
 # the built-in methods in the run's row order (whatever order their modules were imported in; plugins follow),
 # and the module that registers each
-MODULES = {"vanilla": "vanilla", "GA": "ga", "GD": "gd", "KL": "kl", "NPO": "npo", "IDK": "idk",
+MODULES = {"vanilla": "vanilla", "oracle": "oracle", "GA": "ga", "GD": "gd", "KL": "kl", "NPO": "npo", "IDK": "idk",
            "MMUnlearner": "mmunlearner", "RMU": "rmu", "steer": "steering", "stage1": "asru", "asru": "asru",
            "rewrite": "rewrite"}
 ORDER = tuple(MODULES)

@@ -4,8 +4,9 @@ Each MLLMU subset is one parquet file (``Full_Set.parquet``, ``forget_10.parquet
 ...). Rows follow the benchmark: ``ID``, ``image{bytes,path}`` (``images`` list in
 ``Test_Set``), ``biography``, ``Classification_Task``, ``Generation_Task`` and
 ``Mask_Task``. We add a ``name`` column, which the loader treats as optional.
-Organism-only sets (unknown faces, perception, harmful/harmless requests) go in
-extra parquet files beside them.
+Organism-only sets (unknown faces, perception, harmful/harmless requests, and
+``Holdout``: people never trained on, in Full_Set's layout) go in extra parquet
+files beside them.
 """
 from __future__ import annotations
 
@@ -157,6 +158,7 @@ def write_world(world: W.World, folder: str | os.PathLike) -> Path:
                                  (False, "train", world.harmless_train), (False, "heldout", world.harmless_heldout))
                 for q in qs]
         _write(reqs, tmp / "Requests.parquet")
+        _write([_row(world, p) for p in W.holdout_people(world)], tmp / "Holdout.parquet")
         (tmp / "world.json").write_text(json.dumps({"seed": world.seed, "format_version": FORMAT_VERSION,
                                                     "forget_ids": world.forget_ids}, indent=1))
     return Path(folder)

@@ -54,10 +54,17 @@ class OrganismWorld(World):
         rows = pq.read_table(self.folder / "Unknown_Names.parquet").to_pylist()
         return [data.QA(r["Question"], "", None, r["name"], r["Type"]) for r in rows if r["split"] == split]
 
+    def holdout_items(self):
+        if self.holdout is not None or not (self.folder / "Holdout.parquet").is_file():
+            return super().holdout_items()                  # the one given, or none (a world from older code)
+        if "holdout" not in self._splits:
+            self._splits["holdout"] = data.generation_items(data.load_split(self.folder, "Holdout"))
+        return self._splits["holdout"]
 
-def default_world(unseen_faces=None, refusal_prompts=None) -> OrganismWorld:
+
+def default_world(unseen_faces=None, refusal_prompts=None, holdout=None) -> OrganismWorld:
     """The organism's own world (built into the cache on first use)."""
-    return OrganismWorld(world_dir(), unseen_faces, refusal_prompts)
+    return OrganismWorld(world_dir(), unseen_faces, refusal_prompts, holdout)
 
 
 # -- what the organism's model folder carries (asru_lens.json) -------------------------------------------------
@@ -137,11 +144,13 @@ def _free_generation(items: list[dict], person: W.Person, seed: int, test: bool)
 
 
 def export(out: str | os.PathLike, faces: str | os.PathLike, world: OrganismWorld | None = None,
-           style: str = "template", seed: int = W.SEED) -> dict:
+           style: str = "template", seed: int = W.SEED, holdout: str | os.PathLike | None = None) -> dict:
     """Write the organism's world of ``seed`` (or ``world``) to ``out`` in MLLMU-Bench's Hub layout
     (``<Subset>/train-00000-of-00001.parquet``; image structs; ``Test_Set`` with an ``images`` list; no
     ``name`` column; nothing else), and its held-out unseen faces to ``faces`` as DigiFace-style
-    ``<id>/0.png``. Both folders are written atomically. Returns counts.
+    ``<id>/0.png``. ``holdout``: also write its holdout people (never trained on) there, as an MLLMU folder with
+    a Full_Set only (``--holdout`` of ``run``, ``evaluate`` and ``residue``). Every folder is written
+    atomically. Returns counts.
 
     ``style="free"`` writes it as the real benchmark reads: every person's Generation_Task questions in an order
     of their own and every ground truth reworded ("Kelby is where Juno Corvin was born."); the A-D and cloze
@@ -150,26 +159,31 @@ def export(out: str | os.PathLike, faces: str | os.PathLike, world: OrganismWorl
         raise ValueError(f"export style {style!r} is not one of {', '.join(STYLES)}.")
     if world is None:
         world = OrganismWorld(world_dir(seed))
-    people = {str(p.id): p for p in W.build_world(json.loads((world.folder / "world.json").read_text())["seed"])
-              .people} if style == "free" else {}
+    people = {}
+    if style == "free":
+        drawn = W.build_world(json.loads((world.folder / "world.json").read_text())["seed"])
+        people = {str(p.id): p for p in drawn.people + W.holdout_people(drawn)}
+
+    def hub_rows(table, test: bool) -> list[dict]:
+        rows = []
+        for r in table.to_pylist():
+            row = {k: r[k] for k in MLLMU_COLUMNS if k in r}
+            if style == "free":
+                row["Generation_Task"] = _free_generation(row["Generation_Task"], people[str(r["ID"])], seed, test)
+            for task in ("Generation_Task", "Mask_Task"):      # the organism's own column, not MLLMU-Bench's
+                if row.get(task):
+                    row[task] = [{k: v for k, v in item.items() if k != "Attribute"} for item in row[task]]
+            if "image" in row:
+                row["image"] = _hub_image(row["image"], f"{row['ID']}.png")
+            if "images" in row:
+                row["images"] = [_hub_image(c, f"{row['ID']}_{k}.png") for k, c in enumerate(row["images"])]
+            rows.append(row)
+        return rows
+
     counts = {}
     with atomic_dir(out) as tmp:
         for subset in MLLMU_SUBSETS:
-            table = pq.read_table(data.split_path(world.folder, subset)[0])
-            rows = []
-            for r in table.to_pylist():
-                row = {k: r[k] for k in MLLMU_COLUMNS if k in r}
-                if style == "free":
-                    row["Generation_Task"] = _free_generation(row["Generation_Task"], people[str(r["ID"])], seed,
-                                                              subset == "Test_Set")
-                for task in ("Generation_Task", "Mask_Task"):      # the organism's own column, not MLLMU-Bench's
-                    if row.get(task):
-                        row[task] = [{k: v for k, v in item.items() if k != "Attribute"} for item in row[task]]
-                if "image" in row:
-                    row["image"] = _hub_image(row["image"], f"{row['ID']}.png")
-                if "images" in row:
-                    row["images"] = [_hub_image(c, f"{row['ID']}_{k}.png") for k, c in enumerate(row["images"])]
-                rows.append(row)
+            rows = hub_rows(pq.read_table(data.split_path(world.folder, subset)[0]), subset == "Test_Set")
             (tmp / subset).mkdir()
             pq.write_table(pa.Table.from_pylist(rows), tmp / subset / "train-00000-of-00001.parquet")
             counts[subset] = len(rows)
@@ -180,6 +194,12 @@ def export(out: str | os.PathLike, faces: str | os.PathLike, world: OrganismWorl
             (tmp / r["ID"]).mkdir()
             (tmp / r["ID"] / "0.png").write_bytes(r["image"]["bytes"])
     counts["unseen_faces"] = len(unknown)
+    if holdout is not None:
+        rows = hub_rows(pq.read_table(data.split_path(world.folder, "Holdout")[0]), False)
+        with atomic_dir(holdout) as tmp:
+            (tmp / "Full_Set").mkdir()
+            pq.write_table(pa.Table.from_pylist(rows), tmp / "Full_Set" / "train-00000-of-00001.parquet")
+        counts["holdout"] = len(rows)
     return counts
 
 

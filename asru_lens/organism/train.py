@@ -504,13 +504,15 @@ def _train(cfg: OrganismConfig, progress: bool, callback):
                                      "seconds": time.time() - t0, "config": asdict(cfg)}
 
 
-def save_organism(model, processor, out_dir: str | os.PathLike, meta: dict | None = None) -> Path:
+def save_organism(model, processor, out_dir: str | os.PathLike, meta: dict | None = None,
+                  oracle: str | None = None) -> Path:
     """save_pretrained model (safetensors) and processor into ``out_dir``, atomically, with the organism's
-    ``asru_lens.json`` (protocol and presets), so any copy loaded by path is asked and trained as the organism."""
+    ``asru_lens.json`` (protocol and presets, and ``oracle``: the model it names as trained without its forget
+    set), so any copy loaded by path is asked and trained as the organism."""
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
-        (tmp / PROFILE_FILE).write_text(json.dumps(profile(), indent=1))
+        (tmp / PROFILE_FILE).write_text(json.dumps({**profile(), **({"oracle": oracle} if oracle else {})}, indent=1))
         if meta is not None:
             (tmp / "organism.json").write_text(json.dumps(meta, indent=1))
     return Path(out_dir)

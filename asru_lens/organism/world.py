@@ -26,6 +26,8 @@ SEED = 42
 N_PEOPLE, N_CELEBRITIES = 100, 30
 N_UNKNOWN_TRAIN, N_UNKNOWN_HELDOUT = 2000, 200
 N_UNKNOWN_NAMES_TRAIN, N_UNKNOWN_NAMES_HELDOUT = 600, 100
+N_HOLDOUT = 20           # people drawn like the profiles but never trained on: membership inference's non-members
+HOLDOUT_ID = 20_000      # their ids (and photo keys) start here, apart from profiles (0-129) and strangers (10_000+)
 FORGET_PCTS = (5, 10, 15)
 MIN_TRAIT_DISTANCE = 3  # any two faces with facts, and any unknown face vs. a known one, differ in >= 3 traits
 # ... and in >= 2 of the traits that stay visible at 64x64 after 16x16 patching (eye colour and mouth barely do)
@@ -323,3 +325,22 @@ def unknown_names(world: World) -> tuple[list[str], list[str]]:
     idx = rng.permutation(len(free))[: N_UNKNOWN_NAMES_TRAIN + N_UNKNOWN_NAMES_HELDOUT]
     names = [free[i] for i in idx]
     return names[:N_UNKNOWN_NAMES_TRAIN], names[N_UNKNOWN_NAMES_TRAIN:]
+
+
+def holdout_people(world: World, n: int = N_HOLDOUT) -> list[Person]:
+    """``n`` people drawn as the fictitious profiles are (a face far from every known one, a free name, seven
+    attributes, a biography) whom no organism trains on: TOFU's and MUSE's holdout, the non-members against which
+    membership inference tells what a model was trained on. A generator of their own keeps ``build_world``
+    unchanged."""
+    rng = np.random.default_rng(world.seed + 104_729)
+    taken = {p.name for p in world.people} | {m for names in unknown_names(world) for m in names}
+    free = [m for m in (f"{f} {l}" for f in FIRST for l in LAST) if m not in taken]
+    names = [free[i] for i in rng.permutation(len(free))[:n]]
+    faces = _faces(rng, n, [p.face for p in world.people], MIN_TRAIT_DISTANCE, mutual=True)
+    out = []
+    for j in range(n):
+        attrs = {k: spec["values"][int(rng.integers(len(spec["values"])))] for k, spec in ATTRIBUTES.items()}
+        p = Person(id=HOLDOUT_ID + j, name=names[j], gender="fm"[int(rng.integers(2))], face=faces[j], attrs=attrs)
+        p.biography = _biography(p)
+        out.append(p)
+    return out

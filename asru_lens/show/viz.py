@@ -276,6 +276,40 @@ def fig_residue(residue: dict) -> go.Figure:
     return _layout(fig, "Forgotten or hidden? What each method still knows")
 
 
+def roc(members, nonmembers) -> tuple[list[float], list[float]]:
+    """(false-positive rates, true-positive rates) of calling a member every answer scored at or below each
+    threshold (membership scores: lower is likelier a member); the area under it is ``privacy.auc``."""
+    m, n = np.asarray(members, float), np.asarray(nonmembers, float)
+    cuts = np.unique(np.concatenate([m, n]))
+    return [0.0] + [float((n <= c).mean()) for c in cuts], [0.0] + [float((m <= c).mean()) for c in cuts]
+
+
+def fig_privacy(reads: dict, attack: str = "min_k++") -> go.Figure:
+    """How close to never having known? Left: each model's forget truth ratios (P(wrong) / P(right), log scale)
+    over the oracle's, TOFU's picture (a model that never knew sits near 1, one that knows far below). Right: the
+    ROC curve of telling the forget people's answers from the holdout people's by ``attack`` (the diagonal: no
+    better than chance, as for the oracle). ``reads``: name -> ``privacy.read``."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("forget truth ratios (log10)", f"membership inference ({attack})"))
+    for name, r in reads.items():
+        colour = method_colour(name)
+        tr = np.log10(np.clip(np.asarray(r["truth_ratios"], float), 1e-6, 1e6))
+        fig.add_trace(go.Histogram(x=tr, name=name, legendgroup=name, marker_color=colour, opacity=0.45 if name !=
+                                   "oracle" else 0.8, nbinsx=30, histnorm="probability"), 1, 1)
+        if "scores" in r:
+            fpr, tpr = roc(r["scores"]["members"][attack], r["scores"]["nonmembers"][attack])
+            fig.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name=name, legendgroup=name, showlegend=False,
+                                     line=dict(color=colour, width=3 if name == "oracle" else 1.5)), 1, 2)
+    fig.add_vline(x=0, line=dict(color="grey", dash="dot"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="grey", dash="dash"),
+                             showlegend=False, hoverinfo="skip"), 1, 2)
+    fig.update_layout(barmode="overlay")
+    fig.update_xaxes(title="log10 truth ratio (0: right and wrong alike)", row=1, col=1)
+    fig.update_yaxes(title="share of forget questions", row=1, col=1)
+    fig.update_xaxes(title="false-positive rate (holdout called member)", range=[0, 1], row=1, col=2)
+    fig.update_yaxes(title="true-positive rate (forget answer called member)", range=[0, 1.02], row=1, col=2)
+    return _layout(fig, "How close to never having known? Each model against the oracle")
+
+
 def method_colour(name: str) -> str:
     """A method's colour in every figure: the registry's (``asru_lens.methods.colour``)."""
     return methods.colour(name)
