@@ -67,16 +67,30 @@ def open_world(data=None, *, unseen_faces=None, refusal_prompts=None, holdout=No
 
     * ``None``: the model organism's own world (built into the cache on first use);
     * a folder the organism wrote (``world.json`` + ``Unknown_Faces.parquet``): the organism's world there;
+    * a CLEAR download (``forget05/``, ``retain95/``, ``real_faces/`` ... as the Hub lays ``therem/CLEAR`` out):
+      ``asru_lens.core.clear.ClearWorld``;
     * any other folder: a plain MLLMU-Bench download (flat or Hub layout).
 
     ``unseen_faces`` (a folder of face images, flat or ``<id>/0.png``) or ``refusal_prompts`` (a JSONL file)
     give ASRU's refusal set; a plain MLLMU-Bench folder needs one of them for the probe. Files are checked
     here, before any model work. ``holdout``: an MLLMU folder of people the model never trained on, the
     non-members of membership inference (the organism's world brings its own)."""
-    from asru_lens.organism.provider import OrganismWorld, default_world
+    from asru_lens.core.clear import ClearWorld
+    from asru_lens.core.data import DataError
     from asru_lens.core.world import World
+    from asru_lens.organism.provider import OrganismWorld, default_world
     if data is None:
         return default_world(unseen_faces, refusal_prompts, holdout)
     if OrganismWorld.recognises(data):
         return OrganismWorld(data, unseen_faces, refusal_prompts, holdout)
-    return World(data, unseen_faces, refusal_prompts, holdout)
+    if ClearWorld.recognises(data):
+        return ClearWorld(data, unseen_faces, refusal_prompts, holdout)
+    try:
+        return World(data, unseen_faces, refusal_prompts, holdout)
+    except DataError as e:
+        if "subset 'Full_Set'" not in str(e):
+            raise
+        raise DataError(f"{data} is neither benchmark's layout: looked for MLLMU-Bench's (Full_Set.parquet or "
+                        f"Full_Set/*.parquet, with forget_10, retain_90, Test_Set, Retain_Set ...) and CLEAR's "
+                        f"(forget05/, retain95/, real_faces/, retain_perturbed/ ..., each with train-*.parquet). "
+                        f"{str(e).split('. ', 1)[-1]}") from None

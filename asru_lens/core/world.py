@@ -51,7 +51,7 @@ class World:
     def __init__(self, folder: str | os.PathLike, unseen_faces: str | os.PathLike | None = None,
                  refusal_prompts: str | os.PathLike | None = None, holdout: str | os.PathLike | None = None):
         self.folder = Path(folder)
-        data.split_path(self.folder, "Full_Set")   # a missing or wrong folder is named now, not after probing
+        self.check_layout()                        # a missing or wrong folder is named now, not after probing
         self.holdout = Path(holdout) if holdout is not None else None
         if self.holdout is not None:
             try:
@@ -65,6 +65,10 @@ class World:
         self.unseen_faces = unseen.face_images(unseen_faces) if unseen_faces is not None else None
         self.refusal_prompts = unseen.read_refusal_prompts(refusal_prompts) if refusal_prompts is not None else None
         self._splits: dict[str, list[dict]] = {}
+
+    def check_layout(self) -> None:
+        """Fail now, naming the folder and what is missing, unless it is laid out as this world reads it."""
+        data.split_path(self.folder, "Full_Set")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.folder)!r})"
