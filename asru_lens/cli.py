@@ -176,15 +176,24 @@ def cmd_organism_portraits(args) -> int:
 
 
 def cmd_organism_export(args) -> int:
-    from asru_lens.organism.provider import export
     from asru_lens.organism.mllmu import world_dir
-    counts = export(args.out, args.faces, style=args.style, seed=args.seed, holdout=args.holdout)
-    info = {"out": args.out, "faces": args.faces, "holdout": args.holdout, "style": args.style, "seed": args.seed,
-            "world": str(world_dir(args.seed)), "rows": counts}
+    from asru_lens.organism.provider import OrganismWorld, export, write_faces
+    if args.format == "clear":
+        if args.style != "template" or args.holdout:
+            raise ValueError("organism export --format clear writes CLEAR's configs only: drop --style and "
+                             "--holdout (they shape the MLLMU-Bench export).")
+        from asru_lens.organism.clear import export_clear
+        counts = export_clear(args.out, world_dir(args.seed))
+        counts["unseen_faces"] = write_faces(args.faces, OrganismWorld(world_dir(args.seed)))
+    else:
+        counts = export(args.out, args.faces, style=args.style, seed=args.seed, holdout=args.holdout)
+    info = {"out": args.out, "faces": args.faces, "holdout": args.holdout, "format": args.format,
+            "style": args.style, "seed": args.seed, "world": str(world_dir(args.seed)), "rows": counts}
     hold = f" --holdout {args.holdout}" if args.holdout else ""
+    layout = "CLEAR's Hub layout" if args.format == "clear" else f"MLLMU-Bench's Hub layout, {args.style} style"
     return emit(args, info, lambda i: [
         _table(list(counts.items()), ("subset", "rows")),
-        f"wrote {args.out} (MLLMU-Bench's Hub layout, {args.style} style, world seed {args.seed}) and {args.faces} "
+        f"wrote {args.out} ({layout}, world seed {args.seed}) and {args.faces} "
         f"({counts['unseen_faces']} unseen faces, <id>/0.png)"
         + (f" and {args.holdout} ({counts['holdout']} people never trained on, Full_Set)" if args.holdout else "")
         + f". Use them with --data {args.out} --unseen-faces {args.faces}{hold}."])
@@ -697,6 +706,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--style", default="template", choices=("template", "free"), help="free: each person's "
                    "generation questions in their own order and every ground truth reworded, as the real benchmark "
                    "reads; A-D and cloze unchanged (default template: the organism's own wording)")
+    x.add_argument("--format", default="mllmu", choices=("mllmu", "clear"), help="clear: CLEAR's layout and "
+                   "schema (forget05/10, retain95/90, full, the perturbed configs, real_faces, real_world; "
+                   "asru_lens.organism.clear) instead of MLLMU-Bench's (default mllmu)")
     x.add_argument("--seed", type=nonneg_int, default=42, help="world seed (default 42, the shipped organism's)")
     x.add_argument("--holdout", metavar="DIR", help="also write the holdout people (never trained on) there, an "
                    "MLLMU folder with a Full_Set: --holdout of run, evaluate and residue")

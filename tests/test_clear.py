@@ -107,3 +107,29 @@ def test_a_clear_folder_missing_a_needed_config_is_named_at_once(clear, tmp_path
     write(elsewhere, "something", [{"x": 1}], [("x", pa.int64())])
     with pytest.raises(DataError, match="neither benchmark's layout: looked for MLLMU-Bench's .* and CLEAR's"):
         asru_lens.open_world(elsewhere)
+
+
+def test_the_organism_exports_its_world_in_clears_schema(world_folder, tmp_path):
+    """`organism export --format clear`: CLEAR's configs with CLEAR's columns, read back as the organism's people."""
+    from asru_lens.cli import main
+    from asru_lens.organism.world import build_world
+    out, faces = tmp_path / "clear", tmp_path / "faces"
+    assert main(["organism", "export", "--format", "clear", "--out", str(out), "--faces", str(faces), "--json"]) == 0
+    columns = {c.name: pq.read_schema(c / "train-00000-of-00001.parquet").names for c in out.iterdir()}
+    person, perturbed_cols = ["image", "caption", "name"], {"paraphrased_caption", "perturbed_captions", "perturbed_names"}
+    assert set(columns) == {"full", "forget05", "forget10", "retain95", "retain90", "forget05_perturbed",
+                            "forget10_perturbed", "retain_perturbed", "real_faces", "real_world"}
+    assert all(columns[c] == person for c in ("full", "forget05", "forget10", "retain95", "retain90"))
+    assert all(set(columns[c]) == set(person) | perturbed_cols for c in columns if c.endswith("_perturbed"))
+    assert columns["real_faces"] == ["image", "answer", "options"]
+    assert columns["real_world"] == ["question", "answer", "image", "options"]
+    drawn = build_world()
+    world = asru_lens.open_world(out, unseen_faces=faces)
+    rows = world.rows(10)
+    assert {r["ID"] for r in rows["forget"]} == {drawn.people[i].name for i in drawn.forget_ids[10]}
+    by_name = {p.name: p for p in drawn.people}
+    assert all(r["Generation_Task"][0]["Ground_Truth"] == by_name[r["ID"]].biography for r in rows["forget"])
+    mc = data.classification_items(rows["forget"])
+    assert len(mc) == len(rows["forget"]) and all(q.options[q.answer] == q.id for q in mc)
+    assert {r["ID"] for r in rows["celebrity"]} == {p.name for p in drawn.celebrities}
+    assert len(world.perception_items()) == 200 and len(world.faces()) == 200

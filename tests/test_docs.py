@@ -424,3 +424,33 @@ def test_the_oracle_tables_are_the_measured_json():
     assert abs(ev_o["celebrity_cls_acc"] - ev_v["celebrity_cls_acc"]) <= 0.03
     assert ev_v["mia_auc"] >= 0.75 and abs(ev_o["mia_auc"] - 0.5) <= 0.1
     assert abs(1 - ev_o["truth_ratio"]) < abs(1 - ev_v["truth_ratio"])
+
+
+PRIVACY_RUN = ROOT / "docs" / "measured" / "run-oracle-seed0.json"
+PRIVACY_COLUMNS = (("forget_quality", ".2g"), ("truth_ratio", ".3f"), ("mia_auc", ".3f"), ("privleak", ".1f"),
+                   ("forget_cls_acc", ".3f"), ("relearn_recovery_30", ".2f"), ("relearn_recovery_oracle_30", ".2f"))
+
+
+def oracle_run_table() -> str:
+    """docs/oracle.md's main-job table: every method's privacy columns beside its forget A-D and its relearning
+    recovery (against vanilla and against the oracle's curve), from `asru-lens run --json`."""
+    import json
+    info = json.loads(PRIVACY_RUN.read_text())
+    cell = lambda v, f: "-" if v is None else format(v, f)                       # noqa: E731
+    lines = ["| method | " + " | ".join(f"`{k}`" for k, _ in PRIVACY_COLUMNS) + " |",
+             "|---" * (len(PRIVACY_COLUMNS) + 1) + "|"]
+    lines += [f"| {m} | " + " | ".join(cell(row.get(k), f) for k, f in PRIVACY_COLUMNS) + " |"
+              for m, row in info["methods"].items()]
+    return "\n".join(lines)
+
+
+def test_the_oracle_run_table_is_the_measured_json():
+    """Issue 38's "every method measured": the run has the oracle row and the four columns for every method, and
+    docs/oracle.md's table is that JSON."""
+    import json
+
+    from asru_lens.measure.privacy import COLUMNS
+    info = json.loads(PRIVACY_RUN.read_text())
+    assert "oracle" in info["methods"] and info["seed"] == 0
+    assert all(info["methods"][m][k] is not None for m in info["methods"] for k in COLUMNS)
+    assert oracle_run_table() in (ROOT / "docs" / "oracle.md").read_text()

@@ -187,13 +187,7 @@ def export(out: str | os.PathLike, faces: str | os.PathLike, world: OrganismWorl
             (tmp / subset).mkdir()
             pq.write_table(pa.Table.from_pylist(rows), tmp / subset / "train-00000-of-00001.parquet")
             counts[subset] = len(rows)
-    unknown = [r for r in pq.read_table(world.folder / "Unknown_Faces.parquet").to_pylist()
-               if r["split"] == "heldout"]
-    with atomic_dir(faces) as tmp:
-        for r in unknown:
-            (tmp / r["ID"]).mkdir()
-            (tmp / r["ID"] / "0.png").write_bytes(r["image"]["bytes"])
-    counts["unseen_faces"] = len(unknown)
+    counts["unseen_faces"] = write_faces(faces, world)
     if holdout is not None:
         rows = hub_rows(pq.read_table(data.split_path(world.folder, "Holdout")[0]), False)
         with atomic_dir(holdout) as tmp:
@@ -201,6 +195,17 @@ def export(out: str | os.PathLike, faces: str | os.PathLike, world: OrganismWorl
             pq.write_table(pa.Table.from_pylist(rows), tmp / "Full_Set" / "train-00000-of-00001.parquet")
         counts["holdout"] = len(rows)
     return counts
+
+
+def write_faces(faces: str | os.PathLike, world: OrganismWorld) -> int:
+    """The world's held-out unseen faces, DigiFace-style ``<id>/0.png``, written atomically; how many."""
+    unknown = [r for r in pq.read_table(world.folder / "Unknown_Faces.parquet").to_pylist()
+               if r["split"] == "heldout"]
+    with atomic_dir(faces) as tmp:
+        for r in unknown:
+            (tmp / r["ID"]).mkdir()
+            (tmp / r["ID"] / "0.png").write_bytes(r["image"]["bytes"])
+    return len(unknown)
 
 
 def write_profile(folder: str | os.PathLike) -> Path:
