@@ -454,3 +454,42 @@ def test_the_oracle_run_table_is_the_measured_json():
     assert "oracle" in info["methods"] and info["seed"] == 0
     assert all(info["methods"][m][k] is not None for m in info["methods"] for k in COLUMNS)
     assert oracle_run_table() in (ROOT / "docs" / "oracle.md").read_text()
+    m = info["methods"]
+    closest_tr = min((x for x in m if x not in ("oracle", "vanilla")), key=lambda x: abs(m[x]["truth_ratio"] -
+                                                                                      m["oracle"]["truth_ratio"]))
+    closest_mia = sorted((x for x in m if x not in ("oracle", "vanilla")), key=lambda x: m[x]["mia_auc"])[:2]
+    assert closest_tr == "rewrite" and sorted(closest_mia) == ["GD", "KL"]          # what the README says
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert (f"The rewrite comes closest by truth ratio ({m['rewrite']['truth_ratio']:.3f}, the oracle "
+            f"{m['oracle']['truth_ratio']:.3f}, vanilla {m['vanilla']['truth_ratio']:.3f}); GD and KL by membership "
+            f"inference (Min-K%++ AUC {m['GD']['mia_auc']:.2f} and {m['KL']['mia_auc']:.2f}, the oracle "
+            f"{m['oracle']['mia_auc']:.2f}); ASRU gives its forget answers away almost as vanilla does (AUC "
+            f"{m['asru']['mia_auc']:.3f}, PrivLeak {m['asru']['privleak']:.0f})") in readme
+    assert max(m[x]["forget_quality"] for x in m if x != "oracle") == m["rewrite"]["forget_quality"] == 0.0001
+
+
+def rebuild_table() -> str:
+    """docs/oracle.md's reproduction table: the shipped organism's quality table beside the organism rebuilt with
+    today's code (`asru-lens organism build --threads N`, then `organism eval --json`; docs/measured/
+    organism-rebuild.json)."""
+    import json
+
+    from asru_lens.organism.evaluate import THRESHOLDS
+    info = json.loads((ROOT / "docs" / "measured" / "organism-rebuild.json").read_text())
+    runs = [k for k in info if k != "shipped"]
+    cell = lambda v: f"{v:,}" if isinstance(v, int) else f"{v:.3f}"                    # noqa: E731
+    lines = ["| key | target | shipped | " + " | ".join(f"rebuilt, {info[k]['threads']} thread"
+                                                      f"{'s' if info[k]['threads'] > 1 else ''}" for k in runs) + " |",
+             "|---" * (3 + len(runs)) + "|"]
+    for key, (op, bound, _) in THRESHOLDS.items():
+        lines.append(f"| `{key}` | {op} {cell(bound)} | {cell(info['shipped'][key])} | "
+                     + " | ".join(cell(info[k]["eval"][key]) for k in runs) + " |")
+    return "\n".join(lines)
+
+
+def test_the_rebuild_table_is_the_measured_json():
+    import json
+    info = json.loads((ROOT / "docs" / "measured" / "organism-rebuild.json").read_text())
+    shipped = json.loads((ROOT / "asru_lens" / "organism" / "checkpoint" / "organism.json").read_text())["eval"]
+    assert info["shipped"] == shipped
+    assert rebuild_table() in (ROOT / "docs" / "oracle.md").read_text()
