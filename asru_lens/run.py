@@ -114,15 +114,15 @@ def run(lens, world, cfg: RunConfig | None = None, progress: bool = True, figure
     and those two columns are None)."""
     cfg = cfg or RunConfig()
     check_methods(cfg.methods)
+    if (workers > 1 or ray_address) and recipe is None:
+        raise ValueError("run(workers=...): pass recipe=asru_lens.parallel.Recipe(model=..., data=...), how each "
+                         "worker opens the model and the world.")
     say = (lambda m: tqdm.write(m, file=sys.stderr)) if progress else (lambda m: None)  # noqa: E731
     oracle = resolve(lens, oracle, say)
     oracle = oracle_weights(lens, oracle) if isinstance(oracle, str) else oracle
     if oracle is None and "oracle" in cfg.methods:
         say("note: no oracle (--oracle DIR): the oracle row is left out, forget_quality and privleak are null")
         cfg = dataclasses.replace(cfg, methods=tuple(m for m in cfg.methods if m != "oracle"))
-    if (workers > 1 or ray_address) and recipe is None:
-        raise ValueError("run(workers=...): pass recipe=asru_lens.parallel.Recipe(model=..., data=...), how each "
-                         "worker opens the model and the world.")
     tasks = Path(tasks) if tasks is not None else None
     done = start_tasks(tasks, task_config(cfg, lens, world), resume) if tasks is not None else {}
     judge = judge or evaluate.rule_judge

@@ -89,7 +89,7 @@ lens.model.load_state_dict(vanilla_weights)
 {name: {k: (round(v, 4) if v is not None else None) for k, v in privacy.columns(r, reads["oracle"]).items()}
  for name, r in reads.items()}
 
-# %%
+# %% tags=["nbval-ignore-output"]
 fig = viz.fig_privacy(reads)
 viz.save(fig, "privacy", FIGURES)
 fig
