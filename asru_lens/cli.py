@@ -371,12 +371,14 @@ def cmd_unlearn(args) -> int:
     if args.checkpoint_dir:
         overrides.setdefault("asru", {})["checkpoint_every"] = args.checkpoint_every
     direction = _direction(args)
+    oracle = _oracle(args)
     world = _world(args)
     lens = _load(args)
     budget = RunConfig.named(args.budget, forget=args.forget, seed=args.seed)
     res = unlearn(lens, world, args.method, budget, lrs, args.tune, overrides, n_eval=args.n,
                   progress=rank == 0, out=args.out if rank == 0 else None,
-                  checkpoint_dir=args.checkpoint_dir, direction=direction, filter_refusals=not args.no_refusal_filter)
+                  checkpoint_dir=args.checkpoint_dir, direction=direction, filter_refusals=not args.no_refusal_filter,
+                  oracle=oracle)
     if rank:
         return 0          # data-parallel: the first process saves and reports
     info = res.summary()
@@ -765,6 +767,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--checkpoint-dir", help="write stage 2 checkpoints here")
     u.add_argument("--checkpoint-every", type=positive_int, default=25,
                    help="with --checkpoint-dir: steps between them")
+    u.add_argument("--oracle", metavar="DIR", help="for --method oracle: the model trained without the forget set "
+                   "(default: the one the model folder names; the organism's ships with it)")
     u.add_argument("--json", action="store_true", help="print JSON instead of a table")
     u.set_defaults(func=cmd_unlearn)
     f = sub.add_parser("finetune", help="the vanilla step: fine-tune on MLLMU's Full_Set (or re-teach a split) with "
