@@ -16,13 +16,12 @@ import torch
 from tqdm.auto import tqdm
 
 from asru_lens.core.protocol import Protocol
-from asru_lens.core.source import (ORGANISM_DIR, SHIPPED, ModelLoadError, _looks_local,  # noqa: F401
-                                   check_source, shipped)
+from asru_lens.core.source import (ORGANISM_DIR, PROFILE_FILE, SHIPPED, ModelLoadError,  # noqa: F401
+                                   _looks_local, check_source, shipped)
 
 # A model folder may say how it is asked and trained: {"protocol": {...}, "presets": {...}} (Protocol's fields;
 # presets for stage 1 "redirect", stage 2 "grpo", "trainable" "layers" | "lora", "finetune"). Without it a
 # model is a real Qwen3-VL: the paper's protocol and the authors' settings.
-PROFILE_FILE = "asru_lens.json"
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 

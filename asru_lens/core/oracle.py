@@ -16,8 +16,6 @@ import os
 from pathlib import Path
 
 from asru_lens.core.source import SHIPPED, ModelLoadError, _looks_local, shipped
-
-PROFILE_FILE = "asru_lens.json"
 # the config entries that fix the weights' shapes (text and vision towers); the rest (dtype, paths) may differ
 SHAPE_KEYS = ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
               "num_key_value_heads", "head_dim", "vocab_size", "depth", "out_hidden_size", "patch_size",
@@ -33,15 +31,6 @@ def folder(model) -> Path | None:
     if shipped(model):
         return Path(SHIPPED[shipped(model)][0])
     return Path(os.path.expanduser(str(model))) if _looks_local(str(model)) else None
-
-
-def default_oracle(model) -> str | None:
-    """The oracle the model folder's ``asru_lens.json`` names (None: none)."""
-    where = folder(model)
-    prof = where / PROFILE_FILE if where is not None else None
-    if prof is None or not prof.is_file():
-        return None
-    return json.loads(prof.read_text()).get("oracle")
 
 
 def _shapes(cfg: dict) -> dict:
@@ -103,14 +92,15 @@ def oracle_weights(lens, oracle) -> dict:
 
 def resolve(lens, oracle="auto", say=None):
     """The oracle a command uses: weights (a dict) as they are; a folder or shipped name once ``check_oracle``
-    passes; ``"auto"``: the one the model names (``lens.oracle``, from its folder's ``asru_lens.json``), or None
+    passes; ``"auto"``: the one the model names (``lens.oracle``, read from its folder's ``asru_lens.json`` by
+    ``core.load.load``), or None
     when it names none or that one is not built (``say`` is told why); None: none."""
     if oracle is None or isinstance(oracle, dict):
         return oracle
     if oracle != "auto":
         check_oracle(lens.name, oracle)
         return oracle
-    oracle = getattr(lens, "oracle", None) or default_oracle(lens.name)
+    oracle = getattr(lens, "oracle", None)      # what the model folder's asru_lens.json names (core.load.load)
     if oracle is None:
         return None
     try:

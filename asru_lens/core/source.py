@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 ORGANISM_DIR = Path(__file__).parent.parent / "organism" / "checkpoint"
+PROFILE_FILE = "asru_lens.json"     # a model folder's protocol, presets and oracle (core.load.read_profile)
 # The models shipped in the package, by name, with the command that rebuilds each (a local folder of the same
 # name wins): "oracle" is the organism trained without the forget_10 people, the model that never knew them
 SHIPPED = {"organism": (ORGANISM_DIR, "asru-lens organism build"),

@@ -116,14 +116,17 @@ def auc(members, nonmembers) -> float:
     return float(below / (len(m) * len(n)))
 
 
+def membership_scores(lens, items: list[QA], k: float = K, batch_size: int = 16) -> dict[str, np.ndarray]:
+    """``mia_scores`` of each item's ground truth, read after its prompt."""
+    answers = [q.answer for q in items]
+    return mia_scores(answer_stats(lens, items, answers, batch_size), answers, k)
+
+
 def mia_auc(lens, members: list[QA], nonmembers: list[QA], k: float = K, batch_size: int = 16) -> dict:
     """Each attack's AUC (``auc``) of telling ``members`` (answers the model was trained on, e.g. the forget set's)
-    from ``nonmembers`` (a holdout of people it never saw), each item's ground truth read after its prompt."""
-    scores = []
-    for items in (members, nonmembers):
-        answers = [q.answer for q in items]
-        scores.append(mia_scores(answer_stats(lens, items, answers, batch_size), answers, k))
-    return {a: auc(scores[0][a], scores[1][a]) for a in ATTACKS}
+    from ``nonmembers`` (a holdout of people it never saw)."""
+    m, n = (membership_scores(lens, items, k, batch_size) for items in (members, nonmembers))
+    return {a: auc(m[a], n[a]) for a in ATTACKS}
 
 
 def privleak(auc_model: float, auc_oracle: float) -> float:
@@ -146,11 +149,8 @@ def read(lens, world, forget: int = 10, batch_size: int = 16) -> dict:
     items = privacy_items(world, forget)
     out = {"truth_ratios": truth_ratios(lens, items["truth"], batch_size).tolist()}
     if items["nonmembers"]:
-        scores = {}
-        for side in ("members", "nonmembers"):
-            answers = [q.answer for q in items[side]]
-            got = mia_scores(answer_stats(lens, items[side], answers, batch_size), answers)
-            scores[side] = {a: v.tolist() for a, v in got.items()}
+        scores = {side: {a: v.tolist() for a, v in membership_scores(lens, items[side], batch_size=batch_size).items()}
+                  for side in ("members", "nonmembers")}
         out["scores"] = scores
         out["mia_auc"] = {a: auc(scores["members"][a], scores["nonmembers"][a]) for a in ATTACKS}
     return out

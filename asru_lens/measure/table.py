@@ -3,9 +3,21 @@ residue on, what the attacks and the probes still find, on the weights the metho
 workers (``asru_lens.parallel``) both measure through here."""
 from __future__ import annotations
 
+import contextlib
+
 from asru_lens.measure import evaluate, privacy
 from asru_lens.measure import residue as residue_mod
 from asru_lens.methods.context import inference, restore
+
+
+@contextlib.contextmanager
+def at_oracle(ctx):
+    """Inside the block the model holds the oracle's weights (``ctx.oracle``); the vanilla ones after it."""
+    restore(ctx.lens, ctx.oracle)
+    try:
+        yield
+    finally:
+        restore(ctx.lens, ctx.vanilla_weights)
 
 
 def residue_inputs(ctx) -> tuple:
@@ -15,25 +27,18 @@ def residue_inputs(ctx) -> tuple:
     rcfg = residue_mod.ResidueConfig(forget=cfg.forget, steps=cfg.residue_steps, seed=cfg.seed, **residue_mod.RUN)
     curve = None
     if ctx.oracle is not None:
-        restore(ctx.lens, ctx.oracle)
-        try:
+        with at_oracle(ctx):
             curve = residue_mod.oracle_curve(ctx.lens, ctx.world, rcfg)
-        finally:
-            restore(ctx.lens, ctx.vanilla_weights)
     return rcfg, residue_mod.vanilla_leak(ctx.lens, ctx.world, rcfg), ctx.probe.direction.float().cpu(), curve
 
 
 def privacy_inputs(ctx) -> dict | None:
     """The oracle's privacy read (``privacy.read`` on its weights, ``ctx.oracle``), which every row's forget
-    quality and PrivLeak compare with; None without an oracle. Leaves the model as it found it."""
+    quality and PrivLeak compare with; None without an oracle. Leaves the model at the vanilla weights."""
     if ctx.oracle is None:
         return None
-    back = ctx.vanilla_weights
-    restore(ctx.lens, ctx.oracle)
-    try:
+    with at_oracle(ctx):
         return privacy.read(ctx.lens, ctx.world, ctx.budget.forget)
-    finally:
-        restore(ctx.lens, back)
 
 
 def measure(ctx, name: str, log: dict, judge, residue_in: tuple | None, privacy_in: dict | None = None) -> dict:

@@ -8,6 +8,7 @@ curve is learning from scratch, its forget quality is 1 and its PrivLeak 0 by de
 from __future__ import annotations
 
 from asru_lens.methods import register
+from asru_lens.methods.context import restore
 from asru_lens.methods.registry import MethodError
 
 
@@ -18,5 +19,5 @@ def oracle(ctx) -> dict:
         raise MethodError("method 'oracle' needs the model trained without the forget set: pass --oracle DIR "
                           "(for a real model, `asru-lens finetune --split retain_90 --out DIR`), or use a model "
                           "whose asru_lens.json names one (the shipped organism's does).")
-    ctx.lens.model.load_state_dict(ctx.oracle)
+    restore(ctx.lens, ctx.oracle)
     return {}
