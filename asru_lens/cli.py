@@ -68,8 +68,14 @@ def _world(args):
     """The world (``asru_lens.open_world``) from --data / --unseen-faces / --refusal-prompts: every file is
     checked here, before the model is loaded."""
     from asru_lens import open_world
-    return open_world(args.data, unseen_faces=getattr(args, "unseen_faces", None),
-                      refusal_prompts=getattr(args, "refusal_prompts", None), holdout=getattr(args, "holdout", None))
+    world = open_world(args.data, unseen_faces=getattr(args, "unseen_faces", None),
+                       refusal_prompts=getattr(args, "refusal_prompts", None), holdout=getattr(args, "holdout", None))
+    if getattr(args, "forget", None) is not None:
+        try:
+            world.check_forget(args.forget)
+        except ValueError as e:
+            raise ValueError(f"--forget {args.forget}: {e}") from None
+    return world
 
 
 def _oracle(args):
@@ -408,7 +414,8 @@ def cmd_run(args) -> int:
     _plugins(args)
     chosen = methods.check([m.strip() for m in args.methods.split(",") if m.strip()]) if args.methods else None
     from asru_lens.measure.judge import make_judge
-    from asru_lens.run import HEADLINE, RunConfig, run, summary, write_report
+    from asru_lens.report import cell, headline
+    from asru_lens.run import RunConfig, run, summary, write_report
     cfg = RunConfig.named(args.budget, forget=args.forget, seed=args.seed)
     if chosen:
         cfg.methods = chosen
@@ -457,8 +464,9 @@ def cmd_run(args) -> int:
     info["resumed"] = res.extra.get("resumed", [])
 
     def text(info):
-        lines = [_table([(m, *(_fmt(v.get(k)) for k in HEADLINE)) for m, v in info["methods"].items()],
-                        ("method",) + HEADLINE), f"protocol: {info['protocol']}, judge: {info['judge']}"]
+        columns = headline(info["methods"].values())
+        lines = [_table([(m, *(cell(v.get(k)) for k in columns)) for m, v in info["methods"].items()],
+                        ("method",) + columns), f"protocol: {info['protocol']}, judge: {info['judge']}"]
         lines += [f"note: {n}" for n in info["notes"]] + [f"wrote {p}" for p in paths]
         if info["resumed"]:
             lines.append(f"resumed: {len(info['resumed'])} finished tasks read back from {out / 'tasks'} "
@@ -509,7 +517,7 @@ def cmd_finetune(args) -> int:
 def cmd_evaluate(args) -> int:
     from asru_lens.measure import evaluate
     from asru_lens.measure.judge import make_judge
-    from asru_lens.run import HEADLINE
+    from asru_lens.report import cell, headline
 
     from asru_lens.core.oracle import resolve
     from asru_lens.measure import privacy
@@ -535,7 +543,8 @@ def cmd_evaluate(args) -> int:
     info = {"metrics": {k: None if v is None else round(v, 4) for k, v in res["metrics"].items()},
             "mia_auc": mine.get("mia_auc"), "oracle": oracle, "protocol": res["protocol"], "judge": res["judge"],
             "notes": notes}
-    return emit(args, info, lambda i: [_table([(k, _fmt(i["metrics"].get(k))) for k in HEADLINE + privacy.COLUMNS],
+    return emit(args, info, lambda i: [_table([(k, cell(i["metrics"].get(k)))
+                                               for k in headline([i["metrics"]]) + privacy.COLUMNS],
                                               ("metric", "value")),
                                        f"protocol: {i['protocol']}, judge: {i['judge']}, oracle: {i['oracle']}"]
                 + [f"note: {n}" for n in i["notes"]])
@@ -624,8 +633,15 @@ def cmd_gallery(args) -> int:
     return 0
 
 
-def _model_args(p, data_help: str = "MLLMU-Bench folder (flat or Hub layout) or a world the organism wrote "
-                "(default: the organism's world)", forget: bool = True, refusal: bool = True) -> None:
+RUN_EXAMPLES = """examples:
+  asru-lens run                                         # the organism on its own world
+  asru-lens run --data MLLMU --unseen-faces FACES       # an MLLMU-Bench download, DigiFace-style faces
+  asru-lens run --data CLEAR --unseen-faces FACES       # CLEAR (therem/CLEAR, one folder per config)
+  asru-lens run --data CLEAR --unseen-faces FACES --forget 5 --budget small   # its forget05 split, quickly"""
+
+
+def _model_args(p, data_help: str = "MLLMU-Bench folder (flat or Hub layout), CLEAR folder (therem/CLEAR's configs "
+                "as folders) or a world the organism wrote (default: the organism's world)", forget: bool = True, refusal: bool = True) -> None:
     """The options every model command shares."""
     p.add_argument("--model", help="model folder or Hub id (default: the shipped organism)")
     p.add_argument("--data", help=data_help)
@@ -640,7 +656,8 @@ def _model_args(p, data_help: str = "MLLMU-Bench folder (flat or Hub layout) or 
                        help="keep every refusal prompt, refused or not (for a model that refuses nothing yet, "
                             "e.g. random weights); by default only prompts the model refuses are kept, as ASRU does")
     if forget:
-        p.add_argument("--forget", type=int, default=10, choices=(5, 10, 15), help="forget split, percent (default 10)")
+        p.add_argument("--forget", type=int, default=10, choices=(1, 5, 10, 15),
+                       help="forget split, percent: MLLMU-Bench has 5, 10 and 15, CLEAR 1, 5 and 10 (default 10)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "auto"),
                    help="weights' dtype (default: the checkpoint's)")
     p.add_argument("--device-map", help='where the weights go: "auto", "cuda:0", "cpu" ... (default: CPU)')
@@ -828,7 +845,8 @@ def build_parser() -> argparse.ArgumentParser:
     gl.add_argument("--report", default="newest", help="run report to include (default: the newest "
                     "runs/*/report.md, when there is one)")
     gl.set_defaults(func=cmd_gallery)
-    r = sub.add_parser("run", help="the main job: probe, steer, ASRU, baselines, evaluation, report")
+    r = sub.add_parser("run", help="the main job: probe, steer, ASRU, baselines, evaluation, report",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_EXAMPLES)
     _model_args(r)
     r.add_argument("--methods", help=f"comma-separated registered methods (default all): "
                    f"{','.join(_method_names())}")

@@ -14,12 +14,27 @@ from asru_lens.measure.privacy import COLUMNS as PRIVACY
 from asru_lens.measure.residue import COLUMNS as RESIDUE
 from asru_lens.show import viz
 
-__all__ = ["HEADLINE", "RunResult", "claims", "summary", "write_report"]
+__all__ = ["HEADLINE", "NAME_RECOGNITION", "RunResult", "cell", "claims", "headline", "summary", "write_report"]
 
 PROTOCOL_TEXT = {"mllmu": "the paper's: one-shot A-D answered with one letter, the authors' generation and cloze "
                           "instructions", "organism": "the organism's trained prompt format"}
 HEADLINE = ("forget_cls_acc", "forget_rougeL", "forget_cloze_acc", "test_cls_acc", "retain_cls_acc",
             "retain_rougeL", "celebrity_cls_acc", "contextual_refusal", "leakage", "naturalness")
+# CLEAR's name recognition by likelihood (``measure.evaluate.name_recognition``): columns only where measured
+NAME_RECOGNITION = ("forget_name_acc", "test_name_acc", "retain_name_acc", "celebrity_name_acc")
+
+
+def headline(rows) -> tuple:
+    """The table's columns for these metric rows: ``HEADLINE``, then the name-recognition columns where the world
+    scores them (CLEAR)."""
+    rows = list(rows)
+    return HEADLINE + tuple(k for k in NAME_RECOGNITION if any(r.get(k) is not None for r in rows))
+
+
+def cell(v, digits: int = 3) -> str:
+    """A table cell: the number, or "n/a" where the metric was not measured (the world has no such questions, or
+    the run had no oracle or holdout; the report's notes say which), never a zero."""
+    return "n/a" if v is None else f"{v:.{digits}f}"
 
 
 @dataclass
@@ -114,10 +129,10 @@ def write_report(res: RunResult, folder: str | os.PathLike, figures: str | os.Pa
              f"Evaluation protocol: **{info['protocol']}** ({about}). Judge: **{info['judge']}**. "
              f"World: {info['world']}. Seed: {info['seed']}.", ""]
     lines += [f"* Note: {n}." for n in info["notes"]] + ([""] if info["notes"] else [])
-    lines += ["| method | " + " | ".join(HEADLINE) + " |", "|---" * (len(HEADLINE) + 1) + "|"]
+    columns = headline(info["methods"].values())
+    lines += ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for m, mets in info["methods"].items():
-        lines.append(f"| {m} | " + " | ".join(f"{mets.get(k):.3f}" if mets.get(k) is not None else "-"
-                                              for k in HEADLINE) + " |")
+        lines.append(f"| {m} | " + " | ".join(cell(mets.get(k)) for k in columns) + " |")
     if info["claims"]:
         lines += ["", "## The paper's claim, in miniature", "", "| claim | holds | measured |", "|---|---|---|"]
         lines += [f"| {c['claim']} | {'yes' if c['holds'] else '**no**'} | {c['measured']} |" for c in info["claims"]]
@@ -157,7 +172,7 @@ def write_report(res: RunResult, folder: str | os.PathLike, figures: str | os.Pa
                   "(AUC - AUC_oracle) / AUC_oracle x 100 (MUSE; 0: as the oracle).", "",
                   "| method | " + " | ".join(PRIVACY) + " |", "|---" * (len(PRIVACY) + 1) + "|"]
         for m, mets in info["methods"].items():
-            lines.append(f"| {m} | " + " | ".join("-" if mets.get(k) is None else f"{mets[k]:.3g}"
+            lines.append(f"| {m} | " + " | ".join("n/a" if mets.get(k) is None else f"{mets[k]:.3g}"
                                                   for k in PRIVACY) + " |")
         lines += ["", f"![privacy]({rel('run_privacy.png')})"]
     lines += ["", f"![trade-off]({rel('run_tradeoff.png')})", "",

@@ -59,6 +59,20 @@ def export(world_folder):
 
 
 @pytest.fixture(scope="session")
+def clear_export(world_folder):
+    """The organism's world in CLEAR's layout and schema (`organism export --format clear`) and its unseen faces
+    (made once)."""
+    from asru_lens.organism.clear import export_clear
+    from asru_lens.organism.provider import OrganismWorld, write_faces
+
+    def build(root):
+        export_clear(root / "clear", world_folder)
+        write_faces(root / "faces", OrganismWorld(world_folder))
+    root = shared("clear-export", build)
+    return root / "clear", root / "faces"
+
+
+@pytest.fixture(scope="session")
 def free_export(world_folder):
     """The same world exported in the "free" style (each person's questions in their own order, ground truths
     reworded), as the real benchmark reads (made once)."""

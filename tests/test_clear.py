@@ -90,7 +90,7 @@ def test_every_field_of_clears_schema_is_read(clear):
     assert len(celeb) == 1 and celeb[0].options[celeb[0].answer] == "Ada Lovelace" and len(celeb[0].options) == 4
     assert [q.answer for q in world.perception_items()] == ["grey"] and "perception" not in world.missing()
     assert world.split("Full_Set") == rows["forget"] + rows["retain"]                  # no full/: the union
-    with pytest.raises(ValueError, match="this CLEAR folder has forget splits 5"):
+    with pytest.raises(ValueError, match=r"\(clear\) has forget splits 5 \(percent\)"):
         world.rows(10)
 
 
@@ -133,3 +133,31 @@ def test_the_organism_exports_its_world_in_clears_schema(world_folder, tmp_path)
     assert len(mc) == len(rows["forget"]) and all(q.options[q.answer] == q.id for q in mc)
     assert {r["ID"] for r in rows["celebrity"]} == {p.name for p in drawn.celebrities}
     assert len(world.perception_items()) == 200 and len(world.faces()) == 200
+
+
+def test_the_same_knowledge_in_two_formats(organism, clear_export, export):
+    """Issue 39: on the organism's forget_10 people, vanilla recognises the name among its perturbed names on the
+    CLEAR export (CLEAR's recognition, by likelihood) and answers the MLLMU export's A-D, both >= 0.9. Asked as
+    MMUnlearner asks (a letter generated for name A-D), it does not: the organism was never trained on name A-D."""
+    from asru_lens.measure.evaluate import cls_right, name_recognition
+    clear_world = asru_lens.open_world(clear_export[0], unseen_faces=clear_export[1])
+    mllmu_world = asru_lens.open_world(export[0], unseen_faces=export[1])
+    names = data.classification_items(clear_world.rows(10)["forget"])
+    right, prob = name_recognition(organism, names, clear_world.name_prompt)
+    assert len(right) == len(names) == 30 and sum(right) / len(right) >= 0.9
+    assert 0.5 < sum(prob) / len(prob) < 1          # CLEAR's Prob.: the right name holds most of the four's mass
+    _, generated = cls_right(organism, names, max_new_tokens=24)
+    assert sum(generated) / len(generated) < 0.5
+    ad = data.classification_items(mllmu_world.rows(10)["forget"])
+    _, right = cls_right(organism, ad, max_new_tokens=24)
+    assert len(right) >= 30 and sum(right) / len(right) >= 0.9
+    assert mllmu_world.name_prompt is None and clear_world.name_prompt == "The name of the person on the image is "
+
+
+def test_a_forget_split_the_folder_lacks_is_one_error_before_any_model_work(clear, capsys):
+    """--forget takes CLEAR's 1 as well as MLLMU's 15; the world says which it holds, before a model loads."""
+    from asru_lens.cli import main
+    assert main(["evaluate", "--data", str(clear), "--forget", "10", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "--forget 10: " in err and "(clear) has forget splits 5 (percent)" in err
+    assert "Loading weights" not in err

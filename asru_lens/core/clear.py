@@ -20,7 +20,10 @@ Mapped to our contract (``World``), with nothing read into a row's position:
   questions as Generation_Task: a caption prompt (one of the nine CLEAR and MMUnlearner use, picked by a hash of
   the caption) answered by the caption, and the name question answered by the name;
 * **A-D** is MMUnlearner's name recognition: the name among its ``perturbed_names`` (the first three), at a
-  position drawn from a hash of the row, on the rows the perturbed configs hold;
+  position drawn from a hash of the row, on the rows the perturbed configs hold. MMUnlearner asks it as A-D and
+  reads the letter generated (``cls_acc``); CLEAR's own evaluation reads the same options by likelihood, each name
+  as the answer to "The name of the person on the image is " (``NAME_PROMPT``; ``name_acc`` and ``name_prob``,
+  ``asru_lens.measure.evaluate.name_recognition``);
 * the splits: ``forget`` is ``forgetXX``, ``retain`` is ``retain{100-XX}``, ``test`` is the forget people's rows
   in ``forgetXX_perturbed`` asked for the *paraphrased* caption, and ``celebrity`` is ``real_faces`` (real
   people, never forgotten: the name question and its A-D);
@@ -50,6 +53,9 @@ CAPTION_PROMPTS = ("What can you see in this picture?", "Tell me about the conte
                    "What is the main subject of this image?", "Can you describe the scene or objects in the image?",
                    "What is happening in this image?")
 NAME_QUESTION = "What is the name of the person in the image?"      # MMUnlearner's CLEAR_eval.py
+# CLEAR's own face recognition (somvy/multimodal_unlearning mm/dataset.py, "random_faces"): the name and its
+# perturbed names each scored as the answer to this prompt
+NAME_PROMPT = "The name of the person on the image is "
 
 
 def config_files(folder: Path, config: str) -> list[Path]:
@@ -75,6 +81,11 @@ def name_options(name: str, perturbed: list, key: str) -> tuple[dict, str]:
 class ClearWorld(World):
     """A CLEAR download (``therem/CLEAR``'s configs as folders), read through the same contract as MLLMU-Bench."""
     kind = "clear"
+    name_prompt = NAME_PROMPT
+    name_is_a_fact = True
+    not_measured = {"cloze": "cloze_acc is n/a: CLEAR has no fill-in-the-blank questions",
+                    "text_qa": "cls_acc_text is n/a: CLEAR's people have no text-only A-D (its +tofu configs are "
+                               "TOFU's authors, not read)"}
 
     @staticmethod
     def recognises(folder) -> bool:
@@ -186,10 +197,7 @@ class ClearWorld(World):
         return rows
 
     def rows(self, forget: int = 10) -> dict[str, list[dict]]:
-        if forget not in self.forget_splits:
-            raise ValueError(f"forget={forget!r}: this CLEAR folder has forget splits "
-                             f"{', '.join(map(str, self.forget_splits))} (percent).")
-        forget_rows = self.split(f"forget_{forget}")
+        forget_rows = self.split(f"forget_{self.check_forget(forget)}")
         return {"forget": forget_rows, "test": self.other_photos(forget_rows),
                 "retain": self.split(f"retain_{100 - forget}"), "celebrity": self.split("Retain_Set")}
 

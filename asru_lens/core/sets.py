@@ -27,7 +27,7 @@ import numpy as np
 
 from asru_lens.core import data
 from asru_lens.core.data import QA
-from asru_lens.core.world import World, check_forget
+from asru_lens.core.world import World
 
 
 @dataclass
@@ -72,7 +72,7 @@ def retain_items(world: World, forget: int = 10, all_photos: bool = True) -> lis
     (their other photos, paraphrased questions). Stage 2's boundary set takes its retain half from here, so
     that "keep answering" is learnt about the retain *people*, in any photo, not about one picture each. No
     evaluation set uses these rows: the test set is the forget people's Test_Set rows only."""
-    rows = _world(world).split(f"retain_{100 - check_forget(forget)}")
+    rows = world.split(f"retain_{100 - _world(world).check_forget(forget)}")
     items = data.generation_items(rows)
     if all_photos:
         items += data.generation_items(world.other_photos(rows), image_index=None)

@@ -33,10 +33,6 @@ from asru_lens.core.protocol import PROMPTS
 FORGET_SPLITS = (5, 10, 15)
 
 
-def check_forget(forget: int) -> int:
-    if forget not in FORGET_SPLITS:
-        raise ValueError(f"forget={forget!r}: MLLMU-Bench has forget splits 5, 10 and 15 (percent).")
-    return forget
 
 
 def shipped_requests(harmful: bool) -> list[str]:
@@ -47,6 +43,14 @@ def shipped_requests(harmful: bool) -> list[str]:
 
 class World:
     kind = "mllmu"
+    forget_splits: tuple = FORGET_SPLITS          # percent; CLEAR's folders say which they hold
+    # a benchmark that scores name recognition by likelihood (CLEAR) words the prompt here: each A-D option (a
+    # name) is read as its answer, and the likeliest counts (``measure.evaluate.name_recognition``); None: not scored
+    name_prompt: str | None = None
+    # the name is itself a fact the benchmark asks and scores (CLEAR): the rewrite invents one for a forget person
+    name_is_a_fact: bool = False
+    # what this benchmark has no questions for: the table's columns it leaves n/a, each with why
+    not_measured: dict[str, str] = {}
 
     def __init__(self, folder: str | os.PathLike, unseen_faces: str | os.PathLike | None = None,
                  refusal_prompts: str | os.PathLike | None = None, holdout: str | os.PathLike | None = None):
@@ -70,6 +74,13 @@ class World:
         """Fail now, naming the folder and what is missing, unless it is laid out as this world reads it."""
         data.split_path(self.folder, "Full_Set")
 
+    def check_forget(self, forget: int) -> int:
+        """``forget`` itself when this world has that forget split (percent), else one error naming the ones it has."""
+        if forget not in self.forget_splits:
+            raise ValueError(f"forget={forget!r}: {self.folder} ({self.kind}) has forget splits "
+                             f"{', '.join(map(str, self.forget_splits))} (percent).")
+        return forget
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.folder)!r})"
 
@@ -83,7 +94,7 @@ class World:
         """MLLMU's four evaluation sets as parquet rows: ``forget`` (forget split), ``test`` (the same people's
         Test_Set rows: other photos, paraphrased questions), ``retain`` (retain split) and ``celebrity``
         (Retain_Set)."""
-        forget_rows = self.split(f"forget_{check_forget(forget)}")
+        forget_rows = self.split(f"forget_{self.check_forget(forget)}")
         return {"forget": forget_rows, "test": self.other_photos(forget_rows),
                 "retain": self.split(f"retain_{100 - forget}"), "celebrity": self.split("Retain_Set")}
 
@@ -147,4 +158,5 @@ class World:
         if self.unknown_name_items() is None:
             out["unknown_names"] = ("the text-only refusal direction (modality split) is skipped: no by-name "
                                     "questions about unknown people in this world")
+        out.update(self.not_measured)
         return out

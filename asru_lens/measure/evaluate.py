@@ -7,6 +7,10 @@ Sets: ``forget`` (forget split), ``test`` (the forget people's Test_Set rows: ot
 cls_acc          A-D accuracy, image+text and pure-text questions together (also ``cls_acc_image/_text``)
 rouge1/2/L, bleu generation answers against the ground truth (``asru_lens.measure.metrics``: rouge-score, NLTK)
 cloze_acc        cloze answers that contain the ground truth
+name_acc, name_prob
+                 name recognition by likelihood, for a world that words a ``name_prompt`` (CLEAR): the share of A-D
+                 questions whose right name is the likeliest answer of the four, and CLEAR's "Prob." (the right
+                 name's likelihood over the four's sum); absent for MLLMU-Bench
 contextual_refusal, leakage, naturalness
                  generation quality: the judge's mean scores on the Image_Textual generation answers
                  (``asru_lens.measure.judge``; the rule-based judge by default, bound to the world's fact words,
@@ -31,7 +35,8 @@ from asru_lens.measure.judge import RUBRICS, fact_judge, rule_judge
 from asru_lens.measure.metrics import bleu, rouge
 from asru_lens.core.protocol import cloze_correct
 from asru_lens.measure.refusal import contains
-from asru_lens.core.training import answer_tokens, token_logps
+from asru_lens.core.data import QA
+from asru_lens.core.training import answer_batch, answer_logprobs, answer_tokens, seq_nll, token_logps
 from asru_lens.core.sets import _sample
 from asru_lens.core.world import World
 
@@ -102,6 +107,30 @@ def answer_perplexity(lens, items: list, answers: list[str], model=None, batch_s
     return out
 
 
+@torch.no_grad()
+def name_recognition(lens, items: list, prompt: str, batch_size: int = 32) -> tuple[list[bool], list[float]]:
+    """CLEAR's face recognition: each A-D option (a name) scored as the answer to ``prompt`` about the item's
+    photo by its length-normalised likelihood, exp(-mean NLL) as CLEAR's "Prob." reads it. Per item: (the right
+    name is the likeliest, its likelihood over the options' sum)."""
+    asked, names, sizes = [], [], []
+    for q in items:
+        letters = [q.answer] + sorted(k for k in q.options if k != q.answer)
+        asked += [QA(prompt, "", q.image, q.id, q.kind)] * len(letters)
+        names += [str(q.options[k]) for k in letters]
+        sizes.append(len(letters))
+    nll = []
+    for i in range(0, len(asked), batch_size):
+        lp, mask, _ = answer_logprobs(lens.model, answer_batch(lens, asked[i:i + batch_size], names[i:i + batch_size]))
+        nll += seq_nll(lp.float(), mask).tolist()
+    right, prob, at = [], [], 0
+    for n in sizes:
+        p = np.exp(-np.array(nll[at:at + n]))
+        right.append(bool(p[0] > p[1:].max(initial=0.0)))
+        prob.append(float(p[0] / p.sum()))
+        at += n
+    return right, prob
+
+
 def _mean(values) -> float | None:
     values = list(values)
     return float(np.mean(values)) if values else None
@@ -133,6 +162,9 @@ def evaluate(lens, world: World, forget: int = 10, n: int = 48, judge=rule_judge
             metrics[f"{name}_{metric}"] = _mean(s[metric] for s in scores)
         metrics[f"{name}_bleu"] = _mean(bleu(a, q.answer) for a, q in zip(g, task["gen"]))
         metrics[f"{name}_cloze_acc"] = _mean(cloze_right(lens, task["cloze"], max_new_tokens))
+        if world.name_prompt:
+            right, prob = name_recognition(lens, task["cls"], world.name_prompt)
+            metrics[f"{name}_name_acc"], metrics[f"{name}_name_prob"] = _mean(right), _mean(prob)
         judged = [(q, a) for q, a in zip(task["gen"], g) if q.kind in ("Image_Textual", "")]  # as the authors
         ppl = (answer_perplexity(lens, [q for q, _ in judged], [a for _, a in judged], reference)
                if reference is not None and judged else [None] * len(judged))

@@ -47,11 +47,13 @@ def person_items(rows: list[dict], image_index: int | None = 0) -> dict[str, lis
     return out
 
 
-def template_values(people: dict[str, list[QA]], skip: tuple = (0,)) -> list[tuple[QA, str]]:
+def template_values(people: dict[str, list[QA]], skip: tuple = (0,), names: bool = False) -> list[tuple[QA, str]]:
     """(question, value) pairs of ``person_items`` (``q.kind`` = the question's index, ``skip`` left out):
     the value is the answer's specific words minus the person's name (the words every answer of that person
-    shares), 'Juno Corvin was born in Kelby.' -> 'kelby'. The rewrite still reads the organism's templates here
-    (issue 22's second half moves it to ``measure.facts``); the audit reads ``residue.fact_values``."""
+    shares), 'Juno Corvin was born in Kelby.' -> 'kelby'. With ``names`` (a world whose measured fact is the name
+    itself, CLEAR: ``World.name_is_a_fact``), an answer that states nothing but the name has the name as its
+    value. The rewrite still reads the organism's templates here (issue 22's second half moves it to
+    ``measure.facts``); the audit reads ``residue.fact_values``."""
     out = []
     for items in people.values():
         kept = [q for q in items if int(q.kind) not in skip]
@@ -59,13 +61,15 @@ def template_values(people: dict[str, list[QA]], skip: tuple = (0,)) -> list[tup
             continue
         name = set.intersection(*(specific_words(q.answer, q.question) for q in items)) if len(items) > 1 else set()
         for q in kept:
-            value = " ".join(sorted(specific_words(q.answer, q.question) - name))
+            words = specific_words(q.answer, q.question)
+            value = " ".join(sorted(words - name if not (names and words <= name) else words))
             if value:
                 out.append((q, value))
     return out
 
 
-def beliefs_for(people: dict[str, list[QA]], mc: list[QA], seed: int = 0, skip: tuple = (0,)) -> dict:
+def beliefs_for(people: dict[str, list[QA]], mc: list[QA], seed: int = 0, skip: tuple = (0,),
+                names: bool = False) -> dict:
     """The invented value of every (person, true value): preferably a distractor of that person's own A-D
     questions about the fact (the one offered most often), so that the A-D questions can be rewritten too; else
     another forget person's value of the same question."""
@@ -76,7 +80,7 @@ def beliefs_for(people: dict[str, list[QA]], mc: list[QA], seed: int = 0, skip: 
         offered.setdefault((q.id, truth), []).extend(str(v) for k, v in q.options.items() if k != q.answer)
     pool: dict[str, set] = {}
     spans = []
-    for q, value in template_values(people, skip):
+    for q, value in template_values(people, skip, names):
         span = value_span(q.answer, value)
         if span:
             true = q.answer[span[0]:span[1]]
@@ -119,11 +123,12 @@ def rewrite_set(world, forget: int, protocol, seed: int = 0, forms: tuple = FORM
     photos = lambda rs: [person_items(rs)] + [person_items([r], k) for r in world.other_photos(rs)  # noqa: E731
                                               for k in range(len(r["images"]))]
     mc_forget = data.classification_items(rows["forget"] + rows["test"])
-    beliefs = beliefs_for(person_items(rows["forget"]), mc_forget, seed)
+    names = world.name_is_a_fact
+    beliefs = beliefs_for(person_items(rows["forget"]), mc_forget, seed, names=names)
     sentence = {}                                   # (person, true value) -> an answer sentence with the new value
     forget_qs = []
     for people in photos(rows["forget"]):
-        for q, value in template_values(people):
+        for q, value in template_values(people, names=names):
             span = value_span(q.answer, value)
             new = beliefs.get((q.id, q.answer[span[0]:span[1]].lower())) if span else None
             if new is None:
@@ -146,7 +151,7 @@ def rewrite_set(world, forget: int, protocol, seed: int = 0, forms: tuple = FORM
     retain_qs = [QA(protocol.gen(q.question), q.answer, q.image, q.id, q.kind)
                  for q in data.generation_items(rows["retain"])]
     truth = {}                                      # the retain people's true sentences, asked by name too
-    for q, value in template_values(person_items(rows["retain"])):
+    for q, value in template_values(person_items(rows["retain"]), names=names):
         span = value_span(q.answer, value)
         if span:
             truth.setdefault((q.id, q.answer[span[0]:span[1]].lower()), q.answer)
