@@ -31,6 +31,12 @@ def headline(rows) -> tuple:
     return HEADLINE + tuple(k for k in NAME_RECOGNITION if any(r.get(k) is not None for r in rows))
 
 
+def choice_metric(methods: dict) -> str:
+    """Which A-D accuracy the claims read: ``name_acc`` where the world scores name recognition (CLEAR, where the
+    names are what a model knows), else MLLMU's ``cls_acc``."""
+    return "name_acc" if any(r.get("forget_name_acc") is not None for r in methods.values()) else "cls_acc"
+
+
 def cell(v, digits: int = 3) -> str:
     """A table cell: the number, or "n/a" where the metric was not measured (the world has no such questions, or
     the run had no oracle or holdout; the report's notes say which), never a zero."""
@@ -71,7 +77,8 @@ def claims(methods: dict) -> list[dict]:
                     "holds": a["leakage"] >= base[best]["leakage"],
                     "measured": f"asru {a['leakage']:.2f}, best baseline {best} {base[best]['leakage']:.2f}"})
     if "vanilla" in methods:
-        for k in ("retain_cls_acc", "celebrity_cls_acc"):
+        ad = choice_metric(methods)
+        for k in (f"retain_{ad}", f"celebrity_{ad}"):
             gap = a[k] - methods["vanilla"][k]
             out.append({"claim": f"asru {k} within 5 points of vanilla", "holds": gap >= -0.05,
                         "measured": f"asru {a[k]:.3f}, vanilla {methods['vanilla'][k]:.3f} ({100 * gap:+.1f})"})
@@ -106,7 +113,7 @@ def _why(info: dict, res: RunResult) -> list[str]:
         elif "contextual_refusal" in c["claim"] or "leaks" in c["claim"]:
             lines.append(f"* **{c['claim']}**: {c['measured']}.")
         else:
-            key = "retain" if "retain" in c["claim"] else "celebrity"
+            key = "retain" if "retain_" in c["claim"] else "celebrity"
             wrong = [a for a in res.answers.get("asru", {}).get(key, []) if a.get("contextual_refusal", 0) > 0]
             sample = "; ".join(f"\"{a['question']}\" -> \"{a['answer']}\"" for a in wrong[:3])
             lines.append(f"* **{key} A-D accuracy**: {c['measured']}. The generation answers asru gets wrong on "
@@ -138,11 +145,11 @@ def write_report(res: RunResult, folder: str | os.PathLike, figures: str | os.Pa
         lines += [f"| {c['claim']} | {'yes' if c['holds'] else '**no**'} | {c['measured']} |" for c in info["claims"]]
         why = _why(info, res)
         m = info["methods"]
-        if "vanilla" in m and m["asru"]["forget_cls_acc"] >= m["vanilla"]["forget_cls_acc"] - 0.05:
+        ad = f"forget_{choice_metric(m)}"
+        if "vanilla" in m and m["asru"][ad] >= m["vanilla"][ad] - 0.05 and m["vanilla"][ad] > 0.5:
             lines += ["", f"Outside the claim: asru refuses to *say* the forget facts, but still picks them in A-D "
-                      f"questions (forget cls {m['asru']['forget_cls_acc']:.3f}, vanilla "
-                      f"{m['vanilla']['forget_cls_acc']:.3f}). Refusing is not removing: the knowledge is still "
-                      f"in the weights, and the multiple-choice probe finds it."]
+                      f"questions ({ad} {m['asru'][ad]:.3f}, vanilla {m['vanilla'][ad]:.3f}). Refusing is not "
+                      f"removing: the knowledge is still in the weights, and the multiple-choice probe finds it."]
         if why:
             lines += ["", "Where a claim does not hold, every method was still tuned alike (the learning rate "
                       "grid below, one validation rule); the table is published as measured. What the same run "

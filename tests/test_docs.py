@@ -493,3 +493,65 @@ def test_the_rebuild_table_is_the_measured_json():
     shipped = json.loads((ROOT / "asru_lens" / "organism" / "checkpoint" / "organism.json").read_text())["eval"]
     assert info["shipped"] == shipped
     assert rebuild_table() in (ROOT / "docs" / "oracle.md").read_text()
+
+
+CLEAR_RUN = ROOT / "docs" / "measured" / "clear-run.json"
+CLEAR_COLUMNS = (("forget_name_acc", ".3f"), ("test_name_acc", ".3f"), ("retain_name_acc", ".3f"),
+                 ("celebrity_name_acc", ".3f"), ("forget_cls_acc", ".3f"), ("forget_rougeL", ".3f"),
+                 ("retain_rougeL", ".3f"), ("contextual_refusal", ".2f"), ("leakage", ".2f"),
+                 ("forget_quality", ".2g"), ("truth_ratio", ".3f"), ("forget_cloze_acc", ".3f"))
+
+
+def clear_table() -> str:
+    """docs/data-protocol-judge.md's CLEAR table: `asru-lens run` on the organism's CLEAR export, small budget."""
+    import json
+    info = json.loads(CLEAR_RUN.read_text())
+    cell = lambda v, f: "n/a" if v is None else format(v, f)                     # noqa: E731
+    lines = ["| method | " + " | ".join(f"`{k}`" for k, _ in CLEAR_COLUMNS) + " |",
+             "|---" * (len(CLEAR_COLUMNS) + 1) + "|"]
+    lines += [f"| {m} | " + " | ".join(cell(row.get(k), f) for k, f in CLEAR_COLUMNS) + " |"
+              for m, row in info["methods"].items()]
+    return "\n".join(lines)
+
+
+def test_the_clear_table_is_the_measured_json():
+    """Issue 39: every method has CLEAR's metrics on the CLEAR export; what CLEAR has no questions for is n/a, and
+    vanilla recognises the forget people's names (>= 0.9) as it answers their MLLMU A-D."""
+    import json
+
+    from asru_lens.run import METHODS
+    info = json.loads(CLEAR_RUN.read_text())
+    m = info["methods"]
+    assert list(m) == list(METHODS) and info["world"] == "clear" and info["seed"] == 0
+    assert all(m[x]["forget_name_acc"] is not None and m[x]["forget_cloze_acc"] is None for x in m)
+    assert m["vanilla"]["forget_name_acc"] >= 0.9
+    text = (ROOT / "docs" / "data-protocol-judge.md").read_text()
+    assert clear_table() in text
+    ev = json.loads((ROOT / "docs" / "measured" / "clear-evaluate-vanilla.json").read_text())["metrics"]
+    mllmu = json.loads((ROOT / "docs" / "measured" / "oracle-evaluate-vanilla.json").read_text())["metrics"]
+    said = " ".join(text.split())
+    assert f"(`forget_name_acc` {ev['forget_name_acc']:.3f} on all 30 forget_10 photos" in said
+    assert f"MLLMU A-D ({mllmu['forget_cls_acc']:.3f}," in said and ev["forget_name_acc"] >= 0.9
+    assert f"near zero ({ev['forget_cls_acc']:.3f}:" in said and f"ROUGE-L {ev['forget_rougeL']:.2f}" in said
+
+
+def test_the_other_oracle_builds_are_the_measured_json():
+    """docs/oracle.md's account of the two other oracle builds, from their JSON (the one-thread build stays
+    shipped: neither meets every line of issue 38)."""
+    import json
+
+    def load(name):
+        return json.loads((ROOT / "docs" / "measured" / f"{name}.json").read_text())
+    un, ev, van = load("oracle-fp32-unlearn"), load("oracle-fp32-evaluate-oracle"), load("oracle-evaluate-vanilla")
+    two = load("oracle-threads2-unlearn")["after"]
+    said = " ".join((ROOT / "docs" / "oracle.md").read_text().split())
+    assert (f"it refuses {two['forget_refusal']:.3f} of those questions ({two['test_refusal']:.3f} in the Test_Set "
+            f"photos)") in said and f"retain utility is {two['retain_utility']:.3f}" in said
+    m, auc = ev["metrics"], ev["mia_auc"]
+    assert (f"it refuses every forget photo question ({un['after']['forget_refusal']:.3f}, and "
+            f"{un['after']['test_refusal']:.3f} in the Test_Set photos), its forget A-D is {m['forget_cls_acc']:.3f} "
+            f"and its retain and celebrity A-D {m['retain_cls_acc']:.3f} and {m['celebrity_cls_acc']:.3f} (vanilla: "
+            f"{van['metrics']['retain_cls_acc']:.3f}, {van['metrics']['celebrity_cls_acc']:.3f}), and its truth "
+            f"ratio is {m['truth_ratio']:.3f}") in said
+    assert (f"at AUC {auc['min_k++']:.3f}, outside 0.5 +- 0.1 (LOSS {auc['loss']:.3f}, ZLib {auc['zlib']:.3f}, "
+            f"Min-K% {auc['min_k']:.3f}") in said and abs(auc["min_k++"] - 0.5) > 0.1
