@@ -37,10 +37,17 @@ def choice_metric(methods: dict) -> str:
     return "name_acc" if any(r.get("forget_name_acc") is not None for r in methods.values()) else "cls_acc"
 
 
-def cell(v, digits: int = 3) -> str:
+def cell(v, fmt: str = ".3f") -> str:
     """A table cell: the number, or "n/a" where the metric was not measured (the world has no such questions, or
     the run had no oracle or holdout; the report's notes say which), never a zero."""
-    return "n/a" if v is None else f"{v:.{digits}f}"
+    return "n/a" if v is None else format(v, fmt)
+
+
+def md_table(methods: dict, columns: tuple, header: tuple | None = None, fmt: str = ".3f") -> list[str]:
+    """A markdown table, one row per method: ``columns`` of its metrics (``cell``), under ``header``."""
+    header = header or columns
+    return (["| method | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"] +
+            [f"| {m} | " + " | ".join(cell(mets.get(k), fmt) for k in columns) + " |" for m, mets in methods.items()])
 
 
 @dataclass
@@ -136,17 +143,14 @@ def write_report(res: RunResult, folder: str | os.PathLike, figures: str | os.Pa
              f"Evaluation protocol: **{info['protocol']}** ({about}). Judge: **{info['judge']}**. "
              f"World: {info['world']}. Seed: {info['seed']}.", ""]
     lines += [f"* Note: {n}." for n in info["notes"]] + ([""] if info["notes"] else [])
-    columns = headline(info["methods"].values())
-    lines += ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for m, mets in info["methods"].items():
-        lines.append(f"| {m} | " + " | ".join(cell(mets.get(k)) for k in columns) + " |")
+    lines += md_table(info["methods"], headline(info["methods"].values()))
     if info["claims"]:
         lines += ["", "## The paper's claim, in miniature", "", "| claim | holds | measured |", "|---|---|---|"]
         lines += [f"| {c['claim']} | {'yes' if c['holds'] else '**no**'} | {c['measured']} |" for c in info["claims"]]
         why = _why(info, res)
         m = info["methods"]
         ad = f"forget_{choice_metric(m)}"
-        if "vanilla" in m and m["asru"][ad] >= m["vanilla"][ad] - 0.05 and m["vanilla"][ad] > 0.5:
+        if "vanilla" in m and m["asru"][ad] >= m["vanilla"][ad] - 0.05:
             lines += ["", f"Outside the claim: asru refuses to *say* the forget facts, but still picks them in A-D "
                       f"questions ({ad} {m['asru'][ad]:.3f}, vanilla {m['vanilla'][ad]:.3f}). Refusing is not "
                       f"removing: the knowledge is still in the weights, and the multiple-choice probe finds it."]
@@ -162,11 +166,9 @@ def write_report(res: RunResult, folder: str | os.PathLike, figures: str | os.Pa
                   "(`(leak_after - leak_unlearned) / (leak_vanilla - leak_unlearned)`); the leak asked by name with "
                   "no photo, and its refusals; the leak with a direction ablated from every layer; the leak after "
                   "30 steps of fine-tuning on the retain people only; the best layer of the A-D probe (chance "
-                  "0.25) and of the value probe.", "",
-                  "| method | " + " | ".join(RESIDUE) + " | probe chance | forget_cls_acc |", "|---" * (len(RESIDUE) + 3) + "|"]
-        for m, mets in info["methods"].items():
-            cells = [mets.get(k) for k in RESIDUE] + [mets.get("probe_acc_chance"), mets.get("forget_cls_acc")]
-            lines.append(f"| {m} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in cells) + " |")
+                  "0.25) and of the value probe.", ""]
+        lines += md_table(info["methods"], RESIDUE + ("probe_acc_chance", "forget_cls_acc"),
+                          RESIDUE + ("probe chance", "forget_cls_acc"))
         lines += ["", f"![residue]({rel('run_residue.png')})"]
     if res.privacy:
         paths += viz.save(viz.fig_privacy(res.privacy), "run_privacy", figures)
@@ -176,11 +178,8 @@ def write_report(res: RunResult, folder: str | os.PathLike, figures: str | os.Pa
                   "ratios and the oracle's (TOFU: 1 = indistinguishable); truth ratio, mean(min(r, 1/r)) of P(wrong) "
                   "/ P(right) on the forget A-D questions (1: right and wrong alike); mia_auc, Min-K%++'s AUC of "
                   "telling the forget answers from people never trained on (0.5: no better than chance); privleak, "
-                  "(AUC - AUC_oracle) / AUC_oracle x 100 (MUSE; 0: as the oracle).", "",
-                  "| method | " + " | ".join(PRIVACY) + " |", "|---" * (len(PRIVACY) + 1) + "|"]
-        for m, mets in info["methods"].items():
-            lines.append(f"| {m} | " + " | ".join("n/a" if mets.get(k) is None else f"{mets[k]:.3g}"
-                                                  for k in PRIVACY) + " |")
+                  "(AUC - AUC_oracle) / AUC_oracle x 100 (MUSE; 0: as the oracle).", ""]
+        lines += md_table(info["methods"], PRIVACY, fmt=".3g")
         lines += ["", f"![privacy]({rel('run_privacy.png')})"]
     lines += ["", f"![trade-off]({rel('run_tradeoff.png')})", "",
               "Learning rates chosen on the validation split: " + ", ".join(

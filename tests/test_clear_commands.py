@@ -6,7 +6,6 @@ import json
 import pytest
 
 from asru_lens.cli import main
-from asru_lens.run import METHODS
 
 
 def _json(capsys, argv) -> dict:
@@ -16,27 +15,31 @@ def _json(capsys, argv) -> dict:
 
 @pytest.mark.slow
 def test_run_on_the_clear_export(capsys, clear_export, tmp_path):
-    """Every registered method is a row with CLEAR's name recognition and the caption ROUGE-L; cloze is n/a."""
+    """The run's rows carry CLEAR's name recognition and the caption ROUGE-L; cloze is n/a with its reason. Every
+    method's row is measured in docs/measured/clear-run.json (tests/test_docs.py); here the quick ones, the oracle
+    and the rewrite (which invents names on CLEAR) keep CI short."""
     clear, faces = clear_export
     out = _json(capsys, ["run", "--data", str(clear), "--unseen-faces", str(faces), "--budget", "small", "--json",
-                         "--out", str(tmp_path / "run"), "--figures", str(tmp_path / "figures")])
+                         "--methods", "vanilla,oracle,GA,stage1,rewrite", "--out", str(tmp_path / "run"),
+                         "--figures", str(tmp_path / "figures")])
     m = out["methods"]
-    assert list(m) == list(METHODS) and out["world"] == "clear"
+    assert list(m) == ["vanilla", "oracle", "GA", "stage1", "rewrite"] and out["world"] == "clear"
     for name, row in m.items():
         assert row["forget_cloze_acc"] is None and row["forget_cls_acc_text"] is None, name
         assert all(row[f"{s}_name_acc"] is not None for s in ("forget", "test", "retain", "celebrity")), name
     van = m["vanilla"]
     assert van["forget_name_acc"] >= 0.9 and van["celebrity_name_acc"] >= 0.9 and van["retain_name_acc"] >= 0.85
-    assert van["forget_rougeL"] >= 0.2
+    assert van["forget_rougeL"] >= 0.2 and van["forget_quality"] < 0.05 and m["oracle"]["forget_quality"] == 1.0
+    # the oracle never knew the forget people; the rewrite gives them other names and keeps the retain people's
+    assert m["oracle"]["forget_name_acc"] <= 0.35 and m["rewrite"]["forget_name_acc"] <= 0.35
+    assert m["rewrite"]["retain_name_acc"] >= van["retain_name_acc"] - 0.1
     assert any("cloze_acc is n/a: CLEAR has no fill-in-the-blank" in n for n in out["notes"])
+    assert [c["claim"] for c in out["claims"]] == []                      # no asru row, no claim to check
     report = (tmp_path / "run" / "report.md").read_text()
     header = next(line for line in report.splitlines() if line.startswith("| method | forget_cls_acc"))
     assert header.endswith("| forget_name_acc | test_name_acc | retain_name_acc | celebrity_name_acc |")
-    assert "| vanilla | " in report and "| n/a |" in report
-    # ASRU's stage 2 turns the forget people's photo questions into refusals here too; the retain people's
-    # names stay recognised
-    assert m["asru"]["contextual_refusal"] > van["contextual_refusal"] + 1
-    assert m["asru"]["retain_name_acc"] >= van["retain_name_acc"] - 0.1
+    vanilla_row = next(line for line in report.splitlines() if line.startswith("| vanilla | "))
+    assert vanilla_row.split(" | ")[3] == "n/a"                            # forget_cloze_acc, never 0.000
 
 
 @pytest.mark.slow
@@ -57,10 +60,16 @@ def test_every_other_command_on_the_clear_export(capsys, clear_export, tmp_path)
     model = tmp_path / "ga"
     un = _json(capsys, ["unlearn", "--method", "GA", *data, "--unseen-faces", str(faces), "--budget", "small",
                         "--n", "8", "--out", str(model), "--json"])
-    assert un["stages"] == ["vanilla", "GA"] and un["config"]["world"] == "clear"
+    assert un["stages"] == ["vanilla", "after"] and un["method"] == "GA" and un["config"]["world"] == "clear"
+    assert (model / "model.safetensors").exists() and un["vanilla"]["perception_acc"] >= 0.9   # real_world, read
     res = _json(capsys, ["residue", "--model", str(model), *data, "--steps", "10", "--splits", "question",
                          "--no-control", "--json"])
-    assert "GA" in json.dumps(res) or res["models"]
+    names = list(res["models"])
+    assert names[0] == "vanilla" and len(names) == 2
+    audit = res["models"][names[1]]
+    assert audit["relearn"]["question"]["steps"] == [10] and audit["forget_cloze_acc"] is None
+    assert audit["by_name"]["leak"] is None and audit["by_name"]["note"].startswith("n/a: no forget question")
+    assert audit["ad_probe"]["max"] is not None and len(audit["relearn"]["question"]["leak"]) == 1
     oracle = tmp_path / "oracle"
     ft = _json(capsys, ["finetune", *data, "--split", "retain_90", "--max-steps", "2", "--full", "--out", str(oracle),
                         "--json"])

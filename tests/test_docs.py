@@ -434,12 +434,16 @@ PRIVACY_COLUMNS = (("forget_quality", ".2g"), ("truth_ratio", ".3f"), ("mia_auc"
 def oracle_run_table() -> str:
     """docs/oracle.md's main-job table: every method's privacy columns beside its forget A-D and its relearning
     recovery (against vanilla and against the oracle's curve), from `asru-lens run --json`."""
+    return methods_table(PRIVACY_RUN, PRIVACY_COLUMNS, missing="-")
+
+
+def methods_table(path: Path, columns: tuple, missing: str) -> str:
+    """One row per method of an `asru-lens run --json` file, ``columns`` as (key, format); ``missing`` for None."""
     import json
-    info = json.loads(PRIVACY_RUN.read_text())
-    cell = lambda v, f: "-" if v is None else format(v, f)                       # noqa: E731
-    lines = ["| method | " + " | ".join(f"`{k}`" for k, _ in PRIVACY_COLUMNS) + " |",
-             "|---" * (len(PRIVACY_COLUMNS) + 1) + "|"]
-    lines += [f"| {m} | " + " | ".join(cell(row.get(k), f) for k, f in PRIVACY_COLUMNS) + " |"
+    info = json.loads(path.read_text())
+    cell = lambda v, f: missing if v is None else format(v, f)                   # noqa: E731
+    lines = ["| method | " + " | ".join(f"`{k}`" for k, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {m} | " + " | ".join(cell(row.get(k), f) for k, f in columns) + " |"
               for m, row in info["methods"].items()]
     return "\n".join(lines)
 
@@ -504,14 +508,7 @@ CLEAR_COLUMNS = (("forget_name_acc", ".3f"), ("test_name_acc", ".3f"), ("retain_
 
 def clear_table() -> str:
     """docs/data-protocol-judge.md's CLEAR table: `asru-lens run` on the organism's CLEAR export, small budget."""
-    import json
-    info = json.loads(CLEAR_RUN.read_text())
-    cell = lambda v, f: "n/a" if v is None else format(v, f)                     # noqa: E731
-    lines = ["| method | " + " | ".join(f"`{k}`" for k, _ in CLEAR_COLUMNS) + " |",
-             "|---" * (len(CLEAR_COLUMNS) + 1) + "|"]
-    lines += [f"| {m} | " + " | ".join(cell(row.get(k), f) for k, f in CLEAR_COLUMNS) + " |"
-              for m, row in info["methods"].items()]
-    return "\n".join(lines)
+    return methods_table(CLEAR_RUN, CLEAR_COLUMNS, missing="n/a")
 
 
 def test_the_clear_table_is_the_measured_json():
@@ -533,6 +530,14 @@ def test_the_clear_table_is_the_measured_json():
     assert f"(`forget_name_acc` {ev['forget_name_acc']:.3f} on all 30 forget_10 photos" in said
     assert f"MLLMU A-D ({mllmu['forget_cls_acc']:.3f}," in said and ev["forget_name_acc"] >= 0.9
     assert f"near zero ({ev['forget_cls_acc']:.3f}:" in said and f"ROUGE-L {ev['forget_rougeL']:.2f}" in said
+    un = json.loads((ROOT / "docs" / "measured" / "clear-unlearn-asru.json").read_text())
+    v, s1, s2 = un["vanilla"], un["stage1"], un["stage2"]
+    assert s2["forget_refusal"] >= 0.9 and un["config"]["world"] == "clear"            # issue 39's line for ASRU
+    assert (f"it refuses {s2['forget_refusal']:.3f} of the forget people's photo questions (stage 1: "
+            f"{s1['forget_refusal']:.3f}, vanilla {v['forget_refusal']:.3f}) and {s2['test_refusal']:.3f} in their "
+            f"other photos, states none of their facts (vanilla {v['forget_leak']:.3f}), and the retain and "
+            f"celebrity facts stated go from {v['retain_utility']:.3f} and {v['celebrity_utility']:.3f} to "
+            f"{s2['retain_utility']:.3f} and {s2['celebrity_utility']:.3f}") in said and s2["forget_leak"] == 0
 
 
 def test_the_other_oracle_builds_are_the_measured_json():

@@ -96,12 +96,14 @@ def fine_tune(lens, train: list[QA], evaluate_at: dict[int, callable], cfg: Atta
 
 def by_name_attack(lens, world, forget: int = 10, max_new_tokens: int | None = None) -> dict:
     """Share of the forget people's facts that ``lens`` states (``Facts.stated``), and share it refuses, asked by
-    name as text."""
+    name as text. A world with no such question (CLEAR: its caption prompts name no subject, and its name question
+    asked by name answers itself) gets leak and refusal None, with a note saying why."""
     known = facts.of_world(world, forget)
     items = by_name_items(world.rows(forget)["forget"], known)
     if not items:
-        raise ValueError(f"no forget question of {world.folder} points at its subject ('this person', 'the person "
-                         f"in the image') with a name to put there; the by-name attack needs both.")
+        return {"leak": None, "refusal": None, "n": 0, "examples": [],
+                "note": f"n/a: no forget question of {world.folder} points at its subject ('this person', 'the "
+                        f"person in the image') and asks a fact other than the name, so none can be asked by name"}
     answers = lens.generate([lens.protocol.gen(q.question) for q in items], None,
                             max_new_tokens=max_new_tokens or lens.protocol.max_new_tokens)
     return {"leak": round(known.share(answers, items), 4),
