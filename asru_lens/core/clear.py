@@ -78,6 +78,18 @@ def name_options(name: str, perturbed: list, key: str) -> tuple[dict, str]:
     return dict(zip(letters, names)), letters[at]
 
 
+def _record(name: str, image, generation: list[dict], wrong_names: list | None, key: str) -> dict:
+    """One CLEAR photo as a record of our contract: its generation questions and, given wrong names, the name A-D
+    (``name_options``, the position drawn from ``key``)."""
+    mc = []
+    if wrong_names:
+        options, letter = name_options(name, wrong_names, key)
+        mc.append({"Question": NAME_QUESTION, "Options": options, "Correct_Answer": letter})
+    return {"ID": name, "name": name, "biography": "", "images": [image],
+            "Classification_Task": {"Image_Textual_Questions": mc, "Pure_Text_Questions": []},
+            "Generation_Task": generation, "Mask_Task": []}
+
+
 class ClearWorld(World):
     """A CLEAR download (``therem/CLEAR``'s configs as folders), read through the same contract as MLLMU-Bench."""
     kind = "clear"
@@ -143,13 +155,8 @@ class ClearWorld(World):
             gen = [{"Question": CAPTION_PROMPTS[_pick(caption, len(CAPTION_PROMPTS))], "Ground_Truth": answer,
                     "Type": "Image_Textual"},
                    {"Question": NAME_QUESTION, "Ground_Truth": name, "Type": "Image_Textual"}]
-            mc = []
-            if p is not None and p.get("perturbed_names"):
-                options, letter = name_options(name, p["perturbed_names"], name + caption)
-                mc.append({"Question": NAME_QUESTION, "Options": options, "Correct_Answer": letter})
-            out.append({"ID": name, "name": name, "biography": "", "images": [decode_image(r["image"], where)],
-                        "Classification_Task": {"Image_Textual_Questions": mc, "Pure_Text_Questions": []},
-                        "Generation_Task": gen, "Mask_Task": []})
+            wrong = p.get("perturbed_names") if p is not None else None
+            out.append(_record(name, decode_image(r["image"], where), gen, wrong, name + caption))
         return out
 
     def _real_faces(self) -> list[dict]:
@@ -157,13 +164,9 @@ class ClearWorld(World):
         for i, r in enumerate(self._table("real_faces")):
             where = f"{self.folder / 'real_faces'} row {i}"
             name = str(r["answer"])
-            options, letter = name_options(name, list(r.get("options") or []), name + str(i))
-            out.append({"ID": name, "name": name, "biography": "", "images": [decode_image(r["image"], where)],
-                        "Classification_Task": {"Image_Textual_Questions": [
-                            {"Question": NAME_QUESTION, "Options": options, "Correct_Answer": letter}],
-                            "Pure_Text_Questions": []},
-                        "Generation_Task": [{"Question": NAME_QUESTION, "Ground_Truth": name,
-                                             "Type": "Image_Textual"}], "Mask_Task": []})
+            out.append(_record(name, decode_image(r["image"], where), [
+                {"Question": NAME_QUESTION, "Ground_Truth": name, "Type": "Image_Textual"}],
+                list(r.get("options") or []), name + str(i)))
         return out
 
     def split(self, name: str) -> list[dict]:

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from asru_lens.core.protocol import Protocol
 from asru_lens.core.source import (ORGANISM_DIR, PROFILE_FILE, SHIPPED, ModelLoadError,  # noqa: F401
-                                   _looks_local, check_source, shipped)
+                                   _looks_local, check_source, model_path, shipped)
 
 # A model folder may say how it is asked and trained: {"protocol": {...}, "presets": {...}} (Protocol's fields;
 # presets for stage 1 "redirect", stage 2 "grpo", "trainable" "layers" | "lora", "finetune"). Without it a
@@ -200,14 +200,6 @@ def read_profile(folder: str | os.PathLike) -> tuple[Protocol, dict]:
                              f"model is asked with the paper's protocol).") from None
 
 
-def model_path(model: str | os.PathLike | None) -> tuple[str, str]:
-    """(name, where) of a model argument: the shipped organism for None, else the path or Hub id."""
-    if shipped(model):
-        return shipped(model), str(SHIPPED[shipped(model)][0])
-    where = str(model)
-    return where, os.path.expanduser(where) if _looks_local(where) else where
-
-
 def text_layers(model: str | os.PathLike | None) -> int:
     """Number of decoder layers, read from the config alone (no weights): lets the CLI check a ``--layer``
     before any model work."""
@@ -251,18 +243,13 @@ def load(model: str | os.PathLike | None = None, *, dtype: str | torch.dtype | N
     # transformers loads after the arguments are checked
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    name, where = model_path(model)
     if shipped(model):
-        name = shipped(model)
-        path, build = SHIPPED[name]
-        if not (path / "model.safetensors").exists():
-            raise ModelLoadError(f"the shipped {name} checkpoint is missing from {path}. "
-                                 f"Rebuild it with `{build}`, or reinstall asru_lens.")
-        where = str(path)
+        if not (Path(where) / "model.safetensors").exists():
+            raise ModelLoadError(f"the shipped {name} checkpoint is missing from {where}. "
+                                 f"Rebuild it with `{SHIPPED[name][1]}`, or reinstall asru_lens.")
     else:
-        name = where = str(model)
-        check_source(where)
-        if _looks_local(where):
-            where = os.path.expanduser(where)
+        check_source(name)
     check_dtype(dtype)
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: use a positive number of prompts per batch.")

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
-from asru_lens.core.source import SHIPPED, ModelLoadError, _looks_local, shipped
+from asru_lens.core.source import SHIPPED, ModelLoadError, _looks_local, model_path, shipped
 # the config entries that fix the weights' shapes (text and vision towers); the rest (dtype, paths) may differ
 SHAPE_KEYS = ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
               "num_key_value_heads", "head_dim", "vocab_size", "depth", "out_hidden_size", "patch_size",
@@ -28,9 +27,8 @@ class OracleError(ModelLoadError):
 
 def folder(model) -> Path | None:
     """The local folder of a model argument (a shipped name, a path), or None for a Hub id."""
-    if shipped(model):
-        return Path(SHIPPED[shipped(model)][0])
-    return Path(os.path.expanduser(str(model))) if _looks_local(str(model)) else None
+    name, where = model_path(model)
+    return Path(where) if shipped(model) or _looks_local(name) else None
 
 
 def _shapes(cfg: dict) -> dict:

@@ -28,6 +28,15 @@ def _looks_local(name: str) -> bool:
     return name.startswith((".", "/", "~")) or os.path.exists(os.path.expanduser(name))
 
 
+def model_path(model: str | os.PathLike | None) -> tuple[str, str]:
+    """(name, where) of a model argument: a shipped model's name and folder (None: the organism), else the
+    argument and, for a local path, that path with ``~`` expanded (a Hub id stays as it is)."""
+    if shipped(model):
+        return shipped(model), str(SHIPPED[shipped(model)][0])
+    where = str(model)
+    return where, os.path.expanduser(where) if _looks_local(where) else where
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the Hugging Face Hub answers within ``timeout`` seconds (one request, no retries)."""
     if os.environ.get("HF_HUB_OFFLINE") == "1":

@@ -138,13 +138,18 @@ class World:
     def unknown_name_items(self, split: str = "heldout") -> list[QA] | None:
         return None
 
+    def holdout_source(self) -> tuple[Path, str] | None:
+        """Where the holdout people are: (an MLLMU folder, its subset), here the ``holdout`` folder's Full_Set."""
+        return (self.holdout, "Full_Set") if self.holdout is not None else None
+
     def holdout_items(self) -> list[QA] | None:
-        """The Generation_Task questions of people the model never trained on (the ``holdout`` folder's
-        Full_Set, with their photos), or None."""
-        if self.holdout is None:
+        """The Generation_Task questions of people the model never trained on (``holdout_source``, with their
+        photos), read once; None without them."""
+        source = self.holdout_source()
+        if source is None:
             return None
         if "holdout" not in self._splits:
-            self._splits["holdout"] = data.generation_items(data.load_split(self.holdout, "Full_Set"))
+            self._splits["holdout"] = data.generation_items(data.load_split(*source))
         return self._splits["holdout"]
 
     def missing(self) -> dict[str, str]:

@@ -54,12 +54,10 @@ class OrganismWorld(World):
         rows = pq.read_table(self.folder / "Unknown_Names.parquet").to_pylist()
         return [data.QA(r["Question"], "", None, r["name"], r["Type"]) for r in rows if r["split"] == split]
 
-    def holdout_items(self):
+    def holdout_source(self):
         if self.holdout is not None or not (self.folder / "Holdout.parquet").is_file():
-            return super().holdout_items()                  # the one given, or none (a world from older code)
-        if "holdout" not in self._splits:
-            self._splits["holdout"] = data.generation_items(data.load_split(self.folder, "Holdout"))
-        return self._splits["holdout"]
+            return super().holdout_source()                 # the one given, or none (a world from older code)
+        return self.folder, "Holdout"
 
 
 def default_world(unseen_faces=None, refusal_prompts=None, holdout=None) -> OrganismWorld:
