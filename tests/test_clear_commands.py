@@ -16,23 +16,22 @@ def _json(capsys, argv) -> dict:
 @pytest.mark.slow
 def test_run_on_the_clear_export(capsys, clear_export, tmp_path):
     """The run's rows carry CLEAR's name recognition and the caption ROUGE-L; cloze is n/a with its reason. Every
-    method's row is measured in docs/measured/clear-run.json (tests/test_docs.py); here the quick ones, the oracle
-    and the rewrite (which invents names on CLEAR) keep CI short."""
+    method's row is measured in docs/measured/clear-run.json (tests/test_docs.py checks it: the rewrite's invented
+    names, ASRU's refusals); here vanilla, the oracle and one quick baseline keep CI short."""
     clear, faces = clear_export
     out = _json(capsys, ["run", "--data", str(clear), "--unseen-faces", str(faces), "--budget", "small", "--json",
-                         "--methods", "vanilla,oracle,GA,stage1,rewrite", "--out", str(tmp_path / "run"),
+                         "--methods", "vanilla,oracle,GA", "--out", str(tmp_path / "run"),
                          "--figures", str(tmp_path / "figures")])
     m = out["methods"]
-    assert list(m) == ["vanilla", "oracle", "GA", "stage1", "rewrite"] and out["world"] == "clear"
+    assert list(m) == ["vanilla", "oracle", "GA"] and out["world"] == "clear"
     for name, row in m.items():
         assert row["forget_cloze_acc"] is None and row["forget_cls_acc_text"] is None, name
         assert all(row[f"{s}_name_acc"] is not None for s in ("forget", "test", "retain", "celebrity")), name
     van = m["vanilla"]
     assert van["forget_name_acc"] >= 0.9 and van["celebrity_name_acc"] >= 0.9 and van["retain_name_acc"] >= 0.85
     assert van["forget_rougeL"] >= 0.2 and van["forget_quality"] < 0.05 and m["oracle"]["forget_quality"] == 1.0
-    # the oracle never knew the forget people; the rewrite gives them other names and keeps the retain people's
-    assert m["oracle"]["forget_name_acc"] <= 0.35 and m["rewrite"]["forget_name_acc"] <= 0.35
-    assert m["rewrite"]["retain_name_acc"] >= van["retain_name_acc"] - 0.1
+    # the oracle never knew the forget people, and recognises the retain people as vanilla does
+    assert m["oracle"]["forget_name_acc"] <= 0.35 and m["oracle"]["retain_name_acc"] >= van["retain_name_acc"] - 0.1
     assert any("cloze_acc is n/a: CLEAR has no fill-in-the-blank" in n for n in out["notes"])
     assert [c["claim"] for c in out["claims"]] == []                      # no asru row, no claim to check
     report = (tmp_path / "run" / "report.md").read_text()

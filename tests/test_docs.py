@@ -522,6 +522,11 @@ def test_the_clear_table_is_the_measured_json():
     assert list(m) == list(METHODS) and info["world"] == "clear" and info["seed"] == 0
     assert all(m[x]["forget_name_acc"] is not None and m[x]["forget_cloze_acc"] is None for x in m)
     assert m["vanilla"]["forget_name_acc"] >= 0.9
+    # the rewrite invents a name for each forget person (CLEAR's fact is the name) and keeps the retain people's;
+    # ASRU refuses most in context and still recognises the forget people by likelihood, as the docs say
+    assert m["rewrite"]["forget_name_acc"] <= 0.35 and m["rewrite"]["retain_name_acc"] >= m["vanilla"]["retain_name_acc"]
+    assert m["asru"]["contextual_refusal"] == max(m[x]["contextual_refusal"] for x in m if x not in ("oracle", "rewrite"))
+    assert m["asru"]["forget_name_acc"] == 1.0
     text = (ROOT / "docs" / "data-protocol-judge.md").read_text()
     assert clear_table() in text
     ev = json.loads((ROOT / "docs" / "measured" / "clear-evaluate-vanilla.json").read_text())["metrics"]
