@@ -33,8 +33,6 @@ from asru_lens.core.protocol import PROMPTS
 FORGET_SPLITS = (5, 10, 15)
 
 
-
-
 def shipped_requests(harmful: bool) -> list[str]:
     """Our harmful (or harmless) requests, one per line of ``asru_lens/prompts/harm{ful,less}.txt``."""
     path = PROMPTS / ("harmful.txt" if harmful else "harmless.txt")

@@ -33,10 +33,11 @@ from asru_lens.core import data
 from asru_lens.measure import facts
 from asru_lens.measure.judge import RUBRICS, fact_judge, rule_judge
 from asru_lens.measure.metrics import bleu, rouge
+from asru_lens.measure.privacy import option_nlls
 from asru_lens.core.protocol import cloze_correct
 from asru_lens.measure.refusal import contains
 from asru_lens.core.data import QA
-from asru_lens.core.training import answer_batch, answer_logprobs, answer_tokens, seq_nll, token_logps
+from asru_lens.core.training import answer_tokens, token_logps
 from asru_lens.core.sets import _sample
 from asru_lens.core.world import World
 
@@ -107,27 +108,16 @@ def answer_perplexity(lens, items: list, answers: list[str], model=None, batch_s
     return out
 
 
-@torch.no_grad()
-def name_recognition(lens, items: list, prompt: str, batch_size: int = 32) -> tuple[list[bool], list[float]]:
+def name_recognition(lens, items: list, prompt: str, batch_size: int = 16) -> tuple[list[bool], list[float]]:
     """CLEAR's face recognition: each A-D option (a name) scored as the answer to ``prompt`` about the item's
     photo by its length-normalised likelihood, exp(-mean NLL) as CLEAR's "Prob." reads it. Per item: (the right
     name is the likeliest, its likelihood over the options' sum)."""
-    asked, names, sizes = [], [], []
-    for q in items:
-        letters = [q.answer] + sorted(k for k in q.options if k != q.answer)
-        asked += [QA(prompt, "", q.image, q.id, q.kind)] * len(letters)
-        names += [str(q.options[k]) for k in letters]
-        sizes.append(len(letters))
-    nll = []
-    for i in range(0, len(asked), batch_size):
-        lp, mask, _ = answer_logprobs(lens.model, answer_batch(lens, asked[i:i + batch_size], names[i:i + batch_size]))
-        nll += seq_nll(lp.float(), mask).tolist()
-    right, prob, at = [], [], 0
-    for n in sizes:
-        p = np.exp(-np.array(nll[at:at + n]))
+    right, prob = [], []
+    for nll in option_nlls(lens, items, lambda q: QA(prompt, "", q.image, q.id, q.kind),
+                           lambda q, x: str(q.options[x]), batch_size):
+        p = np.exp(-nll)
         right.append(bool(p[0] > p[1:].max(initial=0.0)))
         prob.append(float(p[0] / p.sum()))
-        at += n
     return right, prob
 
 

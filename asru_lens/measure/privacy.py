@@ -60,23 +60,27 @@ def avg_nll(stat: dict) -> float:
 
 
 # -- truth ratio and forget quality ----------------------------------------------------------------------------
+def option_nlls(lens, items: list[QA], ask, answer, batch_size: int = 16) -> list[np.ndarray]:
+    """Per A-D item, the mean NLL (``avg_nll``) of each option read as the answer: the right one first, then the
+    others by letter. ``ask(q)``: the QA asked (its prompt and image); ``answer(q, letter)``: the text scored. The
+    one option read behind the truth ratio here and CLEAR's name recognition (``measure.evaluate``)."""
+    asked, answers, sizes = [], [], []
+    for q in items:
+        letters = [q.answer] + sorted(k for k in q.options if k != q.answer)
+        asked += [ask(q)] * len(letters)
+        answers += [answer(q, x) for x in letters]
+        sizes.append(len(letters))
+    losses = np.array([avg_nll(s) for s in answer_stats(lens, asked, answers, batch_size)])
+    return np.split(losses, np.cumsum(sizes)[:-1]) if sizes else []
+
+
 def truth_ratios(lens, items: list[QA], batch_size: int = 16) -> np.ndarray:
     """P(wrong) / P(right) per A-D question (``items`` from ``data.classification_items``), asked in the model's
     A-D prompt with its image."""
-    prompts, answers, sizes = [], [], []
-    for q in items:
-        letters = [q.answer] + sorted(k for k in q.options if k != q.answer)
-        prompt = QA(lens.protocol.mc(q.question, q.options), q.answer, q.image, q.id, q.kind)
-        prompts += [prompt] * len(letters)
-        answers += [lens.protocol.mc_target(q.options, x) for x in letters]
-        sizes.append(len(letters))
-    losses = np.array([avg_nll(s) for s in answer_stats(lens, prompts, answers, batch_size)])
-    out, at = [], 0
-    for n in sizes:
-        right, wrong = losses[at], losses[at + 1:at + n].mean()
-        out.append(float(np.exp(-wrong) / (np.exp(-right) + 1e-10)))
-        at += n
-    return np.array(out)
+    nlls = option_nlls(lens, items, lambda q: QA(lens.protocol.mc(q.question, q.options), q.answer, q.image, q.id,
+                                                 q.kind),
+                       lambda q, x: lens.protocol.mc_target(q.options, x), batch_size)
+    return np.array([float(np.exp(-n[1:].mean()) / (np.exp(-n[0]) + 1e-10)) for n in nlls])
 
 
 def truth_ratio_score(ratios) -> float:

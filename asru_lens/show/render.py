@@ -47,6 +47,7 @@ def save(fig: go.Figure, name: str, folder: str | os.PathLike = "figures", png: 
     if png or (png is None and browser):
         if browser:
             os.environ.setdefault("BROWSER_PATH", browser)
+            _kaleido_server_once()      # one Chromium for the process: a run's dozen PNGs take seconds, not a minute
         image = _png(fig, strict=bool(png))
         if image is not None:
             atomic_write_bytes(folder / f"{name}.png", image)
@@ -150,6 +151,16 @@ def _kaleido_server(timeout: float = 120) -> bool:
         return True
     server._initialized = False                         # dead or stuck: sync exports go back to one-shot
     return False
+
+
+_SERVER: list[bool] = []
+
+
+def _kaleido_server_once() -> bool:
+    """``_kaleido_server`` tried once per process: a server that did not start is not waited for again."""
+    if not _SERVER:
+        _SERVER.append(_kaleido_server())
+    return _SERVER[0]
 
 
 def setup_notebook(static: bool | None = None) -> None:
