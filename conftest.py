@@ -20,11 +20,28 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+# About how long the longest groups take in CI (2 cores, `--durations`; the setup of the fixtures they build first
+# included), so that they start first. pytest-xdist hands a worker its next group while it still holds two tests,
+# so a long group late in the queue would keep one worker busy long after the other has run out of work.
+SECONDS = {
+    "tests/test_export_commands.py::test_run_on_export_small_budget": 600,
+    "tests/test_parallel.py::test_two_workers_give_the_serial_table": 510,     # with the serial run it compares to
+    "tests/test_real_width.py::test_real_2b_widths_end_to_end": 500,
+    "unlearned_export": 450,
+    "notebooks/03_unlearning.ipynb": 400,
+    "notebooks/04_evaluation.ipynb": 345,
+    "notebooks/05_residue.ipynb": 325,
+    "tests/test_run_report.py::test_run_resumes_after_ctrl_c": 195,
+    "tests/test_organism.py::test_short_training_run_end_to_end_and_deterministic": 130,
+}
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Groups for pytest-xdist's ``--dist loadgroup``: a notebook's cells and a test file's quick tests stay on one
     worker, in order; the tests that share the unlearned export (one unlearn run of minutes) share a worker; every
-    other slow test is a group of its own. The long groups go first, so that the workers finish together."""
+    other slow test is a group of its own. The long groups go first (``SECONDS``, then notebooks, slow tests and
+    quick files), so that the workers finish together."""
     def group(item):
         if "unlearned_export" in getattr(item, "fixturenames", ()):
             return "unlearned_export"
@@ -36,7 +53,8 @@ def pytest_collection_modifyitems(config, items):
 
     def rank(item):
         g = group(item)
-        return 0 if g == "unlearned_export" else 1 if ".ipynb" in g else 2 if item.get_closest_marker("slow") else 3
+        kind = 0 if g == "unlearned_export" else 1 if ".ipynb" in g else 2 if item.get_closest_marker("slow") else 3
+        return (-SECONDS.get(g, 0), kind)
 
     items.sort(key=rank)                      # stable: a group's items keep their order
     for item in items:

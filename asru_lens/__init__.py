@@ -75,6 +75,7 @@ def open_world(data=None, *, unseen_faces=None, refusal_prompts=None, holdout=No
     give ASRU's refusal set; a plain MLLMU-Bench folder needs one of them for the probe. Files are checked
     here, before any model work. ``holdout``: an MLLMU folder of people the model never trained on, the
     non-members of membership inference (the organism's world brings its own)."""
+    # the world modules load here, not with the package: `import asru_lens` stays light for the CLI's checks
     from asru_lens.core.clear import ClearWorld
     from asru_lens.core.data import DataError
     from asru_lens.core.world import World

@@ -60,12 +60,13 @@ def test_unlearn_on_export(unlearned_export, export):
 @pytest.mark.slow
 def test_run_on_export_small_budget(capsys, export, tmp_path):
     """Every registered method is a row (MMUnlearner, RMU and the rewrite included), each meets its own claims,
-    and the rewrite row is one definition: `unlearn --method rewrite` at the run's learning rates, then `evaluate`,
-    gives the row's forget A-D, leakage and contextual refusal."""
+    and a row is one definition: the model the run kept for it (``--save-models``), evaluated, gives the row, and
+    `unlearn --method GA` at the run's learning rate trains the model behind GA's row."""
     mllmu, faces = export
     data = ["--data", str(mllmu), "--unseen-faces", str(faces)]
+    saved = tmp_path / "models"
     out = _json(capsys, ["run", *data, "--budget", "small", "--json", "--out", str(tmp_path / "run"),
-                         "--reports", str(tmp_path / "reports"),
+                         "--reports", str(tmp_path / "reports"), "--save-models", str(saved),
                          "--figures", str(tmp_path / "figures")])
     m = out["methods"]
     assert list(m) == list(METHODS)
@@ -81,15 +82,20 @@ def test_run_on_export_small_budget(capsys, export, tmp_path):
     report = (tmp_path / "reports" / "report.md").read_text()
     assert "Evaluation protocol: **organism**" in report and "perception_acc is null" in report
     assert "relearn_recovery_30" not in m["asru"]                     # the small budget leaves the residue out
-    # one definition of the rewrite: the same function at the same settings, saved, reopened and evaluated
-    lrs = f"rewrite={out['tuning']['rewrite']['lr']},asru={out['tuning']['asru']['lr']}"
-    model = tmp_path / "rewrite"
-    _json(capsys, ["unlearn", "--method", "rewrite", *data, "--budget", "small", "--lr", lrs, "--n", "8",
-                   "--out", str(model), "--json"])
-    ev = _json(capsys, ["evaluate", "--model", str(model), "--data", str(mllmu), "--n", "24", "--seed", "0",
-                        "--json"])["metrics"]
+
+    def evaluated(model):
+        return _json(capsys, ["evaluate", "--model", str(model), "--data", str(mllmu), "--n", "24", "--seed", "0",
+                              "--json"])["metrics"]
+    # the rewrite's kept model is its row (the rewrite trains for minutes: its unlearn path is fit's, as GA's)
+    ev = evaluated(saved / "rewrite")
     for k in ("forget_cls_acc", "leakage", "contextual_refusal"):
         assert ev[k] == pytest.approx(m["rewrite"][k], abs=1e-4), k
+    # one definition of training: `unlearn` at the run's learning rate, saved, reopened and evaluated
+    _json(capsys, ["unlearn", "--method", "GA", *data, "--budget", "small", "--lr", str(out["tuning"]["GA"]["lr"]),
+                   "--n", "8", "--out", str(tmp_path / "GA"), "--json"])
+    ev = evaluated(tmp_path / "GA")
+    for k in ("forget_cls_acc", "leakage", "contextual_refusal", "retain_cls_acc"):
+        assert ev[k] == pytest.approx(m["GA"][k], abs=1e-4), k
 
 
 def _run_notebook(name: str, params: dict) -> nbformat.NotebookNode:

@@ -67,7 +67,7 @@ def file_lock(path: str | os.PathLike):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        import fcntl
+        import fcntl                                    # POSIX only: tried here, where a lock is asked for
     except ImportError:                                 # Windows: the atomic rename still keeps the folder whole
         yield path
         return

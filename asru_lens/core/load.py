@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from asru_lens.core.atomic import atomic_dir
+from asru_lens.core.data import DataError, decode_image
 from asru_lens.core.protocol import Protocol
 from asru_lens.core.source import (ORGANISM_DIR, PROFILE_FILE, SHIPPED, ModelLoadError,  # noqa: F401
                                    _looks_local, check_source, model_path, shipped)
@@ -145,7 +147,6 @@ class Lens:
 
         Written into a temp folder beside ``path`` and renamed into place: a failed or interrupted save leaves
         the previous folder (or none), never a half-written one."""
-        from asru_lens.core.atomic import atomic_dir
         profile = {"protocol": self.protocol.as_dict(), "presets": self.presets,
                    **({"oracle": self.oracle} if self.oracle else {})}
         with atomic_dir(path) as tmp:
@@ -178,7 +179,6 @@ def _as_image(image, index: int):
     if image is None or hasattr(image, "convert"):
         return image
     if isinstance(image, (str, os.PathLike)):
-        from asru_lens.core.data import DataError, decode_image
         if not os.path.isfile(image):
             raise DataError(f"prompt {index}: image file {str(image)!r} does not exist. Fix the path or pass a "
                             f"PIL image.")

@@ -42,7 +42,7 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         return False
     try:
-        from huggingface_hub import constants, get_session
+        from huggingface_hub import constants, get_session   # this module stays torch- and Hub-free until asked
         get_session().head(constants.ENDPOINT, timeout=timeout)
         return True
     except Exception:               # no DNS, no route, a timeout: the Hub is out of reach
@@ -66,7 +66,7 @@ def check_source(name: str) -> None:
         _PASSED.add(name)
         return
     try:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache   # as above: loaded only when a Hub id is checked
         cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
     except Exception:               # not a valid Hub id at all: certainly not cached
         cached = False
