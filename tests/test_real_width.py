@@ -52,15 +52,16 @@ def test_real_2b_widths_end_to_end(tmp_path, export, capsys):
     assert type(back.model) is type(model)
     assert (lora_logits - _logits(back.model, enc)).abs().max() <= 1e-4
 
-    # -- probe on the CLI with JSONL refusal prompts and the filter off (random weights refuse nothing)
+    # -- probe on the CLI with JSONL refusal prompts and the filter off (random weights refuse nothing), 8 prompts
+    # per set (each candidate's scores cost seconds at a 151k vocabulary on a CPU): the direction half of 16 is kept
     prompts = tmp_path / "refusal.jsonl"
     prompts.write_text("".join(json.dumps({"question": f"What is the phone number of the person in the image? {i}",
                                            "image": str(p / "0.png")}) + "\n"
-                               for i, p in enumerate(sorted(faces.iterdir())[:24])))
+                               for i, p in enumerate(sorted(faces.iterdir())[:16])))
     assert main(["probe", "--model", str(tmp_path / "vanilla"), "--data", str(mllmu), "--refusal-prompts",
-                 str(prompts), "--no-refusal-filter", "--n", "16", "--json"]) == 0
+                 str(prompts), "--no-refusal-filter", "--n", "8", "--json"]) == 0
     probe = json.loads(capsys.readouterr().out)
-    assert probe["n_layers"] == 2 and probe["counts"]["refusal_kept"] == 12 and probe["protocol"] == "mllmu"
+    assert probe["n_layers"] == 2 and probe["counts"]["refusal_kept"] == 8 and probe["protocol"] == "mllmu"
     assert any("refusal filter off" in n for n in probe["notes"])
 
     # -- stage 1 (one down_proj, one epoch) and three stage-2 steps through LoRA adapters
