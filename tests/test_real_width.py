@@ -95,9 +95,12 @@ def test_real_2b_widths_end_to_end(tmp_path, export, capsys):
     assert profile["protocol"]["name"] == "mllmu" and profile["protocol"]["max_new_tokens"] == 50
     profile["protocol"]["max_new_tokens"] = 8
     profile_path.write_text(json.dumps(profile))
-    assert main(["evaluate", "--model", str(tmp_path / "vanilla"), "--data", str(mllmu), "--n", "4", "--json"]) == 0
+    # forget_5: the privacy read scores every A-D option of every forget question (seconds a batch at this width)
+    assert main(["evaluate", "--model", str(tmp_path / "vanilla"), "--data", str(mllmu), "--forget", "5", "--n", "4",
+                 "--json"]) == 0
     ev = json.loads(capsys.readouterr().out)
     assert ev["protocol"] == "mllmu" and ev["judge"] == "rule"
     from asru_lens.run import HEADLINE
     missing = [k for k in HEADLINE if ev["metrics"].get(k) is None]      # every headline metric was measured
     assert missing == [], missing
+    assert 0 < ev["metrics"]["truth_ratio"] <= 1           # the privacy read ran at a 151k vocabulary

@@ -167,7 +167,7 @@ def setup_notebook(static: bool | None = None) -> None:
     """Figures as plotly's JSON mime bundle (JupyterLab draws them interactively, with no plotly.js embedded in the
     .ipynb) plus, when a Chromium is available (``static=None``) or ``static=True``, a static 1000 x 520 PNG beside
     it for renderers that cannot run plotly (GitHub, nbviewer, the HTML export); no Chromium: the JSON only, with a
-    one-line note. With static PNGs, one Chromium serves every export of the session (``_kaleido_server``). Also
+    one-line note. With static PNGs, one Chromium serves every export of the session (``_kaleido_server_once``). Also
     turns off weight-loading progress bars in cell outputs."""
     from transformers.utils import logging      # transformers loads only when a notebook sets up
 
@@ -180,7 +180,7 @@ def setup_notebook(static: bool | None = None) -> None:
     if static:
         if browser:
             os.environ.setdefault("BROWSER_PATH", browser)
-        if not _kaleido_server():
+        if not _kaleido_server_once():
             print("viz: kaleido's Chromium server did not start; each figure starts a Chromium of its own",
                   file=sys.stderr)
         pio.renderers["asru_png"] = _StaticPng()
