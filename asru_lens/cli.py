@@ -416,7 +416,8 @@ def cmd_run(args) -> int:
     from asru_lens.measure.judge import make_judge
     from asru_lens.report import cell, headline
     from asru_lens.run import RunConfig, run, summary, write_report
-    cfg = RunConfig.named(args.budget, forget=args.forget, seed=args.seed)
+    cfg = RunConfig.named(args.budget, forget=args.forget, seed=args.seed,
+                          **({"grpo_steps": args.steps} if args.steps else {}))
     if chosen:
         cfg.methods = chosen
     if args.residue is not None:
@@ -857,6 +858,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "probe the model first)")
     r.add_argument("--budget", default="full", choices=("full", "small"), help="small: fewer questions, a "
                    "two-point learning-rate grid and no residue (default full)")
+    r.add_argument("--steps", type=positive_int, help="stage 2 GRPO steps per learning rate, ASRU's and the "
+                   "rewrite's (default: the budget's, full 80, small 40)")
     r.add_argument("--residue", action=argparse.BooleanOptionalAction, default=None, help="relearning attack and "
                    "probes on every method (default: on with the full budget, off with the small one)")
     r.add_argument("--seed", type=nonneg_int, default=0, help="seed of every method and sample (default 0)")

@@ -61,11 +61,12 @@ def test_unlearn_on_export(unlearned_export, export):
 def test_run_on_export_small_budget(capsys, export, tmp_path):
     """Every registered method is a row (MMUnlearner, RMU and the rewrite included), each meets its own claims,
     and a row is one definition: the model the run kept for it (``--save-models``), evaluated, gives the row, and
-    `unlearn --method GA` at the run's learning rate trains the model behind GA's row."""
+    `unlearn --method GA` at the run's learning rate trains the model behind GA's row. Stage 2 at 20 GRPO steps
+    per learning rate (`--steps`; the small budget's 40 are notebook 04's, on the same people)."""
     mllmu, faces = export
     data = ["--data", str(mllmu), "--unseen-faces", str(faces)]
     saved = tmp_path / "models"
-    out = _json(capsys, ["run", *data, "--budget", "small", "--json", "--out", str(tmp_path / "run"),
+    out = _json(capsys, ["run", *data, "--budget", "small", "--steps", "20", "--json", "--out", str(tmp_path / "run"),
                          "--reports", str(tmp_path / "reports"), "--save-models", str(saved),
                          "--figures", str(tmp_path / "figures")])
     m = out["methods"]
@@ -82,6 +83,7 @@ def test_run_on_export_small_budget(capsys, export, tmp_path):
     report = (tmp_path / "reports" / "report.md").read_text()
     assert "Evaluation protocol: **organism**" in report and "perception_acc is null" in report
     assert "relearn_recovery_30" not in m["asru"]                     # the small budget leaves the residue out
+    assert json.loads((tmp_path / "run" / "tasks" / "config.json").read_text())["budget"]["grpo_steps"] == 20
 
     def evaluated(model):
         return _json(capsys, ["evaluate", "--model", str(model), "--data", str(mllmu), "--n", "24", "--seed", "0",
