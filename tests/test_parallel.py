@@ -75,28 +75,27 @@ def test_a_ray_address_nothing_answers_at_is_one_clear_error_before_the_model_lo
 @pytest.mark.slow
 def test_two_workers_give_the_serial_table(small_run, tmp_path):
     """`run --workers 2` (two Ray workers on this machine) against the shared serial run at the same seed: the same
-    rows, residue columns and learning-rate grids; a method that starts after GA gets GA's chosen weights. (Without
-    vanilla's row: a row depends on no other, as the serial run of GA alone shows.)"""
+    rows, residue columns and learning-rate grids; a method that starts after GA gets GA's chosen weights."""
     pytest.importorskip("ray")
     serial, _, small = small_run
     plugin = tmp_path / "after_ga.py"
     plugin.write_text(PLUGIN)
     argv = [sys.executable, "-m", "asru_lens", *small, "--workers", "2", "--json", "--out", str(tmp_path / "run")]
     methods = argv.index("vanilla,GA")
-    argv[methods] = "GA,after_GA"
+    argv[methods] = "vanilla,GA,after_GA"
     done = subprocess.run([*argv, "--plugin", str(plugin)], capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout)
-    assert list(out["methods"]) == ["GA", "after_GA"]
-    assert out["methods"]["GA"] == serial["methods"]["GA"]
+    assert list(out["methods"]) == ["vanilla", "GA", "after_GA"]
+    assert {m: out["methods"][m] for m in ("vanilla", "GA")} == serial["methods"]
     assert out["tuning"] == serial["tuning"] and out["residue"]["GA"] == serial["residue"]["GA"]
     assert out["methods"]["after_GA"] == serial["methods"]["GA"]       # GA's weights, shipped to another task
     tasks = {p.name for p in (tmp_path / "run" / "tasks").iterdir()}
-    assert {"GA.json", "GA.safetensors", "after_GA.json"} <= tasks   # kept as each row came in
+    assert {"vanilla.json", "GA.json", "GA.safetensors", "after_GA.json"} <= tasks   # kept as each row came in
     # a resumed parallel run: after_GA's row lost, it is made again from GA's kept weights, the rest read back
     (tmp_path / "run" / "tasks" / "after_GA.json").unlink()
     again = subprocess.run([*argv, "--plugin", str(plugin), "--resume"], capture_output=True, text=True, timeout=1500)
     assert again.returncode == 0, again.stderr[-3000:]
     resumed = json.loads(again.stdout)
-    assert resumed["resumed"] == ["GA"] and "1 of 2 tasks already finished" in again.stderr
+    assert resumed["resumed"] == ["vanilla", "GA"] and "2 of 3 tasks already finished" in again.stderr
     assert resumed["methods"] == out["methods"] and resumed["tuning"] == out["tuning"]
