@@ -101,11 +101,9 @@ for name in sys.argv[1:]:
             print(name, "|", traceback.format_exc().strip().splitlines()[-1], flush=True)
             os._exit(3)                     # reported: the parent says nothing more
         os._exit(0)
-    status = os.waitpid(pid, 0)[1]
-    if status and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 3:
-        continue
-    if status:                              # died without a word (a signal, a crash in C)
-        print(name, "| exit status", status, flush=True)
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if code not in (0, 3):                  # died without a word (a signal, a crash in C)
+        print(name, "| exit status", code, flush=True)
 """
 
 
