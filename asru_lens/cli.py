@@ -542,12 +542,14 @@ def cmd_evaluate(args) -> int:
         notes.append("forget_quality and privleak are null: no oracle (--oracle DIR)")
     res["metrics"].update(privacy.columns(mine, theirs))
     info = {"metrics": {k: None if v is None else round(v, 4) for k, v in res["metrics"].items()},
-            "mia_auc": mine.get("mia_auc"), "oracle": oracle, "protocol": res["protocol"], "judge": res["judge"],
-            "notes": notes}
+            "mia_auc": mine.get("mia_auc"), "mia_auc_interval": mine.get("mia_auc_interval"), "oracle": oracle,
+            "protocol": res["protocol"], "judge": res["judge"], "notes": notes}
+    ci = (info["mia_auc_interval"] or {}).get(privacy.MIA)
     return emit(args, info, lambda i: [_table([(k, cell(i["metrics"].get(k)))
                                                for k in headline([i["metrics"]]) + privacy.COLUMNS],
                                               ("metric", "value")),
                                        f"protocol: {i['protocol']}, judge: {i['judge']}, oracle: {i['oracle']}"]
+                + ([f"mia_auc ({privacy.MIA}): 95% interval over people [{ci[0]:.3f}, {ci[1]:.3f}]"] if ci else [])
                 + [f"note: {n}" for n in i["notes"]])
 
 

@@ -97,7 +97,8 @@ def summary(res: RunResult) -> dict:
     r = lambda v: None if v is None else round(float(v), 4)  # noqa: E731
     methods = {m: {k: r(v) for k, v in mets.items()} for m, mets in res.methods.items()}
     return {"methods": methods, "claims": claims(methods), "tuning": res.tuning, "steer": res.extra.get("steer"),
-            "residue": res.residue, "privacy": {m: {"mia_auc": r.get("mia_auc")} for m, r in res.privacy.items()},
+            "residue": res.residue,
+            "privacy": {m: {k: p.get(k) for k in ("mia_auc", "mia_auc_interval")} for m, p in res.privacy.items()},
             "seconds": res.extra.get("seconds"), "protocol": res.extra.get("protocol"),
             "judge": res.extra.get("judge"), "world": res.extra.get("world"), "seed": res.extra.get("seed"),
             "notes": res.extra.get("notes", [])}

@@ -374,7 +374,22 @@ def test_why_asru_keeps_its_presets_is_the_measured_json():
             f"one direction ablated {f2([r['ablation']['leak'] for r in free])}; on the templated world relearning "
             f"recovers {templ['relearn']['question']['recovery'][1]:.2f} (at the presets "
             f"{kept_res['template']['relearn']['question']['recovery'][1]:.2f}).")
-    assert want in " ".join((ROOT / "docs" / "unlearning.md").read_text().split())
+    said = " ".join((ROOT / "docs" / "unlearning.md").read_text().split())
+    assert want in said
+    # the run's row itself: 80 steps at the run's stage 2 rate, after stage 1 at its rate (one seed)
+    row = {w: load(f"at-run-row-unlearn{w}-seed0") for w in ("", "-free")}
+    assert all((u["config"]["settings"]["stage1"]["lr"], u["config"]["settings"]["asru"]["lr"],
+                u["config"]["settings"]["asru"]["steps"]) == (run["stage1"]["lr"], run["asru"]["lr"], 80)
+               for u in row.values())
+    t, f = (asru(load(f"at-run-row-residue-{w}-seed0")["models"]) for w in ("template", "free"))
+    assert (f"stage 2 refuses {row['']['stage2']['forget_refusal']:.3f} of the forget photo questions and "
+            f"{row['']['stage2']['test_refusal']:.3f} in the Test_Set photos (reworded: "
+            f"{row['-free']['stage2']['forget_refusal']:.3f} and {row['-free']['stage2']['test_refusal']:.3f}), and "
+            f"the templated audit reads it as at the presets (relearning recovers "
+            f"{t['relearn']['question']['recovery'][1]:.2f}, by name it leaks {t['by_name']['leak']:.2f}, with a "
+            f"direction ablated {t['ablation']['leak']:.2f}); but on the reworded export relearning brings back "
+            f"{f['relearn']['question']['recovery'][1]:.2f}, again short of 0.8.") in said
+    assert f["relearn"]["question"]["recovery"][1] < 0.8
 
 
 def oracle_tables() -> tuple[str, str]:
@@ -409,6 +424,21 @@ def oracle_tables() -> tuple[str, str]:
     second = "\n".join(["| | vanilla | oracle | bar |", "|---|---|---|---|"] +
                        [f"| {k} | {v:.4g} | {o:.4g} | {bar} |" for k, v, o, bar in rows])
     return first, second
+
+
+def test_the_oracle_auc_intervals_are_the_measured_json():
+    """docs/oracle.md's person-level intervals of the Min-K%++ AUC (asru-lens evaluate's mia_auc_interval)."""
+    import json
+    v, o = (json.loads((ROOT / "docs" / "measured" / f"oracle-evaluate-{m}.json").read_text())
+            for m in ("vanilla", "oracle"))
+    (vl, vh), (ol, oh) = v["mia_auc_interval"]["min_k++"], o["mia_auc_interval"]["min_k++"]
+    said = " ".join((ROOT / "docs" / "oracle.md").read_text().split())
+    assert (f"Vanilla's Min-K%++ AUC is {v['mia_auc']['min_k++']:.3f} in every draw ([{vl:.3f}, {vh:.3f}]); the "
+            f"oracle's {o['mia_auc']['min_k++']:.3f} has the interval [{ol:.3f}, {oh:.3f}]. A model that never knew "
+            f"the forget people can thus read anywhere from about {ol:.2f} to {oh:.2f} on this set") in said
+    assert vl == vh == 1.0 and oh - ol > 0.2            # wider than the bar's 0.5 +- 0.1
+    fp32 = json.loads((ROOT / "docs" / "measured" / "oracle-fp32-evaluate-oracle.json").read_text())["mia_auc"]
+    assert ol <= fp32["min_k++"] <= oh and f"the float32 build's {fp32['min_k++']:.3f} (below) lies inside it" in said
 
 
 def test_the_oracle_tables_are_the_measured_json():

@@ -28,6 +28,21 @@ def test_the_scores_by_hand():
     assert s["min_k++"][0] == pytest.approx(-np.sort((-nll + 1.0) / 2.0)[:2].mean())
 
 
+def test_the_auc_interval_resamples_people():
+    """Four answers per person that score alike are one draw, not four: resampling people gives a wider interval
+    than resampling answers; fully separated groups give [1, 1]."""
+    members = np.repeat([0.0, 1.0, 2.0, 3.0], 4)                  # 4 people x 4 answers
+    nonmembers = np.repeat([0.5, 1.5, 2.5, 3.5], 4)
+    people = np.repeat([0, 1, 2, 3], 4)
+    point = privacy.auc(members, nonmembers)
+    assert point == 0.625                                         # 10 of 16 person pairs below
+    lo, hi = privacy.auc_interval(members, nonmembers, people, people)
+    assert lo < point < hi
+    lo_a, hi_a = privacy.auc_interval(members, nonmembers, np.arange(16), np.arange(16))
+    assert hi - lo > 1.5 * (hi_a - lo_a), (lo, hi, lo_a, hi_a)
+    assert privacy.auc_interval([0.1, 0.2], [0.3, 0.4], [0, 1], [0, 1]) == [1.0, 1.0]
+
+
 def test_on_the_organism_the_truth_and_the_members_stand_out(organism, organism_world):
     rows = organism_world.rows(10)
     mc = data.classification_items(rows["forget"])[:16]

@@ -72,6 +72,8 @@ def test_run_cli_json_keys(small_run):
     assert all(out["methods"][m][k] is not None for m in ("vanilla", "GA") for k in PRIVACY)
     assert rel["leak_oracle"] and out["methods"]["GA"]["relearn_recovery_oracle_30"] == rel["recovery_oracle"][1]
     assert set(out["privacy"]["GA"]["mia_auc"]) == {"loss", "zlib", "min_k", "min_k++"}
+    lo, hi = out["privacy"]["GA"]["mia_auc_interval"]["min_k++"]        # over the people, around the point read
+    assert lo <= out["privacy"]["GA"]["mia_auc"]["min_k++"] <= hi and lo < hi
     md = (folder / "report.md").read_text()
     assert "## Forgotten or hidden?" in md and "](figures/run_residue.png)" in md      # linked from the run folder
     assert "## How close to never having known?" in md and "](figures/run_privacy.png)" in md

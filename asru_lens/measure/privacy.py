@@ -120,6 +120,27 @@ def auc(members, nonmembers) -> float:
     return float(below / (len(m) * len(n)))
 
 
+def auc_interval(members, nonmembers, member_groups, nonmember_groups, level: float = 0.95, n_boot: int = 1000,
+                 seed: int = 0) -> list[float]:
+    """A bootstrap interval of ``auc`` that resamples *people*, not answers (``*_groups``: whose answer each
+    score is): one person's answers share a face and a name, so they are not independent draws, and with ten
+    forget people the interval is wide. [lo, hi] at ``level``."""
+    m, n = np.asarray(members, float), np.asarray(nonmembers, float)
+    rng = np.random.default_rng(seed)
+
+    def rows(groups):
+        groups = np.asarray(groups)
+        return [np.flatnonzero(groups == g) for g in dict.fromkeys(groups.tolist())]
+    gm, gn = rows(member_groups), rows(nonmember_groups)
+    draws = []
+    for _ in range(n_boot):
+        a = np.concatenate([gm[i] for i in rng.integers(len(gm), size=len(gm))])
+        b = np.concatenate([gn[i] for i in rng.integers(len(gn), size=len(gn))])
+        draws.append(auc(m[a], n[b]))
+    tail = (1 - level) / 2 * 100
+    return [float(x) for x in np.percentile(draws, [tail, 100 - tail])]
+
+
 def membership_scores(lens, items: list[QA], k: float = K, batch_size: int = 16) -> dict[str, np.ndarray]:
     """``mia_scores`` of each item's ground truth, read after its prompt."""
     answers = [q.answer for q in items]
@@ -149,7 +170,8 @@ def privacy_items(world, forget: int = 10) -> dict:
 
 def read(lens, world, forget: int = 10, batch_size: int = 16) -> dict:
     """One model's privacy read: its forget truth ratios and, with a holdout, every attack's membership score of
-    each member and non-member and their AUCs. Plain lists, so it goes into JSON as it is."""
+    each member and non-member, their AUCs and each AUC's 95% interval over people (``auc_interval``). Plain
+    lists, so it goes into JSON as it is."""
     items = privacy_items(world, forget)
     out = {"truth_ratios": truth_ratios(lens, items["truth"], batch_size).tolist()}
     if items["nonmembers"]:
@@ -157,6 +179,9 @@ def read(lens, world, forget: int = 10, batch_size: int = 16) -> dict:
                   for side in ("members", "nonmembers")}
         out["scores"] = scores
         out["mia_auc"] = {a: auc(scores["members"][a], scores["nonmembers"][a]) for a in ATTACKS}
+        people = [[q.id for q in items[side]] for side in ("members", "nonmembers")]
+        out["mia_auc_interval"] = {a: auc_interval(scores["members"][a], scores["nonmembers"][a], *people)
+                                   for a in ATTACKS}
     return out
 
 
