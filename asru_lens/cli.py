@@ -417,7 +417,7 @@ def cmd_run(args) -> int:
     from asru_lens.report import cell, headline
     from asru_lens.run import RunConfig, run, summary, write_report
     cfg = RunConfig.named(args.budget, forget=args.forget, seed=args.seed,
-                          **({"grpo_steps": args.steps} if args.steps else {}))
+                          **({} if args.steps is None else {"grpo_steps": args.steps}))
     if chosen:
         cfg.methods = chosen
     if args.residue is not None:
